@@ -1,0 +1,119 @@
+"""Pure-Python backend (hashlib + a buffered file) with exactly the API of the native extension."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Buffer
+from pathlib import Path
+from typing import Final
+
+_RESUME_READ_CHUNK: Final = 1 << 20
+
+
+def _contiguous(buffer: Buffer) -> memoryview:
+    view = memoryview(buffer)
+    if not view.c_contiguous:
+        raise BufferError("buffer is not C-contiguous")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+class Sha256:
+    """A hashlib-shaped SHA-256 hasher."""
+
+    name: Final = "sha256"
+    digest_size: Final = 32
+    block_size: Final = 64
+
+    def __init__(self, data: Buffer | None = None) -> None:
+        self._hash = hashlib.sha256()
+        if data is not None:
+            self.update(data)
+
+    def update(self, data: Buffer) -> None:
+        """Feed a contiguous buffer into the hash."""
+        self._hash.update(_contiguous(data))
+
+    def digest(self) -> bytes:
+        """Return the digest of everything fed so far."""
+        return self._hash.digest()
+
+    def hexdigest(self) -> str:
+        """Return the digest of everything fed so far as lowercase hex."""
+        return self._hash.hexdigest()
+
+    def copy(self) -> Sha256:
+        """Return an independent copy of the hasher's state."""
+        clone = Sha256.__new__(Sha256)
+        clone._hash = self._hash.copy()
+        return clone
+
+
+class FileSink:
+    """Write chunks to a file while hashing them; ``finish`` returns the SHA-256 of the whole file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, resume_from: int = 0) -> None:
+        if resume_from < 0:
+            raise ValueError("resume_from must be >= 0")
+        self._path = Path(path)
+        self._hash = hashlib.sha256()
+        if resume_from:
+            self._file = open(self._path, "r+b")  # noqa: SIM115 - lifetime is the sink's
+            try:
+                self._hash_prefix(resume_from)
+            except BaseException:
+                self._file.close()
+                raise
+        else:
+            self._file = open(self._path, "wb")  # noqa: SIM115 - lifetime is the sink's
+        self._position = resume_from
+        self._closed = False
+
+    def _hash_prefix(self, length: int) -> None:
+        remaining = length
+        while remaining:
+            chunk = self._file.read(min(remaining, _RESUME_READ_CHUNK))
+            if not chunk:
+                raise ValueError(
+                    f"cannot resume from byte {length}: {self._path} holds only "
+                    f"{length - remaining} bytes"
+                )
+            self._hash.update(chunk)
+            remaining -= len(chunk)
+        self._file.truncate(length)
+        self._file.seek(length)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on a finished or aborted FileSink")
+
+    def write(self, data: Buffer) -> int:
+        """Hash and write one chunk; return the number of bytes written."""
+        self._check_open()
+        view = _contiguous(data)
+        self._hash.update(view)
+        self._file.write(view)
+        self._position += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        """Return the number of bytes in the file so far (including a resumed prefix)."""
+        return self._position
+
+    def finish(self, fsync: bool = True) -> str:
+        """Flush (and fsync) the file, close it and return the hex SHA-256 of its whole content."""
+        self._check_open()
+        self._closed = True
+        try:
+            self._file.flush()
+            if fsync:
+                os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+        return self._hash.hexdigest()
+
+    def abort(self) -> None:
+        """Close the file without finishing; the bytes written so far stay on disk."""
+        if not self._closed:
+            self._closed = True
+            self._file.close()

@@ -1,0 +1,30 @@
+"""The one factory for the shared httpx client: pooled, identified, with bounded timeouts and redirects."""
+
+from __future__ import annotations
+
+import httpx
+
+from ed_extractor import __version__
+
+USER_AGENT = f"ed-extractor/{__version__}"
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 60.0
+DEFAULT_MAX_REDIRECTS = 10
+
+
+def make_client(
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+    read_timeout: float = DEFAULT_READ_TIMEOUT_S,
+    max_redirects: int = DEFAULT_MAX_REDIRECTS,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """Return the client shared by probing and downloading (one connection pool per run)."""
+    return httpx.Client(
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+        follow_redirects=True,
+        max_redirects=max_redirects,
+        transport=transport,
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+    )

@@ -1,0 +1,1 @@
+"""The services the pipeline is built from: probing, transferring, API access."""
