@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Buffer
+from typing import TYPE_CHECKING
 from pathlib import Path
 from typing import Final
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 _RESUME_READ_CHUNK: Final = 1 << 20
 

@@ -1,0 +1,45 @@
+# The conventional entry points. Each installs what it needs on a fresh machine.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BUILT  := $(VENV)/.built
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: demo test lint bench image deploy-check system-deps build clean
+
+## demo: the main job on a generated local mirror (download, then unchanged, then the manifest)
+demo: build
+	scripts/demo.sh
+
+## test: build everything and run the whole test suite
+test: build
+	$(PY) -m pytest
+
+## lint: ruff, ruff format, mypy --strict, stub check, cargo fmt, cargo clippy
+lint: build
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest ed_extractor._native
+	cargo fmt --check
+	cargo clippy --all-targets --release -- -D warnings
+
+## bench: the benchmarks, with figures
+bench: build
+	$(PY) -m pytest benches --benchmark-enable --benchmark-only --benchmark-columns=min,mean,max,rounds -p no:randomly
+
+system-deps:
+	scripts/setup-system.sh
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "maturin>=1.7,<2"
+
+build: system-deps $(BUILT)
+
+$(BUILT): $(PY) pyproject.toml Cargo.toml Cargo.lock $(shell find rust -name '*.rs')
+	$(VENV)/bin/maturin develop --release --extras dev
+	touch $@
+
+clean:
+	rm -rf $(VENV) target demo-data

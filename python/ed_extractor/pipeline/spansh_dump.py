@@ -1,0 +1,180 @@
+"""Fetch dump sources: HEAD, skip what is unchanged, sniff, download through a regime, record."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel
+
+from ed_extractor.errors import EdExtractorError
+from ed_extractor.manifest import ManifestRecord, ManifestStore, record_is_intact
+from ed_extractor.paths import resolve_inside
+from ed_extractor.services.file_transfer import (
+    DownloadContext,
+    DownloadRequest,
+    DownloadResult,
+    ProgressReporter,
+)
+from ed_extractor.services.source_probe.models import HeadInfo
+from ed_extractor.services.source_probe.prober import SourceProber
+from ed_extractor.settings import SourceSpec
+
+log = logging.getLogger(__name__)
+
+SourceStatus = Literal["downloaded", "unchanged", "failed"]
+
+
+class SourceOutcome(BaseModel):
+    """What happened to one source: the object ``fetch --json`` and ``run --json`` print."""
+
+    name: str
+    url: str
+    status: SourceStatus
+    path: str | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    regime: str | None = None
+    mime_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None
+    elapsed_s: float
+
+    @classmethod
+    def from_record(
+        cls, record: ManifestRecord, status: SourceStatus, elapsed_s: float
+    ) -> SourceOutcome:
+        """The outcome of a source whose current file is ``record``."""
+        return cls(
+            name=record.name,
+            url=record.url,
+            status=status,
+            path=record.path,
+            bytes=record.bytes,
+            sha256=record.sha256,
+            regime=record.regime,
+            mime_type=record.mime_type,
+            etag=record.etag,
+            last_modified=record.last_modified,
+            elapsed_s=round(elapsed_s, 3),
+        )
+
+
+def validators_match(record: ManifestRecord, head: HeadInfo) -> bool:
+    """True when the server's HEAD describes the recorded file (ETag, else Last-Modified; size)."""
+    if head.content_length is not None and head.content_length != record.bytes:
+        return False
+    if head.etag and record.etag:
+        return head.etag == record.etag and not head.etag.startswith("W/")
+    if head.last_modified and record.last_modified:
+        return head.last_modified == record.last_modified
+    return False
+
+
+class DumpFetcher:
+    """Fetches sources into one destination folder and records them in its manifest."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        store: ManifestStore,
+        dest: Path,
+        *,
+        progress: Callable[[], ProgressReporter],
+        context: DownloadContext | None = None,
+        verify: bool = True,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._dest = dest
+        self._prober = SourceProber(client)
+        self._context = context or DownloadContext()
+        self._progress = progress
+        self._verify = verify
+
+    def fetch_all(self, specs: Iterable[SourceSpec]) -> Iterator[SourceOutcome]:
+        """Fetch each source in turn; one failing source does not stop the others."""
+        for spec in specs:
+            yield self.fetch(spec)
+
+    def fetch(self, spec: SourceSpec) -> SourceOutcome:
+        """Bring one source up to date; never raises for a per-source failure."""
+        started = time.monotonic()
+        assert spec.name is not None  # SourceSpec fills it in from the URL
+        try:
+            outcome = self._fetch(spec, started)
+        except EdExtractorError as exc:
+            elapsed = time.monotonic() - started
+            self._store.record_attempt(spec.name, spec.url, "failed", error=str(exc), elapsed_s=elapsed)
+            log.error("source failed", extra={"source": spec.name, "error": str(exc)})
+            return SourceOutcome(
+                name=spec.name, url=spec.url, status="failed", error=str(exc),
+                elapsed_s=round(elapsed, 3),
+            )
+        log.info(
+            "source %s", outcome.status,
+            extra={"source": outcome.name, "bytes": outcome.bytes, "elapsed_s": outcome.elapsed_s},
+        )
+        return outcome
+
+    def _fetch(self, spec: SourceSpec, started: float) -> SourceOutcome:
+        assert spec.name is not None
+        final_path = resolve_inside(self._dest, spec.name)
+        head = self._prober.head(spec.url)
+        record = self._store.get(spec.name)
+        intact = record if record is not None and record_is_intact(record) else None
+        if intact is not None and spec.expect_sha256 not in (None, intact.sha256):
+            intact = None
+        if intact is not None and head is not None and validators_match(intact, head):
+            return self._unchanged(intact, started)
+        probe = self._prober.sample(spec.url, head, expect=spec.expect)
+        regime = self._context.select(probe)
+        request = DownloadRequest(
+            name=spec.name,
+            url=spec.url,
+            final_path=final_path,
+            expected_length=probe.content_length,
+            if_none_match=intact.etag if intact else None,
+            if_modified_since=intact.last_modified if intact else None,
+            expect_sha256=spec.expect_sha256,
+            verify=self._verify and spec.verify,
+            max_bytes=spec.max_bytes,
+        )
+        result = regime.download(self._client, request, self._progress())
+        if result.status == "unchanged" and intact is not None:
+            return self._unchanged(intact, started)
+        return self._record(spec, result, regime.name, probe.mime_type, started)
+
+    def _unchanged(self, record: ManifestRecord, started: float) -> SourceOutcome:
+        elapsed = time.monotonic() - started
+        self._store.record_attempt(record.name, record.url, "unchanged", elapsed_s=elapsed)
+        return SourceOutcome.from_record(record, "unchanged", elapsed)
+
+    def _record(
+        self, spec: SourceSpec, result: DownloadResult, regime: str, mime_type: str, started: float
+    ) -> SourceOutcome:
+        assert spec.name is not None and result.path is not None and result.sha256 is not None
+        record = ManifestRecord(
+            name=spec.name,
+            url=spec.url,
+            final_url=result.final_url,
+            path=str(result.path),
+            bytes=result.bytes,
+            sha256=result.sha256,
+            regime=regime,
+            mime_type=mime_type,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            uncompressed_bytes=result.summary.uncompressed_bytes,
+            records=result.summary.records,
+            downloaded_at=datetime.now(UTC),
+        )
+        elapsed = time.monotonic() - started
+        self._store.put(record, elapsed_s=elapsed, bytes_transferred=result.bytes_transferred)
+        return SourceOutcome.from_record(record, "downloaded", elapsed)

@@ -1,0 +1,17 @@
+"""Move a source's bytes to disk: the DownloadStrategy contract, its regimes and the DownloadContext."""
+
+from ed_extractor.services.file_transfer.base import (
+    DownloadRequest,
+    DownloadResult,
+    DownloadStrategy,
+    ProgressReporter,
+)
+from ed_extractor.services.file_transfer.context import DownloadContext
+
+__all__ = [
+    "DownloadContext",
+    "DownloadRequest",
+    "DownloadResult",
+    "DownloadStrategy",
+    "ProgressReporter",
+]

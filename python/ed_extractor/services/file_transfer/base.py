@@ -1,0 +1,95 @@
+"""The download contract: the DownloadStrategy protocol, its request and result, and content checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal, Protocol
+
+import httpx
+
+
+class ProgressReporter(Protocol):
+    """Receives progress of one transfer (a terminal bar, or nothing)."""
+
+    def start(self, name: str, total: int | None, already: int = 0) -> None:
+        """A transfer of ``total`` bytes (None: unknown) begins, ``already`` of them on disk."""
+
+    def advance(self, count: int) -> None:
+        """``count`` more bytes arrived."""
+
+    def stop(self) -> None:
+        """The transfer ended, well or not."""
+
+
+class SilentProgress:
+    """A ProgressReporter that reports nothing."""
+
+    def start(self, name: str, total: int | None, already: int = 0) -> None:
+        """Ignore the start."""
+
+    def advance(self, count: int) -> None:
+        """Ignore the bytes."""
+
+    def stop(self) -> None:
+        """Ignore the end."""
+
+
+@dataclass(frozen=True)
+class ContentSummary:
+    """What a content check learnt about the whole body."""
+
+    uncompressed_bytes: int | None = None
+    records: int | None = None
+
+
+class ContentCheck(Protocol):
+    """Validates a body chunk by chunk while it streams; raises VerificationError when it is bad."""
+
+    def feed(self, chunk: bytes) -> None:
+        """Check the next chunk of the body."""
+
+    def finish(self) -> ContentSummary:
+        """The body is complete: check its end and return what was learnt."""
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """One download: where from, where to, and what to check."""
+
+    name: str
+    url: str
+    final_path: Path
+    expected_length: int | None = None
+    if_none_match: str | None = None
+    if_modified_since: str | None = None
+    expect_sha256: str | None = None
+    verify: bool = True
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """The outcome of a download: a new file in place, or the server said it is unchanged (304)."""
+
+    status: Literal["downloaded", "unchanged"]
+    final_url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    path: Path | None = None
+    bytes: int = 0
+    sha256: str | None = None
+    bytes_transferred: int = 0
+    summary: ContentSummary = ContentSummary()
+
+
+class DownloadStrategy(Protocol):
+    """A download regime: how the bytes of one kind of content reach the disk and get checked."""
+
+    name: ClassVar[str]
+
+    def download(
+        self, client: httpx.Client, request: DownloadRequest, progress: ProgressReporter
+    ) -> DownloadResult:
+        """Fetch ``request.url`` into ``request.final_path`` atomically and return what was stored."""
+        ...

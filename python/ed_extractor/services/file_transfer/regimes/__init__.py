@@ -1,0 +1,8 @@
+"""The download regimes, one per kind of content: binary, gzip, JSON, zstd."""
+
+from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
+from ed_extractor.services.file_transfer.regimes.gzip import GzipRegime
+from ed_extractor.services.file_transfer.regimes.json import JsonRegime
+from ed_extractor.services.file_transfer.regimes.zstd import ZstdRegime
+
+__all__ = ["BinaryRegime", "GzipRegime", "JsonRegime", "ZstdRegime"]
