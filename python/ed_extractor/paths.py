@@ -1,0 +1,129 @@
+r"""URL checks and file-name rules: what a source is called on disk, and where (inside ``dest``).
+
+A file name is one path segment: no ``/``, ``\``, NUL or other control characters, never ``.``
+or ``..``, no leading dots (no hidden files), at most 255 bytes of UTF-8 (a longer name is cut in
+the stem so that its extension, e.g. ``.json.gz``, survives). Separators become ``_``; control
+characters are dropped; surrounding whitespace is stripped.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from ed_extractor.errors import ConfigError, InvalidURLError, StorageError
+
+MAX_NAME_BYTES = 255
+PART_SUFFIX = ".part"
+
+_SCHEMES = frozenset({"http", "https"})
+_SEPARATORS = str.maketrans({"/": "_", "\\": "_"})
+# Cc: C0/C1 controls incl. NUL and DEL; Cs: lone surrogates (not encodable); Zl/Zp: line breaks.
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# An extension worth keeping when a name is cut: up to three short alphanumeric suffixes.
+_EXTENSION = re.compile(r"(?:\.[A-Za-z0-9]{1,16}){1,3}$")
+
+
+def validate_url(url: str) -> str:
+    """Return ``url``, stripped of surrounding blanks, if it is an absolute http(s) URL with a host.
+
+    Raises InvalidURLError naming the reason: not absolute, unsupported scheme, missing host,
+    whitespace or control characters inside, or otherwise malformed (bad port, bad IPv6 literal).
+    """
+    candidate = url.strip()
+    if not candidate:
+        raise InvalidURLError(url, "empty URL")
+    if any(ch.isspace() or unicodedata.category(ch) in _DROPPED_CATEGORIES for ch in candidate):
+        raise InvalidURLError(url, "contains whitespace or control characters")
+    try:
+        parts = urlsplit(candidate)
+        _ = parts.port  # raises ValueError unless the port is a number in range
+    except ValueError as exc:
+        raise InvalidURLError(url, f"malformed ({exc})") from None
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise InvalidURLError(url, "not an absolute URL (no scheme); use http:// or https://")
+    if scheme not in _SCHEMES:
+        raise InvalidURLError(url, f"unsupported scheme {scheme!r}; only http and https")
+    if not parts.hostname:
+        raise InvalidURLError(url, "missing host")
+    return candidate
+
+
+def sanitize_name(name: str) -> str:
+    """Turn ``name`` into a safe single-segment file name under the module's rules.
+
+    Raises ConfigError when nothing usable remains (empty, only dots, only control characters).
+    """
+    cleaned = name.translate(_SEPARATORS)
+    cleaned = "".join(ch for ch in cleaned if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
+    cleaned = cleaned.strip().lstrip(".").strip()
+    if not cleaned:
+        raise ConfigError(f"invalid file name {name!r}: nothing usable remains after sanitising")
+    return _truncate(cleaned)
+
+
+def name_from_url(url: str) -> str:
+    """Return the file name for ``url``: its last path segment, percent-decoded and sanitised.
+
+    The query and fragment are ignored; an encoded separator (``a%2Fb``) stays inside the segment
+    and becomes ``_``. Raises InvalidURLError for an invalid URL or one with no usable last
+    segment (``https://host/`` or ``https://host/dir/``).
+    """
+    checked = validate_url(url)
+    segment = urlsplit(checked).path.rsplit("/", 1)[-1]
+    if not segment:
+        raise InvalidURLError(url, "no file name in the URL path (it is empty or ends with '/')")
+    try:
+        return sanitize_name(unquote(segment, errors="replace"))
+    except ConfigError:
+        raise InvalidURLError(
+            url, f"last path segment {segment!r} is not a usable file name"
+        ) from None
+
+
+def resolve_inside(dest: Path, name: str) -> Path:
+    """Return ``dest.resolve() / name``, after checking that it resolves to a place inside ``dest``.
+
+    ``name`` is relative and may have sub-directories (``api/dump/1.json``) but no ``.``/``..``
+    components. Symlinks are followed when checking, so a link in ``dest`` pointing outside is
+    refused; the returned path itself does not follow a final-component symlink. Raises
+    StorageError (carrying the offending path) when the path would leave ``dest``.
+    """
+    root = dest.resolve()
+    relative = PurePosixPath(name)
+    if (
+        not name
+        or relative.is_absolute()
+        or "\\" in name
+        or "\0" in name
+        or any(part in {".", ".."} for part in name.split("/"))
+    ):
+        raise StorageError(root / name, "refusing a name that is not a plain relative path")
+    target = root / relative
+    try:
+        resolved = target.resolve()
+    except (OSError, RuntimeError) as exc:  # symlink loops
+        raise StorageError(target, f"cannot resolve the destination path ({exc})") from None
+    if resolved == root or not resolved.is_relative_to(root):
+        raise StorageError(target, f"refusing to write outside the destination {root}")
+    return target
+
+
+def part_path(final: Path) -> Path:
+    """Return the temporary path a download streams into before it is renamed to ``final``."""
+    return final.with_name(final.name + PART_SUFFIX)
+
+
+def _truncate(name: str) -> str:
+    """Cut ``name`` to MAX_NAME_BYTES of UTF-8, keeping a recognisable extension if it has one."""
+    if len(name.encode("utf-8")) <= MAX_NAME_BYTES:
+        return name
+    match = _EXTENSION.search(name)
+    extension = match.group(0) if match and match.start() > 0 else ""
+    stem = name[: len(name) - len(extension)]
+    budget = MAX_NAME_BYTES - len(extension.encode("utf-8"))
+    cut = stem.encode("utf-8")[:budget].decode("utf-8", errors="ignore").rstrip()
+    return cut + extension
