@@ -1,0 +1,24 @@
+//! `ed_extractor._native`: SHA-256 hashing and a hashing file sink, the per-byte work of a download.
+
+mod buffer;
+mod sha;
+mod sink;
+mod sync;
+
+/// Native SHA-256 hasher and hashing file sink for ed-extractor; the GIL is released while hashing
+/// and writing.
+#[pyo3::pymodule(name = "_native")]
+mod native {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::sha::Sha256;
+    #[pymodule_export]
+    use crate::sink::FileSink;
+
+    #[pymodule_init]
+    fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        module.add("HASH_IMPLEMENTATION", crate::sha::implementation())
+    }
+}
