@@ -1,0 +1,22 @@
+"""The manifest: a SQLite record of every stored file and every download attempt."""
+
+from ed_extractor.manifest.models import AttemptRecord, AttemptStatus, ManifestRecord, Regime
+from ed_extractor.manifest.store import (
+    MANIFEST_FILENAME,
+    ManifestStore,
+    default_manifest_path,
+    record_is_intact,
+    schema_version,
+)
+
+__all__ = [
+    "MANIFEST_FILENAME",
+    "AttemptRecord",
+    "AttemptStatus",
+    "ManifestRecord",
+    "ManifestStore",
+    "Regime",
+    "default_manifest_path",
+    "record_is_intact",
+    "schema_version",
+]

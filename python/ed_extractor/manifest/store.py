@@ -1,0 +1,248 @@
+"""The manifest database: one SQLite file (WAL) with each source's current file and its history."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from pydantic import ValidationError
+
+from ed_extractor.errors import ManifestError
+from ed_extractor.manifest.models import AttemptRecord, AttemptStatus, ManifestRecord
+
+M = TypeVar("M", ManifestRecord, AttemptRecord)
+
+MANIFEST_FILENAME = "manifest.sqlite3"
+BUSY_TIMEOUT_S = 30.0
+
+# Schema migrations in order: MIGRATIONS[i] takes a database from user_version i to i + 1.
+# Append new steps; never edit a released one.
+MIGRATIONS: list[Sequence[str]] = [
+    (
+        """
+        CREATE TABLE files (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            final_url TEXT NOT NULL,
+            path TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            regime TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            etag TEXT,
+            last_modified TEXT,
+            uncompressed_bytes INTEGER,
+            records INTEGER,
+            downloaded_at TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            url TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('downloaded', 'unchanged', 'failed')),
+            error TEXT,
+            bytes_transferred INTEGER NOT NULL CHECK (bytes_transferred >= 0),
+            elapsed_s REAL NOT NULL CHECK (elapsed_s >= 0),
+            at TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX attempts_by_name ON attempts (name, id)",
+    ),
+]
+
+_FILE_COLUMNS = tuple(ManifestRecord.model_fields)
+_ATTEMPT_COLUMNS = tuple(AttemptRecord.model_fields)
+_SELECT_FILES = f"SELECT {', '.join(_FILE_COLUMNS)} FROM files"
+_SELECT_ATTEMPTS = f"SELECT {', '.join(_ATTEMPT_COLUMNS)} FROM attempts"
+_UPSERT = (
+    f"INSERT INTO files ({', '.join(_FILE_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _FILE_COLUMNS)}) "
+    "ON CONFLICT (name) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _FILE_COLUMNS if c != "name")
+)
+_APPEND = (
+    "INSERT INTO attempts (name, url, status, error, bytes_transferred, elapsed_s, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def default_manifest_path(dest: Path) -> Path:
+    """Return where the manifest of ``dest`` lives unless told otherwise."""
+    return dest / MANIFEST_FILENAME
+
+
+def schema_version() -> int:
+    """Return the schema version this program writes (the number of migrations)."""
+    return len(MIGRATIONS)
+
+
+def record_is_intact(record: ManifestRecord) -> bool:
+    """Return True if record.path is a regular file (not a symlink) of exactly record.bytes."""
+    try:
+        st = os.stat(record.path, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == record.bytes
+
+
+class ManifestStore:
+    """The manifest at ``path``: opened (created and migrated when needed) on construction.
+
+    Every public method is one transaction; a busy timeout lets several processes share the file.
+    Any SQLite failure is raised as ManifestError naming the path.
+    """
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        if not create and not path.exists():
+            raise ManifestError(f"no manifest at {path}")
+        try:
+            self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ManifestError(f"cannot open manifest {path}: {exc}") from None
+        try:
+            self._conn.row_factory = sqlite3.Row
+            with self._errors("open"):
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = FULL")
+                self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; the store is unusable afterwards. Closing twice is harmless."""
+        self._conn.close()
+
+    def get(self, name: str) -> ManifestRecord | None:
+        """Return the current record of ``name``, or None if it was never downloaded."""
+        with self._errors("read"):
+            row = self._conn.execute(f"{_SELECT_FILES} WHERE name = ?", (name,)).fetchone()
+        return None if row is None else self._file(row)
+
+    def records(self) -> list[ManifestRecord]:
+        """Return every current record, ordered by name."""
+        with self._errors("read"):
+            rows = self._conn.execute(f"{_SELECT_FILES} ORDER BY name").fetchall()
+        return [self._file(row) for row in rows]
+
+    def put(self, record: ManifestRecord, *, elapsed_s: float, bytes_transferred: int) -> None:
+        """Make ``record`` its name's current file and log a "downloaded" attempt, atomically."""
+        values = record.model_dump()
+        values["downloaded_at"] = record.downloaded_at.isoformat()
+        with self._errors("write"), self._transaction():
+            self._conn.execute(_UPSERT, values)
+            self._conn.execute(
+                _APPEND,
+                (
+                    record.name,
+                    record.url,
+                    "downloaded",
+                    None,
+                    bytes_transferred,
+                    elapsed_s,
+                    values["downloaded_at"],
+                ),
+            )
+
+    def record_attempt(
+        self,
+        name: str,
+        url: str,
+        status: AttemptStatus,
+        *,
+        error: str | None = None,
+        elapsed_s: float,
+        bytes_transferred: int = 0,
+    ) -> None:
+        """Append one attempt to the history without touching the current record."""
+        at = datetime.now(UTC).isoformat()
+        with self._errors("write"), self._transaction():
+            self._conn.execute(
+                _APPEND, (name, url, status, error, bytes_transferred, elapsed_s, at)
+            )
+
+    def history(self, name: str | None = None, *, limit: int | None = 100) -> list[AttemptRecord]:
+        """Return attempts, newest first: all sources, or only ``name``; at most ``limit`` rows."""
+        where, params = ("WHERE name = ?", [name]) if name is not None else ("", [])
+        sql = f"{_SELECT_ATTEMPTS} {where} ORDER BY id DESC LIMIT ?"
+        with self._errors("read"):
+            rows = self._conn.execute(sql, [*params, -1 if limit is None else limit]).fetchall()
+        return [self._attempt(row) for row in rows]
+
+    def _migrate(self) -> None:
+        """Bring the schema to schema_version(), one transaction for all pending steps."""
+        if self._checked_version() == schema_version():
+            return
+        with self._transaction():
+            # Read again under the write lock: another process may have migrated meanwhile.
+            current = self._checked_version()
+            for steps in MIGRATIONS[current:]:
+                for statement in steps:
+                    self._conn.execute(statement)
+            self._conn.execute(f"PRAGMA user_version = {schema_version():d}")
+
+    def _checked_version(self) -> int:
+        """Return the database's user_version; ManifestError if this program does not know it."""
+        version: int = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > schema_version():
+            raise ManifestError(
+                f"manifest {self.path} has schema version {version}, newer than this program's "
+                f"{schema_version()}; upgrade ed-extractor"
+            )
+        return version
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Run the block inside BEGIN IMMEDIATE ... COMMIT, rolling back on any exception."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.rollback()
+            raise
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Translate sqlite3 errors into ManifestError naming the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise ManifestError(f"cannot {action} manifest {self.path}: {exc}") from None
+
+    def _file(self, row: sqlite3.Row) -> ManifestRecord:
+        return self._validated(ManifestRecord, row)
+
+    def _attempt(self, row: sqlite3.Row) -> AttemptRecord:
+        return self._validated(AttemptRecord, row)
+
+    def _validated(self, model: type[M], row: sqlite3.Row) -> M:
+        data: dict[str, Any] = dict(row)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise ManifestError(
+                f"manifest {self.path} holds an invalid {model.__name__} row: "
+                f"{exc.errors()[0]['msg']}"
+            ) from None
