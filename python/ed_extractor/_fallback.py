@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
-from typing import TYPE_CHECKING
-from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -53,13 +53,14 @@ class Sha256:
 
 
 class FileSink:
-    """Write chunks to a file while hashing them; ``finish`` returns the SHA-256 of the whole file."""
+    """Write chunks to a file while hashing them; ``finish`` returns the whole file's SHA-256."""
 
     def __init__(self, path: str | os.PathLike[str], *, resume_from: int = 0) -> None:
         if resume_from < 0:
             raise ValueError("resume_from must be >= 0")
-        self._path = Path(path)
+        self._path = os.fspath(path)  # as given, like open() reports it in OSError.filename
         self._hash = hashlib.sha256()
+        self._file: io.BufferedIOBase
         if resume_from:
             self._file = open(self._path, "r+b")  # noqa: SIM115 - lifetime is the sink's
             try:
@@ -116,7 +117,12 @@ class FileSink:
         return self._hash.hexdigest()
 
     def abort(self) -> None:
-        """Close the file without finishing; the bytes written so far stay on disk."""
+        """Close the file without finishing; the bytes written so far stay on disk.
+
+        Idempotent, and never raises: it is meant for cleanup paths. A failure to flush the last
+        buffered bytes is ignored (the file is then shorter than ``tell()``).
+        """
         if not self._closed:
             self._closed = True
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()

@@ -1,0 +1,60 @@
+"""Type stubs for the native extension (``rust/``): SHA-256 hashing and a hashing file sink."""
+
+import os
+import sys
+from typing import Final, final
+
+if sys.version_info >= (3, 12):
+    from collections.abc import Buffer
+else:
+    from typing_extensions import Buffer
+
+__all__ = ["HASH_IMPLEMENTATION", "FileSink", "Sha256", "__version__"]
+
+__version__: Final[str]
+HASH_IMPLEMENTATION: Final[str]
+"""The SHA-256 code path in use, e.g. ``"sha2 0.10 (x86 SHA-NI)"``."""
+
+@final
+class Sha256:
+    """A hashlib-shaped SHA-256 hasher; the GIL is released for inputs of 2 KiB and more."""
+
+    name: Final = "sha256"
+    digest_size: Final = 32
+    block_size: Final = 64
+
+    def __new__(cls, data: Buffer | None = None) -> Sha256: ...
+    def update(self, data: Buffer) -> None:
+        """Feed a C-contiguous buffer (any item format) into the hash, without copying it."""
+
+    def digest(self) -> bytes:
+        """Return the digest of everything fed so far."""
+
+    def hexdigest(self) -> str:
+        """Return the digest of everything fed so far as lowercase hex."""
+
+    def copy(self) -> Sha256:
+        """Return an independent copy of the hasher's state."""
+
+@final
+class FileSink:
+    """Write chunks to a file while hashing them; ``finish`` returns the SHA-256 of the whole file.
+
+    ``resume_from=0`` creates or truncates ``path``. ``resume_from=N`` hashes the file's first N
+    bytes, drops anything after them and appends from there (``ValueError`` if the file is
+    shorter). I/O failures raise the matching ``OSError`` subclass with ``errno`` and
+    ``filename``; after one, the sink's state is unspecified: ``abort()`` it.
+    """
+
+    def __new__(cls, path: str | os.PathLike[str], *, resume_from: int = 0) -> FileSink: ...
+    def write(self, data: Buffer) -> int:
+        """Hash and write one chunk with the GIL released; return the number of bytes written."""
+
+    def tell(self) -> int:
+        """Return the number of bytes in the file so far (including a resumed prefix)."""
+
+    def finish(self, fsync: bool = True) -> str:
+        """Flush (and fsync) the file, close it and return the hex SHA-256 of its whole content."""
+
+    def abort(self) -> None:
+        """Close the file without finishing; the bytes written so far stay on disk. Never raises."""
