@@ -1,4 +1,4 @@
-"""Download regimes against a real loopback server: raw bytes on disk, checks, atomic replacement."""
+"""Download regimes against a real loopback server: raw bytes on disk, checks, atomic renames."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from ed_extractor.services.file_transfer.transfer import part_path
 from ed_extractor.services.source_probe.models import ProbeResult
 from tests.httpd import QuietHandler, serve
 
-SPANSH_RECORDS = [{"id64": n, "name": f"Sys {n}", "coords": {"x": n, "y": 0, "z": -n}} for n in range(500)]
+SPANSH_RECORDS = [
+    {"id64": n, "name": f"Sys {n}", "coords": {"x": n, "y": 0, "z": -n}} for n in range(500)
+]
 SPANSH_JSON = ("[\n" + ",\n".join(json.dumps(r) for r in SPANSH_RECORDS) + "\n]\n").encode()
 SPANSH_GZ = gzip.compress(SPANSH_JSON, mtime=0)
 
@@ -97,9 +99,11 @@ def test_multi_member_gzip_is_accepted(tmp_path: Path) -> None:
 def test_body_cut_short_keeps_the_previous_good_file(tmp_path: Path) -> None:
     final = tmp_path / "dump.json.gz"
     final.write_bytes(b"previous good version")
-    with serve(handler_serving(SPANSH_GZ[:1000], declared_length=len(SPANSH_GZ))) as base:
-        with pytest.raises(IncompleteBodyError, match=f"of {len(SPANSH_GZ)} bytes"):
-            download(GzipRegime(), f"{base}/dump.json.gz", tmp_path)
+    with (
+        serve(handler_serving(SPANSH_GZ[:1000], declared_length=len(SPANSH_GZ))) as base,
+        pytest.raises(IncompleteBodyError, match=f"of {len(SPANSH_GZ)} bytes"),
+    ):
+        download(GzipRegime(), f"{base}/dump.json.gz", tmp_path)
     assert final.read_bytes() == b"previous good version"
     assert not part_path(final).exists()
 
@@ -115,9 +119,8 @@ def test_body_cut_short_keeps_the_previous_good_file(tmp_path: Path) -> None:
     ids=["flipped-byte", "bad-trailer", "truncated", "not-gzip"],
 )
 def test_bad_gzip_fails_and_leaves_no_file(tmp_path: Path, body: bytes, message: str) -> None:
-    with serve(handler_serving(body)) as base:
-        with pytest.raises(VerificationError, match=message):
-            download(GzipRegime(), f"{base}/dump.json.gz", tmp_path)
+    with serve(handler_serving(body)) as base, pytest.raises(VerificationError, match=message):
+        download(GzipRegime(), f"{base}/dump.json.gz", tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -133,16 +136,17 @@ def test_json_regime_counts_records_and_rejects_an_unclosed_document(tmp_path: P
         result = download(JsonRegime(), f"{base}/dump.json", tmp_path)
     assert result.summary.records == len(SPANSH_RECORDS)
     cut = SPANSH_JSON[: SPANSH_JSON.rindex(b"\n{")]
-    with serve(handler_serving(cut)) as base:
-        with pytest.raises(VerificationError, match="incomplete"):
-            download(JsonRegime(), f"{base}/dump.json", tmp_path)
+    with serve(handler_serving(cut)) as base, pytest.raises(VerificationError, match="incomplete"):
+        download(JsonRegime(), f"{base}/dump.json", tmp_path)
     assert json.loads((tmp_path / "dump.json.gz").read_bytes()) == SPANSH_RECORDS
 
 
 def test_json_regime_rejects_html(tmp_path: Path) -> None:
-    with serve(handler_serving(b"<!doctype html><p>nope</p>")) as base:
-        with pytest.raises(VerificationError, match="not a JSON document"):
-            download(JsonRegime(), f"{base}/dump.json", tmp_path)
+    with (
+        serve(handler_serving(b"<!doctype html><p>nope</p>")) as base,
+        pytest.raises(VerificationError, match="not a JSON document"),
+    ):
+        download(JsonRegime(), f"{base}/dump.json", tmp_path)
 
 
 def test_zstd_regime_checks_every_frame(tmp_path: Path) -> None:
@@ -151,16 +155,17 @@ def test_zstd_regime_checks_every_frame(tmp_path: Path) -> None:
     with serve(handler_serving(body)) as base:
         result = download(ZstdRegime(), f"{base}/dump.zst", tmp_path)
     assert result.summary.uncompressed_bytes == len(SPANSH_JSON) + 12
-    with serve(handler_serving(body[:-20])) as base:
-        with pytest.raises(VerificationError, match="zstd"):
-            download(ZstdRegime(), f"{base}/dump.zst", tmp_path)
+    with serve(handler_serving(body[:-20])) as base, pytest.raises(VerificationError, match="zstd"):
+        download(ZstdRegime(), f"{base}/dump.zst", tmp_path)
     assert (tmp_path / "dump.json.gz").read_bytes() == body  # the good copy survives
 
 
 def test_expected_sha256_mismatch_keeps_no_file(tmp_path: Path) -> None:
-    with serve(handler_serving(SPANSH_GZ)) as base:
-        with pytest.raises(VerificationError, match="SHA-256 mismatch"):
-            download(GzipRegime(), f"{base}/dump.json.gz", tmp_path, expect_sha256="0" * 64)
+    with (
+        serve(handler_serving(SPANSH_GZ)) as base,
+        pytest.raises(VerificationError, match="SHA-256 mismatch"),
+    ):
+        download(GzipRegime(), f"{base}/dump.json.gz", tmp_path, expect_sha256="0" * 64)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -172,21 +177,24 @@ def test_not_modified_transfers_no_body(tmp_path: Path) -> None:
 
 
 def test_error_status_is_a_transfer_error(tmp_path: Path) -> None:
-    with serve(handler_serving(b"gone", status=410)) as base:
-        with pytest.raises(TransferError, match="HTTP 410") as caught:
-            download(BinaryRegime(), f"{base}/dump.json.gz", tmp_path)
+    with (
+        serve(handler_serving(b"gone", status=410)) as base,
+        pytest.raises(TransferError, match="HTTP 410") as caught,
+    ):
+        download(BinaryRegime(), f"{base}/dump.json.gz", tmp_path)
     assert caught.value.status_code == 410
 
 
 def test_max_bytes_stops_an_oversized_body(tmp_path: Path) -> None:
-    with serve(handler_serving(SPANSH_GZ)) as base:
-        with pytest.raises(TransferError, match="max_bytes"):
-            download(BinaryRegime(), f"{base}/dump.json.gz", tmp_path, max_bytes=100)
+    with serve(handler_serving(SPANSH_GZ)) as base, pytest.raises(TransferError, match="max_bytes"):
+        download(BinaryRegime(), f"{base}/dump.json.gz", tmp_path, max_bytes=100)
     assert list(tmp_path.iterdir()) == []
 
 
 def _probe(mime_type: str) -> ProbeResult:
-    return ProbeResult(url="http://x/y", final_url="http://x/y", status_code=206, mime_type=mime_type)
+    return ProbeResult(
+        url="http://x/y", final_url="http://x/y", status_code=206, mime_type=mime_type
+    )
 
 
 def test_context_selects_a_regime_by_sniffed_type_and_accepts_registrations() -> None:

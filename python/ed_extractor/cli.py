@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Iterable, Sequence
@@ -94,8 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_destination_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST or ./data)")
-    parser.add_argument("--manifest", type=Path, help="manifest file (default: <dest>/manifest.sqlite3)")
+    parser.add_argument(
+        "--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST or ./data)"
+    )
+    parser.add_argument(
+        "--manifest", type=Path, help="manifest file (default: <dest>/manifest.sqlite3)"
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -1,18 +1,18 @@
 """The exception hierarchy of ed-extractor: every error the program raises on purpose.
 
-    EdExtractorError
-     ├── UsageError              bad command line or configuration (exit code 2)
-     │    ├── InvalidURLError     not an absolute http(s) URL
-     │    └── ConfigError         unreadable or invalid TOML / settings
-     ├── SourceError             one source failed (exit code 1); carries ``url``
-     │    ├── ProbeError          the probe could not establish what the source is
-     │    ├── UnexpectedContentError  the body is not what the URL or config expects
-     │    ├── TransferError       the HTTP exchange failed (status, connection, timeout)
-     │    │    └── IncompleteBodyError  fewer or more bytes than announced
-     │    └── VerificationError   the bytes arrived but fail a check (gzip CRC, JSON, SHA-256)
-     ├── StorageError            the local file system refused (disk full, permissions); carries ``path``
-     ├── ManifestError           the manifest database is unreadable or newer than this program
-     └── LockError               another run holds the destination's lock
+EdExtractorError
+ ├── UsageError              bad command line or configuration (exit code 2)
+ │    ├── InvalidURLError     not an absolute http(s) URL
+ │    └── ConfigError         unreadable or invalid TOML / settings
+ ├── SourceError             one source failed (exit code 1); carries ``url``
+ │    ├── ProbeError          the probe could not establish what the source is
+ │    ├── UnexpectedContentError  the body is not what the URL or config expects
+ │    ├── TransferError       the HTTP exchange failed (status, connection, timeout)
+ │    │    └── IncompleteBodyError  fewer or more bytes than announced
+ │    └── VerificationError   the bytes arrived but fail a check (gzip CRC, JSON, SHA-256)
+ ├── StorageError            the local file system refused (disk full, permissions); carries ``path``
+ ├── ManifestError           the manifest database is unreadable or newer than this program
+ └── LockError               another run holds the destination's lock
 """
 
 from __future__ import annotations

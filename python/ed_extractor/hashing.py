@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import os
+from types import ModuleType
 from typing import Literal
+
+from ed_extractor import _fallback
 
 BackendName = Literal["native", "python"]
 
 
 def _native_wanted() -> bool:
+    """False when ED_EXTRACTOR_NATIVE asks for the pure-Python backend."""
     return os.environ.get("ED_EXTRACTOR_NATIVE", "1").strip().lower() not in {"0", "false", "no"}
 
 
-if _native_wanted():
-    try:
-        from ed_extractor._native import FileSink, Sha256
+def _select_backend() -> tuple[ModuleType, BackendName]:
+    if _native_wanted():
+        try:
+            from ed_extractor import _native
+        except ImportError:
+            pass
+        else:
+            return _native, "native"
+    return _fallback, "python"
 
-        BACKEND: BackendName = "native"
-    except ImportError:
-        from ed_extractor._fallback import FileSink, Sha256
 
-        BACKEND = "python"
-else:
-    from ed_extractor._fallback import FileSink, Sha256
-
-    BACKEND = "python"
+_backend, BACKEND = _select_backend()
+# Both backends have the same API; the fallback's classes are its reference.
+Sha256: type[_fallback.Sha256] = _backend.Sha256
+FileSink: type[_fallback.FileSink] = _backend.FileSink
 
 __all__ = ["BACKEND", "BackendName", "FileSink", "Sha256"]

@@ -1,4 +1,4 @@
-"""The one factory for the shared httpx client: pooled, identified, with bounded timeouts and redirects."""
+"""The one factory for the shared httpx client: pooled, identified, bounded timeouts, redirects."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import httpx
 
 from ed_extractor import __version__
 from ed_extractor.errors import TransferError
-
-
 
 USER_AGENT = f"ed-extractor/{__version__}"
 DEFAULT_CONNECT_TIMEOUT_S = 10.0

@@ -1,4 +1,4 @@
-"""Logging set-up: readable lines on a terminal, one JSON object per event otherwise (always stderr)."""
+"""Logging set-up: readable lines on a terminal, else one JSON object per event (always stderr)."""
 
 from __future__ import annotations
 

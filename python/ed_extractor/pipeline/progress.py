@@ -1,4 +1,4 @@
-"""A rich progress bar for transfers on a terminal (the ProgressReporter the pipeline uses there)."""
+"""A rich progress bar for transfers on a terminal (the pipeline's ProgressReporter there)."""
 
 from __future__ import annotations
 

@@ -111,14 +111,20 @@ class DumpFetcher:
             outcome = self._fetch(spec, started)
         except EdExtractorError as exc:
             elapsed = time.monotonic() - started
-            self._store.record_attempt(spec.name, spec.url, "failed", error=str(exc), elapsed_s=elapsed)
+            self._store.record_attempt(
+                spec.name, spec.url, "failed", error=str(exc), elapsed_s=elapsed
+            )
             log.error("source failed", extra={"source": spec.name, "error": str(exc)})
             return SourceOutcome(
-                name=spec.name, url=spec.url, status="failed", error=str(exc),
+                name=spec.name,
+                url=spec.url,
+                status="failed",
+                error=str(exc),
                 elapsed_s=round(elapsed, 3),
             )
         log.info(
-            "source %s", outcome.status,
+            "source %s",
+            outcome.status,
             extra={"source": outcome.name, "bytes": outcome.bytes, "elapsed_s": outcome.elapsed_s},
         )
         return outcome
@@ -159,7 +165,9 @@ class DumpFetcher:
     def _record(
         self, spec: SourceSpec, result: DownloadResult, regime: str, mime_type: str, started: float
     ) -> SourceOutcome:
-        assert spec.name is not None and result.path is not None and result.sha256 is not None
+        assert spec.name is not None
+        assert result.path is not None
+        assert result.sha256 is not None
         record = ManifestRecord(
             name=spec.name,
             url=spec.url,

@@ -1,4 +1,4 @@
-"""Move a source's bytes to disk: the DownloadStrategy contract, its regimes and the DownloadContext."""
+"""Move a source's bytes to disk: the DownloadStrategy contract, regimes and DownloadContext."""
 
 from ed_extractor.services.file_transfer.base import (
     DownloadRequest,

@@ -1,4 +1,4 @@
-"""The download contract: the DownloadStrategy protocol, its request and result, and content checks."""
+"""The download contract: the DownloadStrategy protocol, its request and result, content checks."""
 
 from __future__ import annotations
 
@@ -91,5 +91,5 @@ class DownloadStrategy(Protocol):
     def download(
         self, client: httpx.Client, request: DownloadRequest, progress: ProgressReporter
     ) -> DownloadResult:
-        """Fetch ``request.url`` into ``request.final_path`` atomically and return what was stored."""
+        """Fetch ``request.url`` into ``request.final_path`` atomically; say what was stored."""
         ...

@@ -1,4 +1,4 @@
-"""The streaming core every regime shares: conditional GET, raw bytes into a FileSink, check, rename."""
+"""The streaming core of every regime: conditional GET, raw bytes into a FileSink, check, rename."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from ed_extractor.services.file_transfer.base import (
 
 
 def part_path(final_path: Path) -> Path:
-    """Where a download lives until it is complete and verified: ``<name>.part`` beside the final file."""
+    """Where a download lives until complete and verified: ``<name>.part`` beside the final file."""
     return final_path.with_name(final_path.name + ".part")
 
 
@@ -35,7 +35,7 @@ def transfer(
     check: ContentCheck | None,
     progress: ProgressReporter,
 ) -> DownloadResult:
-    """GET ``request.url`` (conditionally) and store the raw body atomically at ``request.final_path``."""
+    """GET ``request.url`` (conditionally); store the raw body atomically at ``final_path``."""
     headers = {"Accept-Encoding": "identity"}
     if request.if_none_match:
         headers["If-None-Match"] = request.if_none_match

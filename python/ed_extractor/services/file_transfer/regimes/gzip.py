@@ -1,4 +1,4 @@
-"""GzipRegime: a gzip stream decompressed to nowhere while it streams (CRC32, length, completeness)."""
+"""GzipRegime: gzip decompressed to nowhere while it streams (CRC32, length, completeness)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _MAX_OUTPUT = 4 << 20  # bound the memory a highly compressed chunk can expand i
 
 
 class GzipCheck:
-    """Decompresses every member of a gzip stream, discarding the output; zlib checks CRC and length."""
+    """Decompresses every gzip member, discarding the output; zlib checks CRC and length."""
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -52,7 +52,7 @@ class GzipCheck:
 
 
 class GzipRegime(BinaryRegime):
-    """Gzip (the Spansh dumps): stored compressed as served, verified by decompressing to nowhere."""
+    """Gzip (the Spansh dumps): stored as served, verified by decompressing to nowhere."""
 
     name: ClassVar[str] = "gzip"
 

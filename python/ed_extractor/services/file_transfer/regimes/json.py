@@ -13,7 +13,7 @@ _CLOSERS = {ord("["): ord("]"), ord("{"): ord("}")}
 
 
 class JsonShape:
-    """Follows a JSON text chunk by chunk: opened with ``[``/``{``, closed to match, records by line.
+    """Follows JSON text chunk by chunk: opened with ``[``/``{``, closed to match, records by line.
 
     Spansh dumps are one array with one object per line, so a record is a line starting with ``{``.
     The check is structural (opening and closing bytes, cheap enough for 100 GB); it does not
@@ -39,7 +39,9 @@ class JsonShape:
         tail = text.rstrip(_WHITESPACE)  # the same object, no copy, unless it ends in whitespace
         if tail:
             self.last = tail[-1]
-        self.records += text.count(b"\n{") + (1 if self._after_newline and text[0] == ord("{") else 0)
+        self.records += text.count(b"\n{") + (
+            1 if self._after_newline and text[0] == ord("{") else 0
+        )
         self._after_newline = text[-1] == ord("\n")
 
     def is_complete(self) -> bool:

@@ -1,4 +1,4 @@
-"""ZstdRegime: every zstd frame decompressed to nowhere while it streams (checksums, completeness)."""
+"""ZstdRegime: every zstd frame decompressed to nowhere while it streams (checksums, ends)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The main job on a generated local mirror: generate Spansh-style dumps, serve them on 127.0.0.1,
+# run ed-extractor twice (downloaded, then unchanged), verify with sha256sum, print the manifest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${DEMO_ROOT:-demo-data}
+scale_mb=${DEMO_SCALE_MB:-200}
+bin=.venv/bin
+
+$bin/python -m ed_extractor.demo generate --root "$root/mirror" --scale-mb "$scale_mb"
+
+url_file=$(mktemp)
+$bin/python -m ed_extractor.demo serve --root "$root/mirror" >"$url_file" &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -f "$url_file"' EXIT
+for _ in $(seq 100); do [ -s "$url_file" ] && break; sleep 0.1; done
+base_url=$(head -n1 "$url_file")
+[ -n "$base_url" ] || { echo "demo: the local mirror did not start" >&2; exit 1; }
+
+cat >"$root/sources.toml" <<TOML
+# The demo's sources: the generated dumps on the local mirror (the real ones live on Spansh).
+[[source]]
+url = "$base_url/galaxy_1day.json.gz"
+expect = "gzip"
+
+[[source]]
+url = "$base_url/galaxy_7days.json.gz"
+expect = "gzip"
+
+[[source]]
+url = "$base_url/galaxy_populated.json.gz"
+expect = "gzip"
+
+[[source]]
+url = "$base_url/galaxy_stations.json.gz"
+expect = "gzip"
+TOML
+
+export ED_EXTRACTOR_DEST="$root/data"
+echo "== first run: everything is downloaded"
+$bin/ed-extractor run --config "$root/sources.toml"
+echo "== second run: nothing changed on the mirror, no body is transferred"
+$bin/ed-extractor run --config "$root/sources.toml" --json
+echo "== the files on disk match the manifest"
+$bin/ed-extractor manifest --json \
+  | $bin/python -c 'import json, sys; [print(r["sha256"] + "  " + r["path"]) for r in map(json.loads, sys.stdin)]' \
+  | sha256sum --check
+echo "== the manifest"
+$bin/ed-extractor manifest
