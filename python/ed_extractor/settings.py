@@ -1,0 +1,250 @@
+"""Run settings from ``ED_EXTRACTOR_*`` variables, and the list of sources from a TOML file.
+
+A sources file holds an optional ``[defaults]`` table and one ``[[source]]`` table per source::
+
+    [defaults]                 # optional: expect, enabled, verify, max_bytes
+    expect = "gzip"
+
+    [[source]]
+    url = "https://downloads.spansh.co.uk/galaxy_1day.json.gz"   # required
+    name = "galaxy_1day.json.gz"   # optional, default: the URL's last path segment
+    expect = "gzip"                # optional: "gzip" | "json" | "zstd" | "binary"
+    enabled = true                 # optional
+    large = false                  # optional, documentation: large dumps are off by default
+    expect_sha256 = "<64 hex>"     # optional
+    max_bytes = 1000000            # optional, > 0
+    verify = true                  # optional
+    description = "..."            # optional
+
+A key in a source overrides the same key in ``[defaults]``. Unknown keys, wrong types, invalid URLs
+and duplicate names are errors. Every problem is a ConfigError of one line naming the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ed_extractor.errors import ConfigError, UsageError
+from ed_extractor.manifest.models import Regime
+from ed_extractor.manifest.store import default_manifest_path
+from ed_extractor.paths import name_from_url, sanitize_name, validate_url
+
+ENV_PREFIX = "ED_EXTRACTOR_"
+DEFAULT_SOURCES = "default_sources.toml"
+
+
+class Settings(BaseSettings):
+    """Settings of one run; each field reads ``ED_EXTRACTOR_<FIELD>``, keyword arguments win.
+
+    Invalid values raise ConfigError (one line) instead of pydantic's ValidationError.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True
+    )
+
+    dest: Path = Field(default=Path("data"), description="directory of the local copies")
+    config: Path | None = Field(default=None, description="sources file; None: built-in list")
+    manifest: Path | None = Field(default=None, description="None: <dest>/manifest.sqlite3")
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
+    read_timeout: float = Field(default=60.0, gt=0, description="seconds between two reads")
+    max_redirects: int = Field(default=10, ge=0)
+    verify: bool = Field(default=True, description="check content after download")
+    log_format: Literal["auto", "json", "text"] = "auto"
+    retry_attempts: int = Field(default=5, ge=1, description="tries per request, first included")
+    retry_max_wait_s: float = Field(default=60.0, ge=0, description="longest pause between tries")
+    deadline_s: float | None = Field(default=None, gt=0, description="give up a source after")
+    lock_wait_s: float = Field(default=0.0, ge=0, description="wait for another run's lock")
+
+    def __init__(self, /, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(
+                "; ".join(_describe_setting(error) for error in exc.errors())
+            ) from None
+
+    @classmethod
+    def from_environment(cls, **overrides: Any) -> Settings:
+        """Read the environment; ``overrides`` (command-line options) win. Same as ``cls()``."""
+        return cls(**overrides)
+
+    @property
+    def manifest_path(self) -> Path:
+        """The manifest file: ``manifest`` if set, else ``<dest>/manifest.sqlite3``."""
+        return self.manifest if self.manifest is not None else default_manifest_path(self.dest)
+
+
+class SourceDefaults(BaseModel):
+    """The ``[defaults]`` table: values for keys a ``[[source]]`` table leaves out."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    expect: Regime | None = None
+    enabled: bool = True
+    verify: bool = True
+    max_bytes: int | None = Field(default=None, gt=0)
+
+
+class SourceSpec(BaseModel):
+    """One source to fetch; ``name`` is derived from the URL when not given.
+
+    Construction raises InvalidURLError for a bad URL and ConfigError (one line) for anything
+    else; load_sources reports the same problems as ConfigError naming the file and the source.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    url: str = Field(description="absolute http(s) URL, as requested")
+    name: str = Field(description="file name inside dest")
+    expect: Regime | None = Field(default=None, description="fail unless the body is this")
+    enabled: bool = True
+    large: bool = Field(default=False, description="documentation: very large, off by default")
+    expect_sha256: str | None = Field(default=None, description="64 hex digits, lower-cased")
+    max_bytes: int | None = Field(default=None, gt=0, description="refuse a larger body")
+    verify: bool = True
+    description: str = ""
+
+    def __init__(self, /, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe_errors(exc)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_name(cls, data: Any) -> Any:
+        """Fill in a missing name from the URL (raises InvalidURLError if the URL has none)."""
+        if isinstance(data, dict) and data.get("name") is None and isinstance(data.get("url"), str):
+            return {**data, "name": name_from_url(data["url"])}
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return validate_url(value)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return sanitize_name(value)
+
+    @field_validator("expect_sha256")
+    @classmethod
+    def _check_sha256(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digest = value.strip().lower()
+        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+            raise ValueError("must be 64 hexadecimal digits")
+        return digest
+
+
+def load_sources(path: Path | None = None) -> list[SourceSpec]:
+    """Read the sources file at ``path``, or the built-in list of Spansh dumps when None."""
+    if path is None:
+        text = files("ed_extractor").joinpath(DEFAULT_SOURCES).read_text(encoding="utf-8")
+        return parse_sources(text, origin=f"built-in {DEFAULT_SOURCES}")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    return parse_sources(text, origin=str(path))
+
+
+def parse_sources(text: str, *, origin: str = "<string>") -> list[SourceSpec]:
+    """Parse the text of a sources file; ``origin`` names it in error messages."""
+    try:
+        document = tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
+        raise ConfigError(f"{origin}: invalid TOML: {_one_line(str(exc))}") from None
+    unknown = sorted(set(document) - {"defaults", "source"})
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown top-level key {unknown[0]!r} (expected [defaults] and [[source]])"
+        )
+    defaults = _parse_defaults(document.get("defaults", {}), origin)
+    tables = document.get("source")
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(f"{origin}: expected one or more [[source]] tables")
+
+    specs: list[SourceSpec] = []
+    seen: dict[str, int] = {}
+    for number, table in enumerate(tables, start=1):
+        where = f"{origin}: source #{number}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: must be a table ([[source]])")
+        where += _label(table)
+        try:
+            spec = SourceSpec(**{**defaults, **table})
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {_one_line(str(exc))}") from None
+        if spec.name in seen:
+            raise ConfigError(
+                f"{where}: duplicate name {spec.name!r} (also source #{seen[spec.name]})"
+            )
+        seen[spec.name] = number
+        specs.append(spec)
+    return specs
+
+
+def _parse_defaults(table: object, origin: str) -> dict[str, Any]:
+    """Validate ``[defaults]``; return only the keys it sets, to merge under each source."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: 'defaults' must be a table ([defaults])")
+    try:
+        SourceDefaults.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: [defaults]: {_describe_errors(exc)}") from None
+    return dict(table)
+
+
+def _label(table: dict[str, Any]) -> str:
+    """Name a source table in messages by its name, else its URL, when they are strings."""
+    for key in ("name", "url"):
+        value = table.get(key)
+        if isinstance(value, str):
+            return f" ({_one_line(value)!r})"
+    return ""
+
+
+def _describe_errors(exc: ValidationError) -> str:
+    """One line for all of a model's validation errors, in the words of a config file."""
+    # A name is never required from the user: it is missing only because the URL is unusable.
+    errors = [e for e in exc.errors() if not (e["type"] == "missing" and e["loc"] == ("name",))]
+    return "; ".join(_describe(error) for error in errors)
+
+
+def _describe(error: ErrorDetails) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {key!r}"
+    if error["type"] == "missing":
+        return f"missing required key {key!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"key {key!r}: {_one_line(message)}" if key else _one_line(message)
+
+
+def _describe_setting(error: ErrorDetails) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    variable = ENV_PREFIX + field.upper()
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {field!r}"
+    value = _one_line(repr(error["input"]))[:80]
+    message = _one_line(error["msg"])
+    return f"invalid setting {field} ({variable}) = {value}: {message}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
