@@ -21,6 +21,12 @@ def _contiguous(buffer: Buffer) -> memoryview:
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
+def _add_filename(error: OSError, path: str) -> None:
+    """Name the file in an error from an open file object, as ``open()`` and the native sink do."""
+    if error.filename is None:
+        error.filename = path
+
+
 class Sha256:
     """A hashlib-shaped SHA-256 hasher."""
 
@@ -65,8 +71,10 @@ class FileSink:
             self._file = open(self._path, "r+b")  # noqa: SIM115 - lifetime is the sink's
             try:
                 self._hash_prefix(resume_from)
-            except BaseException:
+            except BaseException as error:
                 self._file.close()
+                if isinstance(error, OSError):
+                    _add_filename(error, self._path)
                 raise
         else:
             self._file = open(self._path, "wb")  # noqa: SIM115 - lifetime is the sink's
@@ -96,7 +104,11 @@ class FileSink:
         self._check_open()
         view = _contiguous(data)
         self._hash.update(view)
-        self._file.write(view)
+        try:
+            self._file.write(view)
+        except OSError as error:
+            _add_filename(error, self._path)
+            raise
         self._position += view.nbytes
         return view.nbytes
 
@@ -109,11 +121,15 @@ class FileSink:
         self._check_open()
         self._closed = True
         try:
-            self._file.flush()
-            if fsync:
-                os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
+            try:
+                self._file.flush()
+                if fsync:
+                    os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
+        except OSError as error:
+            _add_filename(error, self._path)
+            raise
         return self._hash.hexdigest()
 
     def abort(self) -> None:
