@@ -13,6 +13,7 @@ import zstandard
 
 from ed_extractor.errors import IncompleteBodyError, TransferError, VerificationError
 from ed_extractor.http import make_client
+from ed_extractor.paths import part_path
 from ed_extractor.services.file_transfer import DownloadContext, DownloadRequest, DownloadResult
 from ed_extractor.services.file_transfer.base import SilentProgress
 from ed_extractor.services.file_transfer.regimes import (
@@ -21,7 +22,6 @@ from ed_extractor.services.file_transfer.regimes import (
     JsonRegime,
     ZstdRegime,
 )
-from ed_extractor.services.file_transfer.transfer import part_path
 from ed_extractor.services.source_probe.models import ProbeResult
 from tests.httpd import QuietHandler, serve
 
@@ -202,13 +202,9 @@ def test_context_selects_a_regime_by_sniffed_type_and_accepts_registrations() ->
     assert isinstance(context.select(_probe("application/gzip")), GzipRegime)
     assert isinstance(context.select(_probe("application/json")), JsonRegime)
     assert isinstance(context.select(_probe("application/zstd")), ZstdRegime)
-    assert type(context.select(_probe("application/x-bzip2"))) is BinaryRegime
-
-    class Bzip2Regime(BinaryRegime):
-        name = "bzip2"
-
-    context.register("application/x-bzip2", Bzip2Regime)
-    assert isinstance(context.select(_probe("application/x-bzip2")), Bzip2Regime)
+    assert type(context.select(_probe("application/x-ndjson"))) is BinaryRegime
+    context.register("application/x-ndjson", JsonRegime)
+    assert isinstance(context.select(_probe("application/x-ndjson")), JsonRegime)
 
 
 def test_connection_refused_is_a_transfer_error(tmp_path: Path) -> None:

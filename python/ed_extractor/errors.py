@@ -10,7 +10,7 @@ EdExtractorError
  │    ├── TransferError       the HTTP exchange failed (status, connection, timeout)
  │    │    └── IncompleteBodyError  fewer or more bytes than announced
  │    └── VerificationError   the bytes arrived but fail a check (gzip CRC, JSON, SHA-256)
- ├── StorageError            the local file system refused (disk full, permissions); carries ``path``
+ ├── StorageError            the file system refused (disk full, permissions); carries ``path``
  ├── ManifestError           the manifest database is unreadable or newer than this program
  └── LockError               another run holds the destination's lock
 """

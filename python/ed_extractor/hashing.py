@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ed_extractor import _fallback
 
@@ -28,8 +28,10 @@ def _select_backend() -> tuple[ModuleType, BackendName]:
 
 
 _backend, BACKEND = _select_backend()
-# Both backends have the same API; the fallback's classes are its reference.
-Sha256: type[_fallback.Sha256] = _backend.Sha256
-FileSink: type[_fallback.FileSink] = _backend.FileSink
+if TYPE_CHECKING:  # both backends have one API; the fallback's classes are its reference
+    from ed_extractor._fallback import FileSink, Sha256
+else:
+    Sha256 = _backend.Sha256
+    FileSink = _backend.FileSink
 
 __all__ = ["BACKEND", "BackendName", "FileSink", "Sha256"]

@@ -13,8 +13,8 @@ import httpx
 from pydantic import BaseModel
 
 from ed_extractor.errors import EdExtractorError
-from ed_extractor.manifest import ManifestRecord, ManifestStore, record_is_intact
-from ed_extractor.paths import resolve_inside
+from ed_extractor.manifest import ManifestRecord, ManifestStore, Regime, record_is_intact
+from ed_extractor.paths import part_path, resolve_inside
 from ed_extractor.services.file_transfer import (
     DownloadContext,
     DownloadRequest,
@@ -106,7 +106,6 @@ class DumpFetcher:
     def fetch(self, spec: SourceSpec) -> SourceOutcome:
         """Bring one source up to date; never raises for a per-source failure."""
         started = time.monotonic()
-        assert spec.name is not None  # SourceSpec fills it in from the URL
         try:
             outcome = self._fetch(spec, started)
         except EdExtractorError as exc:
@@ -130,8 +129,10 @@ class DumpFetcher:
         return outcome
 
     def _fetch(self, spec: SourceSpec, started: float) -> SourceOutcome:
-        assert spec.name is not None
         final_path = resolve_inside(self._dest, spec.name)
+        resolve_inside(
+            self._dest, part_path(final_path).name
+        )  # a symlinked .part must not lead out
         head = self._prober.head(spec.url)
         record = self._store.get(spec.name)
         intact = record if record is not None and record_is_intact(record) else None
@@ -163,9 +164,13 @@ class DumpFetcher:
         return SourceOutcome.from_record(record, "unchanged", elapsed)
 
     def _record(
-        self, spec: SourceSpec, result: DownloadResult, regime: str, mime_type: str, started: float
+        self,
+        spec: SourceSpec,
+        result: DownloadResult,
+        regime: Regime,
+        mime_type: str,
+        started: float,
     ) -> SourceOutcome:
-        assert spec.name is not None
         assert result.path is not None
         assert result.sha256 is not None
         record = ManifestRecord(

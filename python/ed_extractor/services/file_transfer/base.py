@@ -8,6 +8,8 @@ from typing import ClassVar, Literal, Protocol
 
 import httpx
 
+from ed_extractor.manifest.models import Regime
+
 
 class ProgressReporter(Protocol):
     """Receives progress of one transfer (a terminal bar, or nothing)."""
@@ -86,7 +88,7 @@ class DownloadResult:
 class DownloadStrategy(Protocol):
     """A download regime: how the bytes of one kind of content reach the disk and get checked."""
 
-    name: ClassVar[str]
+    name: ClassVar[Regime]
 
     def download(
         self, client: httpx.Client, request: DownloadRequest, progress: ProgressReporter

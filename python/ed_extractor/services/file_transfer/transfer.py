@@ -15,6 +15,7 @@ from ed_extractor.errors import (
 )
 from ed_extractor.hashing import FileSink
 from ed_extractor.http import error_from_httpx
+from ed_extractor.paths import part_path
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
     ContentSummary,
@@ -22,11 +23,6 @@ from ed_extractor.services.file_transfer.base import (
     DownloadResult,
     ProgressReporter,
 )
-
-
-def part_path(final_path: Path) -> Path:
-    """Where a download lives until complete and verified: ``<name>.part`` beside the final file."""
-    return final_path.with_name(final_path.name + ".part")
 
 
 def transfer(
@@ -156,4 +152,4 @@ def _move_into_place(part: Path, final_path: Path) -> None:
         raise StorageError(final_path, f"cannot move into place ({exc.strerror or exc})") from exc
 
 
-__all__ = ["part_path", "transfer"]
+__all__ = ["transfer"]

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import httpx
 
+from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
     DownloadRequest,
@@ -18,7 +19,7 @@ from ed_extractor.services.file_transfer.transfer import transfer
 class BinaryRegime:
     """Any content: stream, count, hash, rename. Subclasses add a content check."""
 
-    name: ClassVar[str] = "binary"
+    name: ClassVar[Regime] = "binary"
 
     def content_check(self, request: DownloadRequest) -> ContentCheck | None:
         """The check run on the body while it streams; none for opaque bytes."""

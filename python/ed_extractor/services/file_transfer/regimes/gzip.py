@@ -6,6 +6,7 @@ import zlib
 from typing import ClassVar
 
 from ed_extractor.errors import VerificationError
+from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import ContentSummary, DownloadRequest
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
 from ed_extractor.services.file_transfer.regimes.json import JsonShape
@@ -54,7 +55,7 @@ class GzipCheck:
 class GzipRegime(BinaryRegime):
     """Gzip (the Spansh dumps): stored as served, verified by decompressing to nowhere."""
 
-    name: ClassVar[str] = "gzip"
+    name: ClassVar[Regime] = "gzip"
 
     def content_check(self, request: DownloadRequest) -> GzipCheck:
         """A gzip stream check for this request's URL."""

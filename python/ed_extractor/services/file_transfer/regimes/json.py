@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ed_extractor.errors import VerificationError
+from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import ContentSummary, DownloadRequest
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
 
@@ -79,7 +80,7 @@ class JsonCheck:
 class JsonRegime(BinaryRegime):
     """Plain JSON: stored as is, checked for a complete document, records counted."""
 
-    name: ClassVar[str] = "json"
+    name: ClassVar[Regime] = "json"
 
     def content_check(self, request: DownloadRequest) -> JsonCheck:
         """A JSON completeness check for this request's URL."""

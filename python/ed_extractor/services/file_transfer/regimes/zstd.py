@@ -7,6 +7,7 @@ from typing import ClassVar
 import zstandard
 
 from ed_extractor.errors import VerificationError
+from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import ContentSummary, DownloadRequest
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
 
@@ -48,7 +49,7 @@ class ZstdCheck:
 class ZstdRegime(BinaryRegime):
     """Zstandard: stored compressed as served, verified frame by frame."""
 
-    name: ClassVar[str] = "zstd"
+    name: ClassVar[Regime] = "zstd"
 
     def content_check(self, request: DownloadRequest) -> ZstdCheck:
         """A zstd frame check for this request's URL."""
