@@ -1,0 +1,159 @@
+"""Benchmarks of the SHA-256 backends: hashing, hashing file sink, and the sink on two threads."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from benches.conftest import ThroughputTable
+from ed_extractor import _fallback
+
+try:
+    from ed_extractor import _native
+except ImportError as exc:  # pragma: no cover - only without a built extension
+    _native_or_none: ModuleType | None = None
+    NATIVE_IMPORT_ERROR = f"ed_extractor._native does not import: {exc!r}"
+else:
+    _native_or_none = _native
+    NATIVE_IMPORT_ERROR = ""
+
+KIB = 1024
+MIB = 1024 * KIB
+CHUNK = 128 * KIB
+HASH_TOTAL = 256 * MIB
+SINK_TOTAL = 512 * MIB
+SMOKE_TOTAL = 4 * MIB  # per round when benchmarks are disabled (the ordinary test run)
+ROUNDS = 5
+
+IMPLEMENTATIONS = ["native", "python"]
+
+
+def implementation_module(name: str) -> ModuleType:
+    if name == "python":
+        return _fallback
+    if _native_or_none is None:
+        print(NATIVE_IMPORT_ERROR)
+        pytest.skip(NATIVE_IMPORT_ERROR)
+    return _native_or_none
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def implementation(request: pytest.FixtureRequest) -> tuple[str, ModuleType]:
+    return request.param, implementation_module(request.param)
+
+
+@pytest.fixture(scope="module")
+def payload() -> memoryview:
+    """256 MiB of pseudo-random bytes, generated once, outside any timing."""
+    block = random.Random(0xED).randbytes(16 * MIB)
+    return memoryview(block * (HASH_TOTAL // len(block)))
+
+
+@pytest.fixture
+def scratch_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on tmpfs (``/dev/shm``) if there is one, so the disk does not set the pace."""
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="ed-bench-") as directory:
+        yield Path(directory)
+
+
+def chunks_of(payload: memoryview, total: int) -> list[memoryview]:
+    """``total`` bytes as ``CHUNK``-sized views, cycling through the payload."""
+    return [payload[offset % len(payload) :][:CHUNK] for offset in range(0, total, CHUNK)]
+
+
+@pytest.mark.benchmark(group="sha256-update")
+def test_sha256_update(
+    benchmark: Any,
+    implementation: tuple[str, ModuleType],
+    payload: memoryview,
+    throughput_table: ThroughputTable,
+) -> None:
+    name, module = implementation
+    total = SMOKE_TOTAL if benchmark.disabled else HASH_TOTAL
+    pieces = chunks_of(payload, total)
+
+    def hash_all() -> str:
+        hasher = module.Sha256()
+        for piece in pieces:
+            hasher.update(piece)
+        return str(hasher.hexdigest())
+
+    digest = benchmark.pedantic(hash_all, rounds=ROUNDS, warmup_rounds=1)
+    assert len(digest) == 64
+    throughput_table.record(benchmark, "Sha256.update", name, total)
+
+
+@pytest.mark.benchmark(group="filesink-write")
+def test_filesink_write(
+    benchmark: Any,
+    implementation: tuple[str, ModuleType],
+    payload: memoryview,
+    scratch_dir: Path,
+    throughput_table: ThroughputTable,
+) -> None:
+    name, module = implementation
+    total = SMOKE_TOTAL if benchmark.disabled else SINK_TOTAL
+    pieces = chunks_of(payload, total)
+    path = scratch_dir / "sink.part"
+
+    def fresh_file() -> None:
+        path.unlink(missing_ok=True)
+
+    def write_all() -> str:
+        sink = module.FileSink(path)
+        for piece in pieces:
+            sink.write(piece)
+        return str(sink.finish())
+
+    benchmark.pedantic(write_all, setup=fresh_file, rounds=ROUNDS, warmup_rounds=1)
+    assert path.stat().st_size == total
+    throughput_table.record(benchmark, "FileSink.write", name, total)
+
+
+@pytest.mark.benchmark(group="filesink-threads")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_filesink_threads(
+    benchmark: Any,
+    implementation: tuple[str, ModuleType],
+    threads: int,
+    payload: memoryview,
+    scratch_dir: Path,
+    throughput_table: ThroughputTable,
+) -> None:
+    """Each thread drives its own sink; the figure is the aggregate over all threads."""
+    name, module = implementation
+    total = SMOKE_TOTAL if benchmark.disabled else SINK_TOTAL
+    pieces = chunks_of(payload, total)
+    paths = [scratch_dir / f"sink-{index}.part" for index in range(threads)]
+
+    def fresh_files() -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+    def write_one(path: Path) -> None:
+        sink = module.FileSink(path)
+        for piece in pieces:
+            sink.write(piece)
+        sink.finish()
+
+    def write_all_in_parallel() -> None:
+        workers = [threading.Thread(target=write_one, args=(path,)) for path in paths]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    benchmark.pedantic(write_all_in_parallel, setup=fresh_files, rounds=ROUNDS, warmup_rounds=1)
+    assert all(path.stat().st_size == total for path in paths)
+    throughput_table.record(benchmark, "threads", f"{name}-{threads}", total * threads)

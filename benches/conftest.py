@@ -1,0 +1,95 @@
+"""Benchmark plumbing: collect each benchmark's throughput and print a compact summary table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+GB = 1e9
+
+
+@dataclass
+class ThroughputTable:
+    """Best-round throughput in GB/s, keyed by (benchmark, implementation or thread count)."""
+
+    figures: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def record(self, benchmark: Any, what: str, column: str, total_bytes: int) -> None:
+        """Store ``total_bytes`` over the best round's time; put it in ``extra_info`` too.
+
+        Does nothing when benchmarks are disabled (the ordinary test run executes them once).
+        """
+        stats = getattr(benchmark, "stats", None)
+        if not stats:
+            return
+        best_s = stats.stats.min
+        gbps = total_bytes / best_s / GB
+        benchmark.extra_info.update(
+            {
+                "bytes_per_round": total_bytes,
+                "best_GBps": round(gbps, 3),
+                "median_GBps": round(total_bytes / stats.stats.median / GB, 3),
+            }
+        )
+        self.figures[(what, column)] = gbps
+
+    def lines(self) -> list[str]:
+        """The summary table, or nothing if no benchmark ran."""
+        if not self.figures:
+            return []
+        out = ["throughput, best round (GB/s = 1e9 bytes/s)"]
+        out.append(f"{'':32} {'native':>8} {'python':>8} {'native/python':>14}")
+        for what in ("Sha256.update", "FileSink.write"):
+            native = self.figures.get((what, "native"))
+            python = self.figures.get((what, "python"))
+            out.append(
+                f"{what + ' (128 KiB chunks)':32} {_num(native)} {_num(python)} "
+                f"{_ratio(native, python):>14}"
+            )
+        out.append(f"{'':32} {'1 thread':>8} {'2 threads':>10} {'2/1 (aggregate)':>16}")
+        for implementation in ("native", "python"):
+            one = self.figures.get(("threads", f"{implementation}-1"))
+            two = self.figures.get(("threads", f"{implementation}-2"))
+            if one is None and two is None:
+                continue
+            out.append(
+                f"{'FileSink x threads, ' + implementation:32} {_num(one)} "
+                f"{_num(two):>10} {_ratio(two, one):>16}"
+            )
+        return out
+
+
+def _num(value: float | None) -> str:
+    return f"{value:8.3f}" if value is not None else f"{'-':>8}"
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    if numerator is None or denominator is None:
+        return "-"
+    return f"{numerator / denominator:.2f}x"
+
+
+_TABLE_KEY = pytest.StashKey[ThroughputTable]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_TABLE_KEY] = ThroughputTable()
+
+
+@pytest.fixture(scope="session")
+def throughput_table(pytestconfig: pytest.Config) -> ThroughputTable:
+    """The session's table of figures, printed at the end of the run."""
+    return pytestconfig.stash[_TABLE_KEY]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    lines = config.stash[_TABLE_KEY].lines() if _TABLE_KEY in config.stash else []
+    if lines:
+        terminalreporter.write_sep("-", "ed-extractor hashing throughput")
+        for line in lines:
+            terminalreporter.write_line(line)
