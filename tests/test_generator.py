@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -251,3 +253,23 @@ def test_mirror_with_other_parameters_is_regenerated(tmp_path: Path) -> None:
     other = generate_mirror(tmp_path, scale_mb=1, seed=4, workers=1)
     assert all(a.sha256 != b.sha256 for a, b in zip(first, other, strict=True))
     assert json.loads((tmp_path / STAMP_NAME).read_text())["params"]["seed"] == 4
+
+
+def test_generate_command_writes_the_tree_and_reports_json_lines(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "ed_extractor.demo", "generate", "--root", str(tmp_path)]
+    done = subprocess.run(
+        [*command, "--scale-mb", "1", "--workers", "1", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["name"] for line in lines] == [entry.name for entry in MIRROR_LAYOUT]
+    for line in lines:
+        path = tmp_path / line["name"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == line["sha256"]
+    assert "mirror at" in done.stderr  # logs go to stderr
