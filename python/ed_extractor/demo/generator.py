@@ -203,21 +203,25 @@ def _write_dump(
     tmp = path.with_name(f".{path.name}.tmp")
     sha = hashlib.sha256()
     crc, length, size = 0, 0, 0
-    with tmp.open("wb") as out:
-        header = _gzip_header(jobs[0].level)
-        out.write(header)
-        sha.update(header)
-        size += len(header)
-        for deflated, chunk_crc, chunk_len in results:
-            out.write(deflated)
-            sha.update(deflated)
-            size += len(deflated)
-            crc = crc32_combine(crc, chunk_crc, chunk_len)
-            length += chunk_len
-        trailer = struct.pack("<II", crc, length & 0xFFFFFFFF)
-        out.write(trailer)
-        sha.update(trailer)
-        size += len(trailer)
+    try:
+        with tmp.open("wb") as out:
+            header = _gzip_header(jobs[0].level)
+            out.write(header)
+            sha.update(header)
+            size += len(header)
+            for deflated, chunk_crc, chunk_len in results:
+                out.write(deflated)
+                sha.update(deflated)
+                size += len(deflated)
+                crc = crc32_combine(crc, chunk_crc, chunk_len)
+                length += chunk_len
+            trailer = struct.pack("<II", crc, length & 0xFFFFFFFF)
+            out.write(trailer)
+            sha.update(trailer)
+            size += len(trailer)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return DumpStats(path, size, length, sum(job.count for job in jobs), sha.hexdigest())
 
@@ -318,7 +322,9 @@ def generate_mirror(
     """Write the Spansh-like tree of ``MIRROR_LAYOUT`` under ``root``: about ``scale_mb`` MB gzip.
 
     Reuses the files when the stamp (written last) matches the parameters and every file has the
-    stamped size; otherwise regenerates what is missing or wrong.
+    stamped size; otherwise regenerates what is missing or wrong. Work is spread over ``workers``
+    spawned processes (default: the usable CPUs), so a calling script needs the usual
+    ``if __name__ == "__main__":`` guard; ``workers=1`` stays in-process.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
