@@ -40,24 +40,40 @@ class ThroughputTable:
         if not self.figures:
             return []
         out = ["throughput, best round (GB/s = 1e9 bytes/s)"]
-        out.append(f"{'':32} {'native':>8} {'python':>8} {'native/python':>14}")
-        for what in ("Sha256.update", "FileSink.write"):
+        hashing = [
+            what
+            for what in ("Sha256.update", "FileSink.write")
+            if (what, "native") in self.figures or (what, "python") in self.figures
+        ]
+        if hashing:
+            out.append(f"{'':32} {'native':>8} {'python':>8} {'native/python':>14}")
+        for what in hashing:
             native = self.figures.get((what, "native"))
             python = self.figures.get((what, "python"))
             out.append(
                 f"{what + ' (128 KiB chunks)':32} {_num(native)} {_num(python)} "
                 f"{_ratio(native, python):>14}"
             )
-        out.append(f"{'':32} {'1 thread':>8} {'2 threads':>10} {'2/1 (aggregate)':>16}")
-        for implementation in ("native", "python"):
+        threads = [
+            i
+            for i in ("native", "python")
+            if any((("threads", f"{i}-{n}") in self.figures) for n in (1, 2))
+        ]
+        if threads:
+            out.append(f"{'':32} {'1 thread':>8} {'2 threads':>10} {'2/1 (aggregate)':>16}")
+        for implementation in threads:
             one = self.figures.get(("threads", f"{implementation}-1"))
             two = self.figures.get(("threads", f"{implementation}-2"))
-            if one is None and two is None:
-                continue
             out.append(
                 f"{'FileSink x threads, ' + implementation:32} {_num(one)} "
                 f"{_num(two):>10} {_ratio(two, one):>16}"
             )
+        downloads = {column: v for (what, column), v in self.figures.items() if what == "download"}
+        if downloads:
+            curl = downloads.get("curl")
+            out.append(f"{'download from the local mirror':32} {'GB/s':>8} {'vs curl':>10}")
+            for tool, gbps in downloads.items():
+                out.append(f"{tool:32} {_num(gbps)} {_ratio(gbps, curl):>10}")
         return out
 
 
@@ -90,6 +106,6 @@ def pytest_terminal_summary(
 ) -> None:
     lines = config.stash[_TABLE_KEY].lines() if _TABLE_KEY in config.stash else []
     if lines:
-        terminalreporter.write_sep("-", "ed-extractor hashing throughput")
+        terminalreporter.write_sep("-", "ed-extractor throughput")
         for line in lines:
             terminalreporter.write_line(line)

@@ -23,6 +23,7 @@ from ed_extractor.services.file_transfer.base import (
     DownloadResult,
     ProgressReporter,
 )
+from ed_extractor.services.file_transfer.overlap import ChunkWorker
 
 
 def transfer(
@@ -83,6 +84,8 @@ def _store_body(
     length = _content_length(response)
     part = part_path(request.final_path)
     sink = _open_sink(part)
+    writer = ChunkWorker(sink.write, name="sink")
+    checker = ChunkWorker(check.feed, name="check") if check is not None else None
     progress.start(request.name, length)
     received = 0
     try:
@@ -91,9 +94,9 @@ def _store_body(
                 received += len(chunk)
                 if request.max_bytes is not None and received > request.max_bytes:
                     raise TransferError(url, f"body exceeds max_bytes ({request.max_bytes})")
-                sink.write(chunk)
-                if check is not None:
-                    check.feed(chunk)
+                writer.put(chunk)
+                if checker is not None:
+                    checker.put(chunk)
                 progress.advance(len(chunk))
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             expected = "?" if length is None else str(length)
@@ -104,12 +107,17 @@ def _store_body(
             raise IncompleteBodyError(
                 url, f"body has {received} bytes but Content-Length said {length}"
             )
+        writer.close()
+        if checker is not None:
+            checker.close()
         summary = check.finish() if check is not None else ContentSummary()
         digest = sink.finish(fsync=True)
     except OSError as exc:
+        _stop_workers(writer, checker)
         _discard(sink, part)
         raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
     except BaseException:
+        _stop_workers(writer, checker)
         _discard(sink, part)
         raise
     finally:
@@ -131,6 +139,12 @@ def _store_body(
         bytes_transferred=received,
         summary=summary,
     )
+
+
+def _stop_workers(*workers: ChunkWorker | None) -> None:
+    for worker in workers:
+        if worker is not None:
+            worker.cancel()
 
 
 def _discard(sink: FileSink, part: Path) -> None:

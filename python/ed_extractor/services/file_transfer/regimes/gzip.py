@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import zlib
-from typing import ClassVar
+from typing import ClassVar, cast
+
+from isal import isal_zlib as zlib  # ISA-L: zlib-compatible, inflates about 3x faster
 
 from ed_extractor.errors import VerificationError
 from ed_extractor.manifest.models import Regime
@@ -12,6 +13,8 @@ from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
 from ed_extractor.services.file_transfer.regimes.json import JsonShape
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+# isal's stubs declare its error as an instance; at run time it is an exception class.
+_INFLATE_ERROR = cast(type[Exception], zlib.error)
 _MAX_OUTPUT = 4 << 20  # bound the memory a highly compressed chunk can expand into
 
 
@@ -36,7 +39,7 @@ class GzipCheck:
                 while self._inflater.unconsumed_tail:
                     tail = self._inflater.unconsumed_tail
                     self._shape.feed(self._inflater.decompress(tail, _MAX_OUTPUT))
-            except zlib.error as exc:
+            except _INFLATE_ERROR as exc:
                 raise VerificationError(self._url, f"corrupt gzip stream: {exc}") from exc
             if self._inflater.eof:
                 self._member_done = True
