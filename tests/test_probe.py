@@ -20,16 +20,13 @@ from ed_extractor.errors import (
     ConfigError,
     InvalidURLError,
     ProbeError,
+    ProtocolError,
     TransferError,
     UnexpectedContentError,
 )
 from ed_extractor.http import make_client
 from ed_extractor.services.source_probe.models import ProbeResult
-from ed_extractor.services.source_probe.prober import (
-    ContentRange,
-    SourceProber,
-    parse_content_range,
-)
+from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.services.source_probe.sniff import GZIP, HTML, JSON, OCTET_STREAM, XML, ZSTD
 from tests.httpd import QuietHandler, serve
 
@@ -545,7 +542,10 @@ def test_a_ranged_answer_that_does_not_fit_the_request_is_a_probe_error(
             self.end_headers()
             self.wfile.write(body)
 
-    with serve(BadRanges) as base, pytest.raises(ProbeError, match=re.escape(complaint)):
+    with (
+        serve(BadRanges) as base,
+        pytest.raises((ProbeError, ProtocolError), match=re.escape(complaint)),
+    ):
         prober.probe(f"{base}/systems.json.gz")
 
 
@@ -568,46 +568,3 @@ def test_a_head_length_contradicted_by_content_range_yields_to_content_range(
 def test_a_url_that_is_not_absolute_http_is_a_usage_error(prober: SourceProber, url: str) -> None:
     with pytest.raises(InvalidURLError):
         prober.probe(url)
-
-
-@pytest.mark.parametrize(
-    ("value", "parsed"),
-    [
-        ("bytes 0-1023/4096", ContentRange(0, 1023, 4096)),
-        ("bytes 0-0/1", ContentRange(0, 0, 1)),
-        ("BYTES 0-1023/4096", ContentRange(0, 1023, 4096)),
-        ("bytes 0-1023/*", ContentRange(0, 1023, None)),
-        ("bytes */4096", ContentRange(None, None, 4096)),
-        ("bytes */0", ContentRange(None, None, 0)),
-        (" bytes 100-199/200 ", ContentRange(100, 199, 200)),
-        ("bytes 0-1023/107374182400", ContentRange(0, 1023, 107_374_182_400)),
-    ],
-)
-def test_parse_content_range_accepts_the_rfc_forms(value: str, parsed: ContentRange) -> None:
-    assert parse_content_range(value) == parsed
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "",
-        "bytes",
-        "bytes 0-1023",
-        "bytes=0-1023/4096",
-        "items 0-1/2",
-        "bytes */*",
-        "bytes 1023-0/4096",
-        "bytes 0-4096/4096",
-        "bytes -1-5/10",
-        "bytes +0-5/10",
-        "bytes 0-5/10 trailing",
-        "bytes  0-5/10",
-        "bytes 0-\u0661\u0660/20",
-        "bytes 0-1/" + "9" * 19,
-        "bytes 0-1/" + "9" * 5000,
-    ],
-)
-def test_parse_content_range_rejects_anything_else_with_a_probe_error(value: str) -> None:
-    with pytest.raises(ProbeError, match="Content-Range") as caught:
-        parse_content_range(value, "http://h/x.json.gz")
-    assert caught.value.url == "http://h/x.json.gz"

@@ -54,7 +54,7 @@ def test_settings_defaults() -> None:
     assert settings.verify is True
     assert settings.log_format == "auto"
     assert settings.retry_attempts == 5
-    assert settings.retry_max_wait_s == 60.0
+    assert settings.retry_max_wait_s == 300.0
     assert settings.deadline_s is None
     assert settings.lock_wait_s == 0.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -21,6 +22,7 @@ from ed_extractor.paths import validate_url
 from ed_extractor.pipeline.lock import destination_lock
 from ed_extractor.pipeline.progress import progress_for_terminal
 from ed_extractor.pipeline.spansh_dump import DumpFetcher, SourceOutcome
+from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.settings import Settings, SourceSpec, load_sources
 
@@ -125,6 +127,7 @@ def _print_outcomes(outcomes: Iterable[SourceOutcome], as_json: bool) -> int:
 
 
 def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: bool) -> int:
+    deadline = None if settings.deadline_s is None else time.monotonic() + settings.deadline_s
     dest = settings.dest
     dest.mkdir(parents=True, exist_ok=True)
     with (
@@ -137,7 +140,18 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
         ) as client,
     ):
         fetcher = DumpFetcher(
-            client, store, dest, progress=progress_for_terminal, verify=settings.verify
+            client,
+            store,
+            dest,
+            progress=progress_for_terminal,
+            verify=settings.verify,
+            retry=RetryPolicy(
+                attempts=settings.retry_attempts,
+                initial_wait_s=settings.retry_initial_wait_s,
+                max_wait_s=settings.retry_max_wait_s,
+                total_s=settings.retry_total_s,
+                deadline=deadline,
+            ),
         )
         return _print_outcomes(fetcher.fetch_all(specs), as_json)
 

@@ -8,7 +8,9 @@ EdExtractorError
  │    ├── ProbeError          the probe could not establish what the source is
  │    ├── UnexpectedContentError  the body is not what the URL or config expects
  │    ├── TransferError       the HTTP exchange failed (status, connection, timeout)
- │    │    └── IncompleteBodyError  fewer or more bytes than announced
+ │    │    ├── IncompleteBodyError  fewer or more bytes than announced
+ │    │    ├── ProtocolError  a malformed header or a Content-Range that does not fit
+ │    │    └── DeadlineError  the run's deadline passed (the part file is kept)
  │    └── VerificationError   the bytes arrived but fail a check (gzip CRC, JSON, SHA-256)
  ├── StorageError            the file system refused (disk full, permissions); carries ``path``
  ├── ManifestError           the manifest database is unreadable or newer than this program
@@ -58,15 +60,46 @@ class UnexpectedContentError(SourceError):
 
 
 class TransferError(SourceError):
-    """The HTTP exchange failed: an error status, a connection error or a timeout."""
+    """The HTTP exchange failed: an error status, a connection error or a timeout.
 
-    def __init__(self, url: str, message: str, *, status_code: int | None = None) -> None:
+    ``retryable`` says whether trying again may help: connection errors, timeouts, bodies cut
+    short, 408, 429 and 5xx may; other 4xx and malformed responses may not. ``retry_after`` is the
+    server's Retry-After in seconds, when it sent one.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(url, message)
         self.status_code = status_code
+        if retryable is None:
+            retryable = status_code is None or status_code in (408, 429) or status_code >= 500
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class IncompleteBodyError(TransferError):
     """The body was shorter or longer than the server announced."""
+
+
+class ProtocolError(TransferError):
+    """The response breaks HTTP's rules: a malformed header, a Content-Range that does not fit."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(url, message, retryable=False)
+
+
+class DeadlineError(TransferError):
+    """The run's deadline passed; what has arrived is kept for the next run to resume."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(url, message, retryable=False)
 
 
 class VerificationError(SourceError):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 
 from ed_extractor import __version__
 from ed_extractor.errors import TransferError
+from ed_extractor.headers import parse_retry_after
 
 USER_AGENT = f"ed-extractor/{__version__}"
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -31,15 +35,28 @@ def make_client(
     )
 
 
-def error_from_httpx(url: str, exc: httpx.HTTPError) -> TransferError:
-    """Translate an httpx exception into the project's TransferError, naming the URL."""
-    if isinstance(exc, httpx.TooManyRedirects):
-        return TransferError(url, "too many redirects")
-    if isinstance(exc, httpx.TimeoutException):
-        return TransferError(url, f"timed out ({type(exc).__name__})")
-    if isinstance(exc, httpx.ConnectError):
-        return TransferError(url, f"cannot connect ({exc})")
-    if isinstance(exc, httpx.HTTPStatusError):
-        code = exc.response.status_code
-        return TransferError(url, f"HTTP {code}", status_code=code)
-    return TransferError(url, f"{type(exc).__name__}: {exc}")
+@contextmanager
+def httpx_errors_as_transfer_errors(url: str, what: str) -> Iterator[None]:
+    """Turn every httpx exception raised inside the block into a TransferError naming ``url``."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise TransferError(url, f"{what} timed out ({type(exc).__name__})") from exc
+    except httpx.ConnectError as exc:
+        raise TransferError(url, f"{what}: cannot connect: {exc}") from exc
+    except httpx.TooManyRedirects as exc:
+        raise TransferError(url, f"{what}: too many redirects", retryable=False) from exc
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+        raise TransferError(url, f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def status_error(url: str, response: httpx.Response, what: str) -> TransferError:
+    """The TransferError for an error status, with Retry-After and the redirect target if any."""
+    final = str(response.url)
+    where = "" if final == url else f" from {final}"
+    return TransferError(
+        url,
+        f"{what} answered HTTP {response.status_code} {response.reason_phrase}{where}",
+        status_code=response.status_code,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )

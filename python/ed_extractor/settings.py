@@ -58,9 +58,11 @@ class Settings(BaseSettings):
     max_redirects: int = Field(default=10, ge=0)
     verify: bool = Field(default=True, description="check content after download")
     log_format: Literal["auto", "json", "text"] = "auto"
-    retry_attempts: int = Field(default=5, ge=1, description="tries per request, first included")
-    retry_max_wait_s: float = Field(default=60.0, ge=0, description="longest pause between tries")
-    deadline_s: float | None = Field(default=None, gt=0, description="give up a source after")
+    retry_attempts: int = Field(default=5, ge=1, description="tries per source, first included")
+    retry_initial_wait_s: float = Field(default=1.0, ge=0, description="first backoff pause")
+    retry_max_wait_s: float = Field(default=300.0, ge=0, description="longest pause between tries")
+    retry_total_s: float = Field(default=3600.0, gt=0, description="retrying stops after this")
+    deadline_s: float | None = Field(default=None, gt=0, description="the whole run stops after")
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait for another run's lock")
 
     def __init__(self, /, **values: Any) -> None:

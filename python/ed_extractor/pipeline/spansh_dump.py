@@ -12,9 +12,10 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel
 
-from ed_extractor.errors import EdExtractorError
+from ed_extractor.errors import DeadlineError, EdExtractorError, ManifestError
 from ed_extractor.manifest import ManifestRecord, ManifestStore, Regime, record_is_intact
 from ed_extractor.paths import part_path, resolve_inside
+from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.file_transfer import (
     DownloadContext,
     DownloadRequest,
@@ -89,6 +90,7 @@ class DumpFetcher:
         progress: Callable[[], ProgressReporter],
         context: DownloadContext | None = None,
         verify: bool = True,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._client = client
         self._store = store
@@ -97,6 +99,7 @@ class DumpFetcher:
         self._context = context or DownloadContext()
         self._progress = progress
         self._verify = verify
+        self._retry = retry or RetryPolicy()
 
     def fetch_all(self, specs: Iterable[SourceSpec]) -> Iterator[SourceOutcome]:
         """Fetch each source in turn; one failing source does not stop the others."""
@@ -107,13 +110,17 @@ class DumpFetcher:
         """Bring one source up to date; never raises for a per-source failure."""
         started = time.monotonic()
         try:
-            outcome = self._fetch(spec, started)
+            self._check_deadline(spec)
+            outcome = self._retry.retrying()(self._fetch, spec, started)
         except EdExtractorError as exc:
             elapsed = time.monotonic() - started
-            self._store.record_attempt(
-                spec.name, spec.url, "failed", error=str(exc), elapsed_s=elapsed
-            )
             log.error("source failed", extra={"source": spec.name, "error": str(exc)})
+            try:
+                self._store.record_attempt(
+                    spec.name, spec.url, "failed", error=str(exc), elapsed_s=elapsed
+                )
+            except ManifestError as manifest_error:  # e.g. the disk that failed the download
+                log.error("cannot record the failure: %s", manifest_error)
             return SourceOutcome(
                 name=spec.name,
                 url=spec.url,
@@ -127,6 +134,11 @@ class DumpFetcher:
             extra={"source": outcome.name, "bytes": outcome.bytes, "elapsed_s": outcome.elapsed_s},
         )
         return outcome
+
+    def _check_deadline(self, spec: SourceSpec) -> None:
+        deadline = self._retry.deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineError(spec.url, "run deadline reached before this source started")
 
     def _fetch(self, spec: SourceSpec, started: float) -> SourceOutcome:
         final_path = resolve_inside(self._dest, spec.name)
@@ -147,11 +159,13 @@ class DumpFetcher:
             url=spec.url,
             final_path=final_path,
             expected_length=probe.content_length,
+            expected_etag=probe.etag,
             if_none_match=intact.etag if intact else None,
             if_modified_since=intact.last_modified if intact else None,
             expect_sha256=spec.expect_sha256,
             verify=self._verify and spec.verify,
             max_bytes=spec.max_bytes,
+            deadline=self._retry.deadline,
         )
         result = regime.download(self._client, request, self._progress())
         if result.status == "unchanged" and intact is not None:

@@ -63,11 +63,13 @@ class DownloadRequest:
     url: str
     final_path: Path
     expected_length: int | None = None
+    expected_etag: str | None = None
     if_none_match: str | None = None
     if_modified_since: str | None = None
     expect_sha256: str | None = None
     verify: bool = True
     max_bytes: int | None = None
+    deadline: float | None = None  # time.monotonic() after which the transfer stops
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class DownloadResult:
     bytes: int = 0
     sha256: str | None = None
     bytes_transferred: int = 0
+    resumed_from: int = 0
     summary: ContentSummary = ContentSummary()
 
 

@@ -1,20 +1,30 @@
-"""The streaming core of every regime: conditional GET, raw bytes into a FileSink, check, rename."""
+"""The streaming core of every regime: a conditional, resumable GET into a FileSink, then rename."""
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
+from typing import Final
 
 import httpx
 
 from ed_extractor.errors import (
+    DeadlineError,
     IncompleteBodyError,
+    ProtocolError,
     StorageError,
     TransferError,
     VerificationError,
 )
 from ed_extractor.hashing import FileSink
-from ed_extractor.http import error_from_httpx
+from ed_extractor.headers import (
+    if_range_validator,
+    parse_content_length,
+    parse_content_range,
+)
+from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.paths import part_path
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
@@ -24,6 +34,16 @@ from ed_extractor.services.file_transfer.base import (
     ProgressReporter,
 )
 from ed_extractor.services.file_transfer.overlap import ChunkWorker
+from ed_extractor.services.file_transfer.resume import (
+    ResumePoint,
+    discard_part,
+    load_resume_point,
+    save_resume_point,
+)
+
+log = logging.getLogger(__name__)
+
+_PREFIX_READ: Final = 1 << 20
 
 
 def transfer(
@@ -32,46 +52,108 @@ def transfer(
     check: ContentCheck | None,
     progress: ProgressReporter,
 ) -> DownloadResult:
-    """GET ``request.url`` (conditionally); store the raw body atomically at ``final_path``."""
+    """GET ``request.url`` and store the raw body atomically at ``request.final_path``.
+
+    A kept part file is continued with ``Range``/``If-Range``; without one the GET is conditional
+    on the recorded validators (304: unchanged).
+    """
+    resume = load_resume_point(request.final_path, request.url)
     headers = {"Accept-Encoding": "identity"}
-    if request.if_none_match:
-        headers["If-None-Match"] = request.if_none_match
-    if request.if_modified_since:
-        headers["If-Modified-Since"] = request.if_modified_since
+    if resume is not None:
+        headers["Range"] = f"bytes={resume.offset}-"
+        headers["If-Range"] = resume.validator
+    else:
+        if request.if_none_match:
+            headers["If-None-Match"] = request.if_none_match
+        if request.if_modified_since:
+            headers["If-Modified-Since"] = request.if_modified_since
+    with (
+        httpx_errors_as_transfer_errors(request.url, "GET"),
+        client.stream("GET", request.url, headers=headers) as response,
+    ):
+        status = response.status_code
+        if status == httpx.codes.NOT_MODIFIED and resume is None:
+            return DownloadResult(
+                status="unchanged",
+                final_url=str(response.url),
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+            )
+        if status == httpx.codes.PARTIAL_CONTENT and resume is not None:
+            if not _continues(response, resume):
+                discard_part(request.final_path)
+                return transfer(client, request, check, progress)
+            return _store_body(response, request, check, progress, resume)
+        if status == httpx.codes.OK:
+            if resume is not None:
+                log.info("server sent the whole file instead of the rest; starting over",
+                         extra={"source": request.name})  # fmt: skip
+                discard_part(request.final_path)
+            return _store_body(response, request, check, progress, None)
+        raise status_error(request.url, response, "GET")
+
+
+def _continues(response: httpx.Response, resume: ResumePoint) -> bool:
+    """True when a 206 is exactly the missing tail of the kept part file."""
+    value = response.headers.get("Content-Range", "")
     try:
-        with client.stream("GET", request.url, headers=headers) as response:
-            if response.status_code == httpx.codes.NOT_MODIFIED:
-                return DownloadResult(
-                    status="unchanged",
-                    final_url=str(response.url),
-                    etag=response.headers.get("ETag"),
-                    last_modified=response.headers.get("Last-Modified"),
-                )
-            if response.status_code != httpx.codes.OK:
-                raise TransferError(
-                    request.url,
-                    f"HTTP {response.status_code} {response.reason_phrase}",
-                    status_code=response.status_code,
-                )
-            return _store_body(response, request, check, progress)
-    except httpx.HTTPError as exc:
-        raise error_from_httpx(request.url, exc) from exc
+        content_range = parse_content_range(value, str(response.request.url))
+    except ProtocolError:
+        content_range = None
+    if (
+        content_range is None
+        or content_range.start != resume.offset
+        or content_range.total != resume.total
+    ):
+        log.warning("206 does not continue the part file; starting over",
+                    extra={"content_range": value, "offset": resume.offset})  # fmt: skip
+        return False
+    return True
 
 
-def _content_length(response: httpx.Response) -> int | None:
-    value = response.headers.get("Content-Length")
-    if value is None:
+def _resume_point_for(response: httpx.Response, url: str, length: int | None) -> ResumePoint | None:
+    """Where this 200 could be continued from later, if the server allows it (ranges, validator)."""
+    if length is None or response.headers.get("Accept-Ranges", "").strip().lower() != "bytes":
         return None
-    if not value.isdigit():
-        raise TransferError(str(response.request.url), f"invalid Content-Length {value!r}")
-    return int(value)
+    validator = if_range_validator(
+        response.headers.get("ETag"), response.headers.get("Last-Modified")
+    )
+    return None if validator is None else ResumePoint(url, validator, length)
 
 
-def _open_sink(path: Path) -> FileSink:
+def _check_announced_length(
+    response: httpx.Response, request: DownloadRequest, length: int | None
+) -> None:
+    """A Content-Length that contradicts the probe's length for the same ETag is a lie."""
+    etag = response.headers.get("ETag")
+    if (
+        length is not None
+        and request.expected_length is not None
+        and etag is not None
+        and etag == request.expected_etag
+        and length != request.expected_length
+    ):
+        raise ProtocolError(
+            request.url,
+            f"Content-Length {length} contradicts the probed length {request.expected_length} "
+            f"of the same ETag {etag}",
+        )
+
+
+def _open_sink(path: Path, resume_from: int) -> FileSink:
     try:
-        return FileSink(path)
+        return FileSink(path, resume_from=resume_from)
     except OSError as exc:
-        raise StorageError(path, f"cannot create file ({exc.strerror or exc})") from exc
+        raise StorageError(path, f"cannot open ({exc.strerror or exc})") from exc
+
+
+def _feed_prefix(part: Path, length: int, checker: ChunkWorker) -> None:
+    """Run the content check over the bytes a resumed download already has on disk."""
+    with part.open("rb") as file:
+        remaining = length
+        while remaining and (block := file.read(min(remaining, _PREFIX_READ))):
+            checker.put(block)
+            remaining -= len(block)
 
 
 def _store_body(
@@ -79,51 +161,67 @@ def _store_body(
     request: DownloadRequest,
     check: ContentCheck | None,
     progress: ProgressReporter,
+    resume: ResumePoint | None,
 ) -> DownloadResult:
     url = request.url
-    length = _content_length(response)
     part = part_path(request.final_path)
-    sink = _open_sink(part)
+    offset = resume.offset if resume is not None else 0
+    announced = parse_content_length(response.headers.get("Content-Length"))
+    resumable = resume is not None
+    if resume is not None:
+        total: int | None = resume.total
+    else:
+        total = announced
+        _check_announced_length(response, request, announced)
+        point = _resume_point_for(response, url, announced)
+        if point is not None:
+            save_resume_point(request.final_path, point)
+            resumable = True
+    sink = _open_sink(part, offset)
     writer = ChunkWorker(sink.write, name="sink")
     checker = ChunkWorker(check.feed, name="check") if check is not None else None
-    progress.start(request.name, length)
+    progress.start(request.name, total, already=offset)
     received = 0
     try:
-        try:
-            for chunk in response.iter_raw():
-                received += len(chunk)
-                if request.max_bytes is not None and received > request.max_bytes:
-                    raise TransferError(url, f"body exceeds max_bytes ({request.max_bytes})")
-                writer.put(chunk)
-                if checker is not None:
-                    checker.put(chunk)
-                progress.advance(len(chunk))
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            expected = "?" if length is None else str(length)
+        if checker is not None and offset:
+            _feed_prefix(part, offset, checker)
+        with httpx_errors_as_transfer_errors(url, "GET body"):
+            try:
+                for chunk in response.iter_raw():
+                    received += len(chunk)
+                    _check_limits(request, offset + received)
+                    writer.put(chunk)
+                    if checker is not None:
+                        checker.put(chunk)
+                    progress.advance(len(chunk))
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                raise IncompleteBodyError(
+                    url,
+                    f"connection lost after {offset + received} of {total or '?'} bytes ({exc})",
+                ) from exc
+        if total is not None and offset + received != total:
             raise IncompleteBodyError(
-                url, f"connection lost after {received} of {expected} bytes ({exc})"
-            ) from exc
-        if length is not None and received != length:
-            raise IncompleteBodyError(
-                url, f"body has {received} bytes but Content-Length said {length}"
+                url, f"body ended at {offset + received} bytes but {total} were announced"
             )
         writer.close()
         if checker is not None:
             checker.close()
         summary = check.finish() if check is not None else ContentSummary()
         digest = sink.finish(fsync=True)
-    except OSError as exc:
-        _stop_workers(writer, checker)
-        _discard(sink, part)
-        raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
-    except BaseException:
-        _stop_workers(writer, checker)
-        _discard(sink, part)
+    except BaseException as exc:
+        writer.cancel()
+        if checker is not None:
+            checker.cancel()
+        sink.abort()
+        if not (resumable and _worth_keeping(exc)):
+            discard_part(request.final_path)
+        if isinstance(exc, OSError):
+            raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
         raise
     finally:
         progress.stop()
     if request.expect_sha256 is not None and digest != request.expect_sha256.lower():
-        part.unlink(missing_ok=True)
+        discard_part(request.final_path)
         raise VerificationError(
             url, f"SHA-256 mismatch: expected {request.expect_sha256}, got {digest}"
         )
@@ -134,22 +232,30 @@ def _store_body(
         etag=response.headers.get("ETag"),
         last_modified=response.headers.get("Last-Modified"),
         path=request.final_path,
-        bytes=received,
+        bytes=offset + received,
         sha256=digest,
         bytes_transferred=received,
+        resumed_from=offset,
         summary=summary,
     )
 
 
-def _stop_workers(*workers: ChunkWorker | None) -> None:
-    for worker in workers:
-        if worker is not None:
-            worker.cancel()
+def _check_limits(request: DownloadRequest, size: int) -> None:
+    if request.max_bytes is not None and size > request.max_bytes:
+        raise TransferError(
+            request.url, f"body exceeds max_bytes ({request.max_bytes})", retryable=False
+        )
+    if request.deadline is not None and time.monotonic() > request.deadline:
+        raise DeadlineError(request.url, f"run deadline reached after {size} bytes")
 
 
-def _discard(sink: FileSink, part: Path) -> None:
-    sink.abort()
-    part.unlink(missing_ok=True)
+def _worth_keeping(exc: BaseException) -> bool:
+    """Keep the part file (if it has a sidecar) when the next attempt may continue it."""
+    if isinstance(exc, DeadlineError | IncompleteBodyError):
+        return True
+    if isinstance(exc, TransferError):
+        return exc.retryable
+    return not isinstance(exc, Exception)  # interrupted (Ctrl-C, SIGTERM): continue next time
 
 
 def _move_into_place(part: Path, final_path: Path) -> None:
@@ -162,8 +268,6 @@ def _move_into_place(part: Path, final_path: Path) -> None:
         finally:
             os.close(directory)
     except OSError as exc:
-        part.unlink(missing_ok=True)
+        discard_part(final_path)
         raise StorageError(final_path, f"cannot move into place ({exc.strerror or exc})") from exc
-
-
-__all__ = ["transfer"]
+    discard_part(final_path)  # the sidecar

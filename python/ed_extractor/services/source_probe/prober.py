@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import httpx
 
-from ed_extractor.errors import InvalidURLError, ProbeError, TransferError
+from ed_extractor.errors import ProbeError
+from ed_extractor.headers import parse_content_length, parse_content_range
+from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
+from ed_extractor.paths import validate_url
 
 from .models import HeadInfo, ProbeResult
 from .sniff import SAMPLE_SIZE, Expectation, check_expected, expectation_for, sniff_mime
@@ -19,82 +19,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RANGE = f"bytes=0-{SAMPLE_SIZE - 1}"
 _IDENTITY = {"Accept-Encoding": "identity"}
-
-# RFC 9110 §14.4: "bytes" SP (first "-" last "/" (complete-length / "*") / "*/" complete-length).
-# ASCII digits only (Python's \d would accept other scripts' digits), at most 18 of them (< 1 EB).
-_CONTENT_RANGE = re.compile(
-    r"bytes (?:(?P<start>[0-9]{1,18})-(?P<end>[0-9]{1,18})/(?P<total>[0-9]{1,18}|\*)"
-    r"|\*/(?P<unsatisfied>[0-9]{1,18}))",
-    re.IGNORECASE,
-)
-_LENGTH = re.compile(r"[0-9]{1,18}")
-
-
-class ContentRange(NamedTuple):
-    """Parsed Content-Range: ``start``/``end`` None for ``bytes */N``, ``total`` None for ``/*``."""
-
-    start: int | None
-    end: int | None
-    total: int | None
-
-
-def parse_content_range(value: str, url: str = "") -> ContentRange:
-    """Parse a Content-Range header value strictly; raise ProbeError (naming ``url``) on junk."""
-    match = _CONTENT_RANGE.fullmatch(value.strip(" \t"))
-    if match is None:
-        raise ProbeError(url, f"malformed Content-Range header {value[:80]!r}")
-    if match["unsatisfied"] is not None:
-        return ContentRange(None, None, int(match["unsatisfied"]))
-    start, end = int(match["start"]), int(match["end"])
-    total = None if match["total"] == "*" else int(match["total"])
-    if end < start or (total is not None and end >= total):
-        raise ProbeError(url, f"inconsistent Content-Range header {value[:80]!r}")
-    return ContentRange(start, end, total)
-
-
-def _parse_length(value: str | None) -> int | None:
-    """Content-Length as an int, or None when absent or not a plain decimal number."""
-    if value is None or _LENGTH.fullmatch(value.strip(" \t")) is None:
-        return None
-    return int(value)
-
-
-def _check_url(url: str) -> None:
-    """Raise InvalidURLError unless ``url`` is an absolute http(s) URL with a host."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise InvalidURLError(url, str(exc)) from exc
-    if parsed.scheme not in ("http", "https"):
-        raise InvalidURLError(url, "only http:// and https:// URLs can be fetched")
-    if not parsed.host:
-        raise InvalidURLError(url, "the URL has no host")
-
-
-@contextmanager
-def _transfer_errors(url: str, what: str) -> Iterator[None]:
-    """Turn every httpx exception raised inside the block into a TransferError naming ``url``."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise TransferError(url, f"{what} timed out ({type(exc).__name__})") from exc
-    except httpx.ConnectError as exc:
-        raise TransferError(url, f"{what}: cannot connect: {exc}") from exc
-    except httpx.TooManyRedirects as exc:
-        raise TransferError(url, f"{what}: too many redirects") from exc
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-        raise TransferError(url, f"{what} failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _status_error(url: str, response: httpx.Response, what: str) -> TransferError:
-    """The TransferError for an error status, naming the redirect target when there was one."""
-    final = str(response.url)
-    where = "" if final == url else f" from {final}"
-    return TransferError(
-        url,
-        f"{what} answered HTTP {response.status_code} {response.reason_phrase}{where}",
-        status_code=response.status_code,
-    )
 
 
 def _head_info(
@@ -145,10 +69,10 @@ class SourceProber:
         from servers that refuse HEAD, 403/404 from servers that answer HEAD differently from GET,
         a 200 without a length) is settled by the ranged GET, whose sample is kept for ``sample``.
         """
-        _check_url(url)
-        with _transfer_errors(url, "HEAD"):
+        validate_url(url)
+        with httpx_errors_as_transfer_errors(url, "HEAD"):
             response = self._client.head(url, headers=_IDENTITY)
-        length = _parse_length(response.headers.get("Content-Length"))
+        length = parse_content_length(response.headers.get("Content-Length"))
         if response.is_success and length is not None:
             accept_ranges = response.headers.get("Accept-Ranges", "")
             return _head_info(
@@ -172,7 +96,7 @@ class SourceProber:
     def _sample(self, url: str, head: HeadInfo | None, expected: Expectation | None) -> ProbeResult:
         got = head if head is not None and head.sample is not None and head.url == url else None
         if got is None:
-            _check_url(url)
+            validate_url(url)
             got = self._ranged_get(url)
         base = head if head is not None else got
         content_length = base.content_length
@@ -205,7 +129,7 @@ class SourceProber:
     def _ranged_get(self, url: str) -> HeadInfo:
         """GET ``Range: bytes=0-1023`` streamed; read at most one socket chunk past the sample."""
         with (
-            _transfer_errors(url, "ranged GET"),
+            httpx_errors_as_transfer_errors(url, "ranged GET"),
             self._client.stream(
                 "GET", url, headers={**_IDENTITY, "Range": SAMPLE_RANGE}
             ) as response,
@@ -213,7 +137,7 @@ class SourceProber:
             if response.status_code == 416:
                 sample = b""
             elif not response.is_success:
-                raise _status_error(url, response, "ranged GET")
+                raise status_error(url, response, "ranged GET")
             else:
                 sample = _read_sample(response)
         headers = response.headers
@@ -244,7 +168,7 @@ class SourceProber:
             url,
             response,
             "GET",
-            content_length=_parse_length(headers.get("Content-Length")),
+            content_length=parse_content_length(headers.get("Content-Length")),
             is_range_supported=False,
             sample=sample,
         )
@@ -257,7 +181,7 @@ def _read_sample(response: httpx.Response) -> bytes:
     that ignored Range and sends the whole dump) is abandoned after the chunk that completes the
     sample, and closing the response then drops the connection.
     """
-    declared = _parse_length(response.headers.get("Content-Length"))
+    declared = parse_content_length(response.headers.get("Content-Length"))
     read_to_end = declared is not None and declared <= SAMPLE_SIZE
     buffer = bytearray()
     for chunk in response.iter_raw():
