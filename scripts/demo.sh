@@ -17,24 +17,14 @@ for _ in $(seq 100); do [ -s "$url_file" ] && break; sleep 0.1; done
 base_url=$(head -n1 "$url_file")
 [ -n "$base_url" ] || { echo "demo: the local mirror did not start" >&2; exit 1; }
 
-cat >"$root/sources.toml" <<TOML
-# The demo's sources: the generated dumps on the local mirror (the real ones live on Spansh).
-[[source]]
-url = "$base_url/galaxy_1day.json.gz"
-expect = "gzip"
-
-[[source]]
-url = "$base_url/galaxy_7days.json.gz"
-expect = "gzip"
-
-[[source]]
-url = "$base_url/galaxy_populated.json.gz"
-expect = "gzip"
-
-[[source]]
-url = "$base_url/galaxy_stations.json.gz"
-expect = "gzip"
-TOML
+# The demo's sources: every generated dump on the local mirror (the real ones live on Spansh).
+{
+  echo "[defaults]"
+  echo 'expect = "gzip"'
+  for dump in "$root"/mirror/*.json.gz; do
+    printf '\n[[source]]\nurl = "%s/%s"\n' "$base_url" "$(basename "$dump")"
+  done
+} >"$root/sources.toml"
 
 export ED_EXTRACTOR_DEST="$root/data"
 echo "== first run: everything is downloaded"

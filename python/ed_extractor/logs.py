@@ -31,6 +31,18 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(event, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """``LEVEL message key=value ...``: the ``extra`` fields after the message, for people."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as one readable line."""
+        extras = " ".join(
+            f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD_ATTRS
+        )
+        line = f"{record.levelname} {record.getMessage()}"
+        return f"{line}  {extras}" if extras else line
+
+
 def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO) -> bool:
     """Send the package's logs to stderr; return True when they are JSON lines."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
@@ -38,7 +50,7 @@ def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO)
     if use_json:
         handler.setFormatter(JsonLineFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     logger = logging.getLogger("ed_extractor")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
