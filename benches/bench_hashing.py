@@ -12,18 +12,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.backends import backend_module
 
 from benches.conftest import ThroughputTable
-from ed_extractor import _fallback
-
-try:
-    from ed_extractor import _native
-except ImportError as exc:  # pragma: no cover - only without a built extension
-    _native_or_none: ModuleType | None = None
-    NATIVE_IMPORT_ERROR = f"ed_extractor._native does not import: {exc!r}"
-else:
-    _native_or_none = _native
-    NATIVE_IMPORT_ERROR = ""
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -36,18 +27,9 @@ ROUNDS = 5
 IMPLEMENTATIONS = ["native", "python"]
 
 
-def implementation_module(name: str) -> ModuleType:
-    if name == "python":
-        return _fallback
-    if _native_or_none is None:
-        print(NATIVE_IMPORT_ERROR)
-        pytest.skip(NATIVE_IMPORT_ERROR)
-    return _native_or_none
-
-
 @pytest.fixture(params=IMPLEMENTATIONS)
 def implementation(request: pytest.FixtureRequest) -> tuple[str, ModuleType]:
-    return request.param, implementation_module(request.param)
+    return request.param, backend_module(request.param)
 
 
 @pytest.fixture(scope="module")

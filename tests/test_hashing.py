@@ -21,15 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ed_extractor import _fallback
-
-try:
-    from ed_extractor import _native
-except ImportError as exc:  # pragma: no cover - only without a built extension
-    _native_or_none: ModuleType | None = None
-    NATIVE_IMPORT_ERROR = f"ed_extractor._native does not import: {exc!r}"
-else:
-    _native_or_none = _native
-    NATIVE_IMPORT_ERROR = ""
+from tests.backends import backend_module
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -40,10 +32,7 @@ CLOSED = "I/O operation on a finished or aborted FileSink"
 
 def native_module() -> ModuleType:
     """The native extension, or skip the calling test saying why it does not import."""
-    if _native_or_none is None:
-        print(NATIVE_IMPORT_ERROR)
-        pytest.skip(NATIVE_IMPORT_ERROR)
-    return _native_or_none
+    return backend_module("native")
 
 
 @pytest.fixture(params=["native", "python"])
