@@ -1,0 +1,117 @@
+"""The file system refuses (disk full, permission denied): clear error, old file and record kept."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from ed_extractor.manifest import ManifestStore
+from tests.faults.conftest import assert_stored, cli, explain, outcome_of, payload, record_of
+from tests.faults.server import FaultServer, Version, http_date
+
+NAME = "stations.bin"
+OLD = Version(payload(64 * 1024, seed=21), etag='"v1"', last_modified=http_date(1_700_000_000))
+NEW = Version(payload(4 << 20, seed=22), etag='"v2"', last_modified=http_date(1_700_086_400))
+
+
+def _skip(reason: str) -> NoReturn:
+    print(f"SKIP: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (needs root / CAP_SYS_ADMIN); skipped with the reason where not permitted."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if shutil.which("mount") is None:
+        _skip("no mount(8) on this machine")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        _skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _parts(dest: Path) -> list[Path]:
+    return [p for p in dest.iterdir() if ".part" in p.name]
+
+
+def test_disk_full_keeps_the_previous_file_and_its_record(
+    fault_server: Any, small_disk: Path
+) -> None:
+    dest = small_disk / "dest"
+    server: FaultServer = fault_server(OLD)
+    url = server.url(NAME)
+    assert_stored(cli("fetch", url, "--dest", str(dest), "--json"), dest, NAME, OLD.body, server)
+    before = record_of(dest, NAME)
+
+    server.set_version(NEW)  # 4 MiB on a 2 MiB disk
+    result = cli("fetch", url, "--dest", str(dest), "--json")
+    why = explain(result, server)
+    assert result.returncode == 1, why
+    said = result.stdout + result.stderr
+    assert "No space left on device" in said, why
+    assert str(dest) in said, why  # the error names the path
+    assert outcome_of(result)["status"] == "failed", why
+    assert (dest / NAME).read_bytes() == OLD.body
+    assert _parts(dest) == [], why  # the run does not leave the disk full with its own part file
+    assert record_of(dest, NAME) == before
+
+
+def _without_dac_override() -> tuple[str, ...]:
+    """A command prefix under which root obeys file modes; () when not root."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        _skip("running as root and setpriv(1) is missing: root ignores the directory's mode")
+    drop = "-dac_override,-dac_read_search,-fowner"
+    probe = subprocess.run([setpriv, f"--bounding-set={drop}", "true"], check=False)
+    if probe.returncode != 0:
+        _skip("running as root and setpriv cannot drop CAP_DAC_OVERRIDE here")
+    return (setpriv, f"--bounding-set={drop}")
+
+
+def test_permission_denied_keeps_the_previous_file_and_its_record(
+    fault_server: Any, tmp_path: Path
+) -> None:
+    prefix = _without_dac_override()
+    dest = tmp_path / "dest"
+    manifest = tmp_path / "manifest.sqlite3"  # outside dest: only the data folder is read-only
+    server: FaultServer = fault_server(OLD)
+    url = server.url(NAME)
+    args = ("fetch", url, "--dest", str(dest), "--manifest", str(manifest), "--json")
+    first = cli(*args)
+    assert first.returncode == 0, explain(first, server)
+    with ManifestStore(manifest) as store:
+        before = store.get(NAME)
+    assert before is not None
+
+    server.set_version(NEW)
+    dest.chmod(0o555)
+    try:
+        result = cli(*args, prefix=prefix)
+    finally:
+        dest.chmod(0o755)
+    why = explain(result, server)
+    assert result.returncode == 1, why
+    said = result.stdout + result.stderr
+    assert "Permission denied" in said, why
+    assert str(dest) in said, why
+    assert (dest / NAME).read_bytes() == OLD.body
+    with ManifestStore(manifest) as store:
+        assert store.get(NAME) == before
