@@ -47,14 +47,17 @@ class ChunkWorker:
         if chunk:
             self._chunks.put(chunk)
 
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._chunks.put(_STOP)
+            self._thread.join()
+
     def close(self) -> None:
         """Wait until every queued chunk is consumed; raise the worker's error if any."""
-        self._chunks.put(_STOP)
-        self._thread.join()
+        self._stop()
         self._raise_error()
 
     def cancel(self) -> None:
-        """Stop the worker without raising (the download failed elsewhere)."""
+        """Drop what is still queued and stop the worker, without raising."""
         self._error = self._error or RuntimeError("cancelled")
-        self._chunks.put(_STOP)
-        self._thread.join()
+        self._stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -209,11 +210,14 @@ def _store_body(
         summary = check.finish() if check is not None else ContentSummary()
         digest = sink.finish(fsync=True)
     except BaseException as exc:
-        writer.cancel()
+        keep = resumable and _worth_keeping(exc)
         if checker is not None:
             checker.cancel()
+        if keep:
+            _drain(writer)  # every byte received reaches the part file: the next try asks for less
+        writer.cancel()
         sink.abort()
-        if not (resumable and _worth_keeping(exc)):
+        if not keep:
             discard_part(request.final_path)
         if isinstance(exc, OSError):
             raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
@@ -238,6 +242,12 @@ def _store_body(
         resumed_from=offset,
         summary=summary,
     )
+
+
+def _drain(writer: ChunkWorker) -> None:
+    """Let the writer finish what is queued; its own error (a full disk) is reported elsewhere."""
+    with contextlib.suppress(Exception):
+        writer.close()
 
 
 def _check_limits(request: DownloadRequest, size: int) -> None:
