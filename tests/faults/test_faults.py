@@ -387,6 +387,16 @@ def test_a_content_length_longer_than_the_body_fails_after_the_retries(
     assert len(server.body_gets()) == 3, explain(result, server)
 
 
+def test_a_content_length_shorter_than_the_body_contradicts_the_probe_and_fails(
+    fault_server: Start, dest: Path
+) -> None:
+    server = fault_server(Version(BODY), every=lambda e: Plan(declared_extra=-1000))
+    result = fetch(server, dest)
+    error = assert_failed(result, dest, NAME, server)
+    assert f"Content-Length {SIZE - 1000} contradicts the probed length {SIZE}" in error, error
+    assert len(server.body_gets()) == 1, explain(result, server)  # a lie is not retried
+
+
 # --- hostile servers and names ---
 
 
