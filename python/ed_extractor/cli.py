@@ -18,6 +18,7 @@ from ed_extractor.hashing import BACKEND
 from ed_extractor.http import make_client
 from ed_extractor.logs import configure_logging
 from ed_extractor.manifest import ManifestStore
+from ed_extractor.metrics import RunMetrics
 from ed_extractor.paths import validate_url
 from ed_extractor.pipeline.lock import destination_lock
 from ed_extractor.pipeline.progress import progress_for_terminal
@@ -153,7 +154,10 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
                 deadline=deadline,
             ),
         )
-        return _print_outcomes(fetcher.fetch_all(specs), as_json)
+        metrics = RunMetrics.from_settings(settings)  # keeps the outcomes as they are printed
+        code = _print_outcomes(metrics.observe(fetcher.fetch_all(specs)), as_json)
+        metrics.export(store)
+        return code
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:

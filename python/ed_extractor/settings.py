@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     retry_total_s: float = Field(default=3600.0, gt=0, description="retrying stops after this")
     deadline_s: float | None = Field(default=None, gt=0, description="the whole run stops after")
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait for another run's lock")
+    metrics_file: Path | None = Field(default=None, description="Prometheus text file to write")
+    pushgateway_url: str | None = Field(default=None, description="Pushgateway to push metrics to")
 
     def __init__(self, /, **values: Any) -> None:
         try:
