@@ -28,6 +28,10 @@ lint: build
 bench: build
 	$(PY) -m pytest benches --benchmark-enable --benchmark-only --benchmark-columns=min,mean,max,rounds -p no:randomly
 
+## image: the container image localhost/ed-extractor:dev with podman (local Debian bases without a registry)
+image:
+	scripts/build-image.sh
+
 system-deps:
 	scripts/setup-system.sh
 
