@@ -32,6 +32,11 @@ bench: build
 image:
 	scripts/build-image.sh
 
+## deploy-check: the Kubernetes manifests (kubernetes-validate --strict, offline) and the Containerfile (hadolint)
+deploy-check: build
+	$(PY) scripts/validate-k8s.py deploy/k8s
+	$(VENV)/bin/hadolint Containerfile
+
 system-deps:
 	scripts/setup-system.sh
 

