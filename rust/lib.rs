@@ -1,16 +1,20 @@
-//! `ed_extractor._native`: SHA-256 hashing and a hashing file sink, the per-byte work of a download.
+//! `ed_extractor._native`: SHA-256 hashing, a hashing file sink and a gzip verifier, the per-byte
+//! work of a download.
 
 mod buffer;
+mod gzip;
 mod sha;
 mod sink;
 mod sync;
 
-/// Native SHA-256 hasher and hashing file sink for ed-extractor; the GIL is released while hashing
-/// and writing.
+/// Native SHA-256 hasher, hashing file sink and gzip verifier for ed-extractor; the GIL is released
+/// while hashing, writing and inflating.
 #[pyo3::pymodule(name = "_native")]
 mod native {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use crate::gzip::GzipVerifier;
     #[pymodule_export]
     use crate::sha::Sha256;
     #[pymodule_export]

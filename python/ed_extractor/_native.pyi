@@ -1,4 +1,4 @@
-"""Type stubs for the native extension (``rust/``): SHA-256 hashing and a hashing file sink."""
+"""Type stubs for the native extension (``rust/``): SHA-256, a hashing file sink, gzip checks."""
 
 import os
 import sys
@@ -9,7 +9,7 @@ if sys.version_info >= (3, 12):
 else:
     from typing_extensions import Buffer
 
-__all__ = ["HASH_IMPLEMENTATION", "FileSink", "Sha256", "__version__"]
+__all__ = ["HASH_IMPLEMENTATION", "FileSink", "GzipVerifier", "Sha256", "__version__"]
 
 __version__: Final[str]
 HASH_IMPLEMENTATION: Final[str]
@@ -58,3 +58,25 @@ class FileSink:
 
     def abort(self) -> None:
         """Close the file without finishing; the bytes written so far stay on disk. Never raises."""
+
+@final
+class GzipVerifier:
+    """Inflate a gzip stream chunk by chunk to nowhere, following the JSON shape of its text.
+
+    Every member is inflated (concatenated members are one stream) and its CRC-32 and length
+    trailer checked. The text goes through a fixed buffer (bounded memory) and is dropped; its
+    first and last non-whitespace bytes, its size and its records (lines opening with ``{``,
+    across chunks) are followed. Errors raise ``ValueError``: ``"corrupt gzip stream: <why>"``
+    (repeated by every later call) or ``"truncated gzip stream (no complete trailer)"``; any
+    call after ``finish`` raises ``ValueError`` too.
+    """
+
+    def __new__(cls) -> GzipVerifier: ...
+    def feed(self, data: Buffer) -> None:
+        """Inflate the next chunk (any C-contiguous buffer), with the GIL released from 2 KiB."""
+
+    def finish(self) -> tuple[int, int | None]:
+        """End the stream: ``(uncompressed_bytes, records)``, records only for a JSON array.
+
+        ``ValueError`` unless the last member ended with its trailer (an empty stream included).
+        """
