@@ -1,12 +1,14 @@
-"""The two hashing backends for parametrized tests and benchmarks; native skips only if unbuilt."""
+"""The two backends for parametrized tests and benchmarks; native skips only if unbuilt."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
 from ed_extractor import _fallback
+from ed_extractor.services.file_transfer.regimes.gzip import GzipVerifier, IsalGzipVerifier
 
 try:
     from ed_extractor import _native
@@ -28,3 +30,11 @@ def backend_module(name: str) -> ModuleType:
         print(NATIVE_IMPORT_ERROR)
         pytest.skip(NATIVE_IMPORT_ERROR)
     return _native_or_none
+
+
+def gzip_verifier(name: str) -> Callable[[], GzipVerifier]:
+    """The gzip verifier of backend ``name``; skips like ``backend_module`` if native is unbuilt."""
+    if name == "python":
+        return IsalGzipVerifier
+    verifier: Callable[[], GzipVerifier] = backend_module(name).GzipVerifier
+    return verifier

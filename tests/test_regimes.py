@@ -22,7 +22,9 @@ from ed_extractor.services.file_transfer.regimes import (
     JsonRegime,
     ZstdRegime,
 )
+from ed_extractor.services.file_transfer.regimes import gzip as gzip_regime
 from ed_extractor.services.source_probe.models import ProbeResult
+from tests.backends import BACKENDS, gzip_verifier
 from tests.httpd import QuietHandler, serve
 
 SPANSH_RECORDS = [
@@ -65,12 +67,20 @@ def handler_serving(
     return Handler
 
 
+@pytest.fixture(params=BACKENDS)
+def gzip_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test once per gzip verifier: native, then ISA-L (the pure-Python backend's)."""
+    monkeypatch.setattr(gzip_regime, "new_verifier", gzip_verifier(request.param))
+    return str(request.param)
+
+
 def download(regime: BinaryRegime, url: str, dest: Path, **options: Any) -> DownloadResult:
     request = DownloadRequest(name="dump", url=url, final_path=dest / "dump.json.gz", **options)
     with make_client(read_timeout=10) as client:
         return regime.download(client, request, SilentProgress())
 
 
+@pytest.mark.usefixtures("gzip_backend")
 def test_gzip_regime_stores_the_raw_bytes_and_counts_records(tmp_path: Path) -> None:
     with serve(handler_serving(SPANSH_GZ)) as base:
         result = download(GzipRegime(), f"{base}/dump.json.gz", tmp_path)
@@ -89,6 +99,7 @@ def test_content_encoding_gzip_is_not_decoded_on_disk(tmp_path: Path) -> None:
     assert (tmp_path / "dump.json.gz").read_bytes() == SPANSH_GZ
 
 
+@pytest.mark.usefixtures("gzip_backend")
 def test_multi_member_gzip_is_accepted(tmp_path: Path) -> None:
     body = gzip.compress(b"[\n{}\n,", mtime=0) + gzip.compress(b"{}\n]\n", mtime=0)
     with serve(handler_serving(body)) as base:
@@ -118,6 +129,7 @@ def test_body_cut_short_keeps_the_previous_good_file(tmp_path: Path) -> None:
     ],
     ids=["flipped-byte", "bad-trailer", "truncated", "not-gzip"],
 )
+@pytest.mark.usefixtures("gzip_backend")
 def test_bad_gzip_fails_and_leaves_no_file(tmp_path: Path, body: bytes, message: str) -> None:
     with serve(handler_serving(body)) as base, pytest.raises(VerificationError, match=message):
         download(GzipRegime(), f"{base}/dump.json.gz", tmp_path)
