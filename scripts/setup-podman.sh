@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set podman up on a Debian machine for `make image` and scripts/ci-containers.sh (idempotent, root).
 #
-# Installs podman, runc, fuse-overlayfs, slirp4netns, uidmap and mmdebstrap when missing, and writes a
+# Installs podman, runc, fuse-overlayfs, slirp4netns, uidmap, mmdebstrap and catatonit (the pause
+# process `podman kube play` builds its infra image from) when missing, and writes a
 # containers.conf drop-in with what these machines need (facts measured on the CI machines):
 #   runtime = "runc"               crun refuses the hybrid cgroup layout ("cgroups in hybrid mode not supported")
 #   cgroup_manager = "cgroupfs"    no systemd as PID 1
@@ -29,7 +30,7 @@ say() { echo "setup-podman: $*" >&2; }
 
 need=()
 for pair in podman:podman runc:runc fuse-overlayfs:fuse-overlayfs slirp4netns:slirp4netns \
-  newuidmap:uidmap mmdebstrap:mmdebstrap; do
+  newuidmap:uidmap mmdebstrap:mmdebstrap catatonit:catatonit; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 
