@@ -140,10 +140,14 @@ impl GzipStream {
 }
 
 fn corrupt_message(err: &DecompressError) -> String {
-    format!(
-        "corrupt gzip stream: {}",
-        err.message().unwrap_or("invalid deflate data")
-    )
+    // zlib-rs 0.6 overwrites the message of an error found in its fast decoding loop (a bad code
+    // or distance) with this one; a verifier never inflates again after an error, so here it
+    // always means bad deflate data.
+    let why = match err.message() {
+        None | Some("repeated call with bad state") => "invalid deflate data",
+        Some(message) => message,
+    };
+    format!("corrupt gzip stream: {why}")
 }
 
 enum VerifierState {
