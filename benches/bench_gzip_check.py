@@ -19,7 +19,7 @@ from ed_extractor.services.file_transfer.regimes.gzip import GzipCheck
 CHUNK = 128 * 1024
 BENCH_SYSTEMS = 40_000  # about 40 MB of gzip (150 MB of JSON) per round
 SMOKE_SYSTEMS = 1_000  # the ordinary test run executes the benchmark once, on a small dump
-ROUNDS = 3
+ROUNDS = 5
 
 
 @pytest.fixture(scope="module")
