@@ -1,4 +1,4 @@
-"""GzipRegime: gzip decompressed to nowhere while it streams (CRC32, length, completeness)."""
+"""GzipRegime: gzip inflated to nowhere as it streams (CRC, length, JSON shape): native or ISA-L."""
 
 from __future__ import annotations
 
