@@ -151,7 +151,7 @@ def test_name_of_exactly_255_bytes_is_kept() -> None:
     assert sanitize_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "...", "\x00", " \t ", "\x7f\x9f"])
+@pytest.mark.parametrize("name", ["", ".", "..", "...", ". .", " . . ", "\x00", " \t ", "\x7f\x9f"])
 def test_sanitize_refuses_a_name_with_nothing_left(name: str) -> None:
     with pytest.raises(ConfigError, match="invalid file name"):
         sanitize_name(name)

@@ -52,6 +52,9 @@ def validate_url(url: str) -> str:
     return candidate
 
 
+_LEADING_DOTS_AND_BLANKS = re.compile(r"^[\s.]+")
+
+
 def sanitize_name(name: str) -> str:
     """Turn ``name`` into a safe single-segment file name under the module's rules.
 
@@ -59,7 +62,7 @@ def sanitize_name(name: str) -> str:
     """
     cleaned = name.translate(_SEPARATORS)
     cleaned = "".join(ch for ch in cleaned if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
-    cleaned = cleaned.strip().lstrip(".").strip()
+    cleaned = _LEADING_DOTS_AND_BLANKS.sub("", cleaned).rstrip()
     if not cleaned:
         raise ConfigError(f"invalid file name {name!r}: nothing usable remains after sanitising")
     return _truncate(cleaned)
