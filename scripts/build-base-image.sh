@@ -10,7 +10,8 @@
 # per image. Needs root (mmdebstrap's root mode) and podman (scripts/setup-podman.sh).
 #
 # Environment: DEBIAN_MIRROR (default http://deb.debian.org/debian), DEBIAN_SECURITY_MIRROR
-# (default http://deb.debian.org/debian-security), BASE_REPO (default localhost/ed-extractor-base).
+# (default http://deb.debian.org/debian-security), BASE_REPO (default localhost/ed-extractor-base),
+# BASE_BUILD_TMPDIR (where mmdebstrap unpacks; default $TMPDIR: tmpfs is about 30% faster).
 set -euo pipefail
 
 suite=bookworm
@@ -60,7 +61,7 @@ build() {
   old=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
   # No recommends, no documentation, manual pages or translations: a slim base like python:*-slim.
   # The merged-usr hook sets /usr up itself; without it bookworm installs usrmerge and with it perl.
-  mmdebstrap --variant=minbase --mode=root --quiet \
+  TMPDIR=${BASE_BUILD_TMPDIR:-${TMPDIR:-/tmp}} mmdebstrap --variant=minbase --mode=root --quiet \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --aptopt='APT::Install-Recommends "false"' \
     --aptopt='APT::Install-Suggests "false"' \
