@@ -112,7 +112,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["manifest"] = args.manifest
     if getattr(args, "config", None) is not None:
         overrides["config"] = args.config
-    return Settings.from_environment(**overrides)
+    settings = Settings.from_environment(**overrides)
+    configure_logging(settings.log_format)
+    return settings
 
 
 def _print_outcomes(outcomes: Iterable[SourceOutcome], as_json: bool) -> int:
