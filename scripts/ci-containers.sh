@@ -141,8 +141,8 @@ records = [json.loads(line) for line in open(f"{data}.manifest.jsonl")]
 expected = sorted(p.name for p in mirror.glob("*.json.gz"))
 assert sorted(r["name"] for r in records) == expected, [r["name"] for r in records]
 for record in records:
-    assert record["path"] == f"/data/{record['name']}", record["path"]  # the container's view
-    local = data / record["name"]
+    local = data.resolve() / record["name"]
+    assert record["path"] == str(local), record["path"]  # written as /data/..., read on the host
     digest = hashlib.file_digest(local.open("rb"), "sha256").hexdigest()
     assert digest == record["sha256"], f"{local}: sha256 differs from the manifest"
     assert local.read_bytes() == (mirror / record["name"]).read_bytes(), f"{local} != mirror"

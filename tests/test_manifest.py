@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -428,3 +429,30 @@ def test_record_is_not_intact_when_missing_a_directory_or_a_symlink(tmp_path: Pa
     link = make_record(tmp_path, "link.gz", bytes=5)
     Path(link.path).symlink_to(tmp_path / "real.gz")
     assert not record_is_intact(link)
+
+
+def test_paths_are_stored_relative_so_the_folder_can_move(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    with ManifestStore(data / "manifest.sqlite3") as store:
+        store.put(make_record(data), elapsed_s=1.0, bytes_transferred=1234)
+    with contextlib.closing(sqlite3.connect(data / "manifest.sqlite3")) as raw:
+        assert raw.execute("SELECT path FROM files").fetchone() == ("galaxy_1day.json.gz",)
+
+    moved = data.rename(tmp_path / "mounted-elsewhere")  # a container's /data is the host's ./data
+    with ManifestStore(moved / "manifest.sqlite3") as store:
+        record = store.get("galaxy_1day.json.gz")
+    assert record is not None
+    assert record.path == str(moved / "galaxy_1day.json.gz")
+
+
+def test_absolute_paths_of_older_rows_are_read_as_they_are(tmp_path: Path, db: Path) -> None:
+    elsewhere = tmp_path / "elsewhere" / "galaxy_1day.json.gz"
+    with ManifestStore(db) as store:
+        store.put(make_record(tmp_path), elapsed_s=1.0, bytes_transferred=1)
+    with sqlite3.connect(db) as raw:
+        raw.execute("UPDATE files SET path = ?", (str(elsewhere),))
+    with ManifestStore(db) as store:
+        record = store.get("galaxy_1day.json.gz")
+    assert record is not None
+    assert record.path == str(elsewhere)

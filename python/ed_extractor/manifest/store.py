@@ -103,6 +103,7 @@ class ManifestStore:
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
+        self._base = str(path.resolve().parent)
         if not create and not path.exists():
             raise ManifestError(f"no manifest at {path}")
         try:
@@ -149,6 +150,7 @@ class ManifestStore:
     def put(self, record: ManifestRecord, *, elapsed_s: float, bytes_transferred: int) -> None:
         """Make ``record`` its name's current file and log a "downloaded" attempt, atomically."""
         values = record.model_dump()
+        values["path"] = os.path.relpath(record.path, self._base)
         values["downloaded_at"] = record.downloaded_at.isoformat()
         with self._errors("write"), self._transaction():
             self._conn.execute(_UPSERT, values)
@@ -232,12 +234,16 @@ class ManifestStore:
             raise ManifestError(f"cannot {action} manifest {self.path}: {exc}") from None
 
     def _file(self, row: sqlite3.Row) -> ManifestRecord:
-        return self._validated(ManifestRecord, row)
+        data = dict(row)
+        # Stored relative to the manifest's folder, so that the folder can be mounted or moved
+        # anywhere (a container's /data is the host's ./data); older rows hold absolute paths.
+        data["path"] = os.path.normpath(os.path.join(self._base, data["path"]))
+        return self._validated(ManifestRecord, data)
 
     def _attempt(self, row: sqlite3.Row) -> AttemptRecord:
         return self._validated(AttemptRecord, row)
 
-    def _validated(self, model: type[M], row: sqlite3.Row) -> M:
+    def _validated(self, model: type[M], row: sqlite3.Row | dict[str, Any]) -> M:
         data: dict[str, Any] = dict(row)
         try:
             return model.model_validate(data)
