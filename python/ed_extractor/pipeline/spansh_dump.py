@@ -142,9 +142,8 @@ class DumpFetcher:
 
     def _fetch(self, spec: SourceSpec, started: float) -> SourceOutcome:
         final_path = resolve_inside(self._dest, spec.name)
-        resolve_inside(
-            self._dest, part_path(final_path).name
-        )  # a symlinked .part must not lead out
+        # The part file is checked too: a symlinked <name>.part must not lead out of dest.
+        resolve_inside(self._dest, part_path(final_path).name)
         head = self._prober.head(spec.url)
         record = self._store.get(spec.name)
         intact = record if record is not None and record_is_intact(record) else None

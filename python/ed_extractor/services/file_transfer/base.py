@@ -84,7 +84,6 @@ class DownloadResult:
     bytes: int = 0
     sha256: str | None = None
     bytes_transferred: int = 0
-    resumed_from: int = 0
     summary: ContentSummary = ContentSummary()
 
 

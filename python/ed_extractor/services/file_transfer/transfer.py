@@ -239,7 +239,6 @@ def _store_body(
         bytes=offset + received,
         sha256=digest,
         bytes_transferred=received,
-        resumed_from=offset,
         summary=summary,
     )
 
