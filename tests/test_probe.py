@@ -14,7 +14,6 @@ from typing import Any, ClassVar, NamedTuple
 
 import httpx
 import pytest
-import zstandard
 
 from ed_extractor.errors import (
     ConfigError,
@@ -25,6 +24,7 @@ from ed_extractor.errors import (
     UnexpectedContentError,
 )
 from ed_extractor.http import make_client
+from ed_extractor.services.file_transfer.regimes.zstd import zstd
 from ed_extractor.services.source_probe.models import ProbeResult
 from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.services.source_probe.sniff import GZIP, HTML, JSON, OCTET_STREAM, XML, ZSTD
@@ -413,7 +413,7 @@ def test_a_json_array_served_as_text_plain_is_json(prober: SourceProber) -> None
 
 def test_zstd_bytes_are_zstd(prober: SourceProber) -> None:
     class Zstd(StaticFile):
-        body = zstandard.ZstdCompressor().compress(JSON_TEXT)
+        body = zstd.compress(JSON_TEXT)
         content_type = "application/octet-stream"
 
     with serve(Zstd) as base:

@@ -13,11 +13,11 @@ import zipfile
 
 import magic
 import pytest
-import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ed_extractor.errors import ConfigError, UnexpectedContentError
+from ed_extractor.services.file_transfer.regimes.zstd import zstd
 from ed_extractor.services.source_probe.sniff import (
     BZIP2,
     EXPECT_ALIASES,
@@ -63,7 +63,7 @@ JSON_TEXT = json.dumps(SYSTEMS, ensure_ascii=False).encode()
     ("sample", "expected"),
     [
         pytest.param(_head(gzip.compress(JSON_TEXT)), GZIP, id="gzip"),
-        pytest.param(_head(zstandard.ZstdCompressor().compress(JSON_TEXT)), ZSTD, id="zstd"),
+        pytest.param(_head(zstd.compress(JSON_TEXT)), ZSTD, id="zstd"),
         pytest.param(b"\x28\xb5\x2f\xfd", ZSTD, id="zstd-magic-only"),
         pytest.param(_head(bz2.compress(JSON_TEXT)), BZIP2, id="bzip2"),
         pytest.param(_head(lzma.compress(JSON_TEXT)), XZ, id="xz"),
