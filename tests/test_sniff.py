@@ -10,6 +10,7 @@ import lzma
 import random
 import re
 import zipfile
+from typing import get_args
 
 import magic
 import pytest
@@ -17,6 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ed_extractor.errors import ConfigError, UnexpectedContentError
+from ed_extractor.manifest.models import ContentRegime, Regime
+from ed_extractor.services.file_transfer.context import DownloadContext
+from ed_extractor.services.file_transfer.regimes import BinaryRegime
 from ed_extractor.services.file_transfer.regimes.zstd import zstd
 from ed_extractor.services.source_probe.sniff import (
     BZIP2,
@@ -168,8 +172,12 @@ def test_expected_mime_for_name_follows_the_last_extension(name: str, expected: 
     assert expected_mime_for_name(name) == expected
 
 
-def test_expect_aliases_cover_every_regime() -> None:
-    assert EXPECT_ALIASES == {"gzip": GZIP, "json": JSON, "zstd": ZSTD, "binary": None}
+def test_expect_aliases_cover_every_content_regime() -> None:
+    assert set(EXPECT_ALIASES) == set(get_args(ContentRegime))
+    assert set(get_args(ContentRegime)) <= set(get_args(Regime))
+    for name, mime in EXPECT_ALIASES.items():  # each value requires what selects that regime
+        regime = BinaryRegime if mime is None else DownloadContext().regime_for(mime)
+        assert regime.name == name
 
 
 def test_expectation_comes_from_the_url_path_percent_decoded() -> None:

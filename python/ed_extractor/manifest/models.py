@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-Regime = Literal["gzip", "json", "zstd", "binary"]
+ContentRegime = Literal["gzip", "json", "zstd", "binary"]
+"""The regimes chosen by what a body is; also the values of a source's ``expect``."""
+Regime = Literal[ContentRegime]
 AttemptStatus = Literal["downloaded", "unchanged", "failed"]
 
 
