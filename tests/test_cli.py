@@ -1,4 +1,4 @@
-"""The command-line contract of DESIGN.md, run as a user runs it: a subprocess, real servers."""
+"""The command-line contract of docs/architecture.md, run as a user runs it: real servers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command line: probe, fetch, run and manifest, with the exit codes of DESIGN.md (0, 1, 2)."""
+"""The command line: probe, fetch, run and manifest (contract: docs/architecture.md; exit 0/1/2)."""
 
 from __future__ import annotations
 
