@@ -231,6 +231,19 @@ def test_a_bad_stream_fails_with_the_url_and_why(
     assert str(caught.value).endswith(f"({URL})")
 
 
+@pytest.mark.parametrize("member", [0, 1])
+@pytest.mark.parametrize("split", [0, 2, 3, 4])
+def test_reserved_header_flags_are_refused(
+    new_verifier: Callable[[], GzipVerifier], member: int, split: int
+) -> None:
+    # RFC 1952: the three high FLG bits are reserved; zlib refuses them (ISA-L alone would not).
+    flagged = DOCUMENT_GZ[:3] + bytes([DOCUMENT_GZ[3] | 0x20]) + DOCUMENT_GZ[4:]
+    body = DOCUMENT_GZ * member + flagged
+    at = len(DOCUMENT_GZ) * member + split
+    with pytest.raises(VerificationError, match="corrupt gzip stream: unknown header flags set"):
+        check_chunks(new_verifier, [body[:at], body[at:]])
+
+
 def test_corrupt_deflate_data_is_named(new_verifier: Callable[[], GzipVerifier]) -> None:
     verifier = new_verifier()
     with pytest.raises(ValueError, match=CORRUPT) as caught:

@@ -24,6 +24,12 @@ else:
     from typing_extensions import Buffer
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+# A member's FLG byte: RFC 1952 has a decoder refuse the three reserved bits, as zlib does and
+# ISA-L does not.
+_FLG_OFFSET = 3
+_FLG_RESERVED = 0xE0
+# isal's stubs declare its error as an instance; at run time it is an exception class.
+_INFLATE_ERROR = cast(type[Exception], zlib.error)
 
 GzipVerifier = StreamVerifier
 """``_native.GzipVerifier``'s API: every member inflated, CRC-32 and length checked."""
@@ -35,12 +41,13 @@ class IsalGzipVerifier(PythonVerifier):
     compression: ClassVar[str] = "gzip"
     truncated: ClassVar[str] = "truncated gzip stream (no complete trailer)"
     # isal's stubs declare its error as an instance; at run time it is an exception class.
-    library_error: ClassVar[type[Exception]] = cast(type[Exception], zlib.error)
+    library_error: ClassVar[type[Exception]] = _INFLATE_ERROR
 
     def __init__(self) -> None:
         super().__init__()
         self._inflater = zlib.decompressobj(_GZIP_WBITS)
         self._member_done = False
+        self._member_input = 0  # bytes handed to the current member's inflater so far
 
     def decompress(self, data: Buffer) -> None:
         """Inflate ``data``, starting new members as they come."""
@@ -48,6 +55,8 @@ class IsalGzipVerifier(PythonVerifier):
             if self._member_done:
                 self._inflater = zlib.decompressobj(_GZIP_WBITS)
                 self._member_done = False
+                self._member_input = 0
+            self._check_flags(data)
             self.shape.feed(self._inflater.decompress(data, MAX_OUTPUT))
             while self._inflater.unconsumed_tail:
                 tail = self._inflater.unconsumed_tail
@@ -57,6 +66,13 @@ class IsalGzipVerifier(PythonVerifier):
                 data = self._inflater.unused_data
             else:
                 data = b""
+
+    def _check_flags(self, data: Buffer) -> None:
+        view = memoryview(data).cast("B")
+        at = _FLG_OFFSET - self._member_input
+        self._member_input += len(view)
+        if 0 <= at < len(view) and view[at] & _FLG_RESERVED:
+            raise _INFLATE_ERROR("unknown header flags set")
 
     def is_complete(self) -> bool:
         """True when the last member ended with a valid trailer."""
