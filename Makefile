@@ -18,8 +18,8 @@ test: build
 
 ## lint: ruff, ruff format, mypy --strict, stub check, cargo fmt, cargo clippy
 lint: build
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/ruff check python tests benches scripts
+	$(VENV)/bin/ruff format --check python tests benches scripts
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest ed_extractor._native
 	cargo fmt --check

@@ -229,7 +229,6 @@ url = "{mirror}/missing.json.gz"
 url = "{mirror}/galaxy_stations.json.gz"
 name = "stations.json.gz"
 enabled = false
-large = true
 """
     )
     dest = tmp_path / "data"

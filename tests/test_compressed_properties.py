@@ -55,7 +55,7 @@ def compress(fmt: str, text: bytes, pieces: int, level: int) -> bytes:
     parts = [text[i : i + step] for i in range(0, len(text), step)] or [b""]
     if fmt == "gzip":
         return b"".join(gzip.compress(part, compresslevel=level, mtime=0) for part in parts)
-    options = {zstd.CompressionParameter.compression_level: level}
+    options: dict[int, int] = {zstd.CompressionParameter.compression_level: level}
     options[zstd.CompressionParameter.checksum_flag] = 1
     return b"".join(zstd.compress(part, options=options) for part in parts)
 

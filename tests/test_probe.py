@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from ed_extractor.errors import (
-    ConfigError,
     InvalidURLError,
     ProbeError,
     ProtocolError,
@@ -388,15 +387,6 @@ def test_expect_binary_accepts_anything_whatever_the_extension(prober: SourcePro
         result = prober.probe(f"{base}/systems.json.gz", expect="binary")
 
     assert result.mime_type == HTML
-
-
-def test_an_unknown_expect_fails_before_any_request(prober: SourceProber) -> None:
-    class Server(StaticFile):
-        pass
-
-    with serve(Server) as base, pytest.raises(ConfigError):
-        prober.probe(f"{base}/systems.json.gz", expect="tarball")
-    assert Server.seen == []
 
 
 def test_a_json_array_served_as_text_plain_is_json(prober: SourceProber) -> None:

@@ -162,7 +162,7 @@ def test_json_regime_rejects_html(tmp_path: Path) -> None:
 
 
 def test_zstd_regime_checks_every_frame(tmp_path: Path) -> None:
-    checksum = {zstd.CompressionParameter.checksum_flag: 1}
+    checksum: dict[int, int] = {zstd.CompressionParameter.checksum_flag: 1}
     body = zstd.compress(SPANSH_JSON, options=checksum) + zstd.compress(b"second frame")
     with serve(handler_serving(body)) as base:
         result = download(ZstdRegime(), f"{base}/dump.zst", tmp_path)

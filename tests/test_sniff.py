@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ed_extractor.errors import ConfigError, UnexpectedContentError
+from ed_extractor.errors import UnexpectedContentError
 from ed_extractor.manifest.models import ContentRegime, Regime
 from ed_extractor.services.file_transfer.context import DownloadContext
 from ed_extractor.services.file_transfer.regimes import BinaryRegime
@@ -193,14 +193,7 @@ def test_an_explicit_expect_overrides_the_extension() -> None:
         JSON, 'expect = "json"'
     )
     assert expectation_for("http://h/systems.json.gz", "binary") is None
-    assert expectation_for("http://h/blob", "application/zstd") == Expectation(
-        ZSTD, 'expect = "application/zstd"'
-    )
-
-
-def test_an_unknown_expect_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigError, match="'tarball'"):
-        expectation_for("http://h/x", "tarball")
+    assert expectation_for("http://h/blob", "zstd") == Expectation(ZSTD, 'expect = "zstd"')
 
 
 def test_check_expected_names_what_was_expected_and_what_came() -> None:

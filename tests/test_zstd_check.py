@@ -24,7 +24,7 @@ from tests.httpd import serve
 URL = "http://127.0.0.1/dump.json.zst"
 RECORDS = [{"id64": n, "name": f"Sys {n}"} for n in range(2000)]
 DOCUMENT = ("[\n" + ",\n".join(json.dumps(r) for r in RECORDS) + "\n]\n").encode()
-CHECKSUM = {zstd.CompressionParameter.checksum_flag: 1}
+CHECKSUM: dict[int, int] = {zstd.CompressionParameter.checksum_flag: 1}
 DOCUMENT_ZST = zstd.compress(DOCUMENT, options=CHECKSUM)
 TRUNCATED = "truncated zstd stream (last frame incomplete)"
 FINISHED = "operation on a finished ZstdVerifier"

@@ -18,7 +18,7 @@ from ed_extractor.hashing import BACKEND
 from ed_extractor.http import make_client
 from ed_extractor.logs import configure_logging
 from ed_extractor.manifest import ManifestStore
-from ed_extractor.manifest.models import ContentRegime
+from ed_extractor.manifest.models import ContentRegime, normalize_sha256
 from ed_extractor.metrics import RunMetrics
 from ed_extractor.paths import validate_url
 from ed_extractor.pipeline.lock import destination_lock
@@ -54,10 +54,10 @@ def _connections(value: str) -> int:
 
 
 def _sha256_hex(value: str) -> str:
-    lowered = value.lower()
-    if len(lowered) != 64 or any(c not in "0123456789abcdef" for c in lowered):
-        raise argparse.ArgumentTypeError(f"not a SHA-256 hex digest: {value!r}")
-    return lowered
+    try:
+        return normalize_sha256(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a SHA-256 hex digest: {value!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
