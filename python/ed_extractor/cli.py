@@ -8,25 +8,20 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NoReturn, get_args
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, NoReturn, get_args
 
 from ed_extractor import __version__
 from ed_extractor.errors import EdExtractorError, UsageError
 from ed_extractor.hashing import BACKEND
-from ed_extractor.http import make_client
 from ed_extractor.logs import configure_logging
-from ed_extractor.manifest import ManifestStore
-from ed_extractor.manifest.models import ContentRegime, normalize_sha256
-from ed_extractor.metrics import RunMetrics
-from ed_extractor.paths import validate_url
-from ed_extractor.pipeline.lock import destination_lock
-from ed_extractor.pipeline.progress import progress_for_terminal
-from ed_extractor.pipeline.spansh_dump import DumpFetcher, SourceOutcome
-from ed_extractor.retry import RetryPolicy
-from ed_extractor.services.source_probe.prober import SourceProber
-from ed_extractor.settings import Settings, SourceSpec, load_sources
+from ed_extractor.vocabulary import ContentRegime, normalize_sha256
+
+# What only some commands use (the HTTP client, the manifest, settings, metrics, the progress bar,
+# the content checks) is imported by those commands, so that --version, probe and manifest start
+# quickly.
+if TYPE_CHECKING:
+    from ed_extractor.pipeline.spansh_dump import SourceOutcome
+    from ed_extractor.settings import Settings, SourceSpec
 
 log = logging.getLogger("ed_extractor")
 
@@ -111,6 +106,8 @@ def _add_destination_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from ed_extractor.settings import Settings
+
     overrides: dict[str, object] = {}
     if getattr(args, "dest", None) is not None:
         overrides["dest"] = args.dest
@@ -136,6 +133,14 @@ def _print_outcomes(outcomes: Iterable[SourceOutcome], as_json: bool) -> int:
 
 
 def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: bool) -> int:
+    from ed_extractor.http import make_client
+    from ed_extractor.manifest import ManifestStore
+    from ed_extractor.metrics import RunMetrics
+    from ed_extractor.pipeline.lock import destination_lock
+    from ed_extractor.pipeline.progress import progress_for_terminal
+    from ed_extractor.pipeline.spansh_dump import DumpFetcher
+    from ed_extractor.retry import RetryPolicy
+
     deadline = None if settings.deadline_s is None else time.monotonic() + settings.deadline_s
     dest = settings.dest
     dest.mkdir(parents=True, exist_ok=True)
@@ -169,8 +174,17 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
+    from ed_extractor.http import make_client
+    from ed_extractor.paths import validate_url
+    from ed_extractor.services.source_probe.prober import SourceProber
+
     url = validate_url(args.url)
-    with make_client() as client:
+    settings = _settings(args)
+    with make_client(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        max_redirects=settings.max_redirects,
+    ) as client:
         result = SourceProber(client).probe(url)
     if args.json:
         print(result.model_dump_json())
@@ -183,6 +197,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     if args.name is not None and len(args.urls) != 1:
         raise UsageError("--name takes exactly one URL")
+    from ed_extractor.settings import SourceSpec
+
     settings = _settings(args)
     if args.no_verify:
         settings = settings.model_copy(update={"verify": False})
@@ -194,6 +210,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ed_extractor.settings import load_sources
+
     settings = _settings(args)
     specs = load_sources(settings.config)
     if args.only:
@@ -208,6 +226,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:
+    from ed_extractor.manifest import ManifestStore
+
     settings = _settings(args)
     path = settings.manifest_path
     if not path.exists():
@@ -234,11 +254,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"ed-extractor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        print(f"ed-extractor: error: {where}: {first['msg']}", file=sys.stderr)
-        return EXIT_USAGE
     except EdExtractorError as exc:
         print(f"ed-extractor: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as exc:
+        problem = _validation_problem(exc)
+        if problem is None:
+            raise
+        print(f"ed-extractor: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _validation_problem(exc: Exception) -> str | None:
+    """Pydantic's first complaint, when ``exc`` is its ValidationError (a bad value: usage)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return None
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}"

@@ -8,22 +8,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-ContentRegime = Literal["gzip", "json", "zstd", "binary"]
-"""The regimes chosen by what a body is; also the values of a source's ``expect``."""
+from ed_extractor.vocabulary import ContentRegime as ContentRegime
+from ed_extractor.vocabulary import normalize_sha256
+
 Regime = Literal[ContentRegime]
 AttemptStatus = Literal["downloaded", "unchanged", "failed"]
 """What happened to a source in one attempt (also the ``status`` of ``fetch --json``)."""
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def normalize_sha256(value: str) -> str:
-    """``value`` as a lower-case SHA-256 hex digest; ``ValueError`` unless it is 64 hex digits."""
-    digest = value.strip().lower()
-    if len(digest) != 64 or not _HEX.issuperset(digest):
-        raise ValueError("must be 64 hexadecimal digits")
-    return digest
-
 
 Sha256Hex = Annotated[str, AfterValidator(normalize_sha256)]
 """A SHA-256 hex digest, lower-cased: the one check of every digest the program takes in."""
