@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-Regime = Literal["gzip", "json", "zstd", "binary"]
+ContentRegime = Literal["gzip", "json", "zstd", "binary"]
+"""The regimes chosen by what a body is; also the values of a source's ``expect``."""
+Regime = Literal[ContentRegime]
 AttemptStatus = Literal["downloaded", "unchanged", "failed"]
+"""What happened to a source in one attempt (also the ``status`` of ``fetch --json``)."""
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def normalize_sha256(value: str) -> str:
+    """``value`` as a lower-case SHA-256 hex digest; ``ValueError`` unless it is 64 hex digits."""
+    digest = value.strip().lower()
+    if len(digest) != 64 or not _HEX.issuperset(digest):
+        raise ValueError("must be 64 hexadecimal digits")
+    return digest
+
+
+Sha256Hex = Annotated[str, AfterValidator(normalize_sha256)]
+"""A SHA-256 hex digest, lower-cased: the one check of every digest the program takes in."""
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -26,7 +43,7 @@ class ManifestRecord(BaseModel):
     final_url: str = Field(description="the URL after redirects")
     path: str = Field(description="absolute path of the final file")
     bytes: int = Field(ge=0, description="size of the stored file")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256 of the file")
+    sha256: Sha256Hex = Field(description="lower-case hex SHA-256 of the file")
     regime: Regime
     mime_type: str
     etag: str | None = None
