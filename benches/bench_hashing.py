@@ -1,4 +1,4 @@
-"""Benchmarks of the SHA-256 backends: hashing, hashing file sink, and the sink on two threads."""
+"""Benchmarks of the hashing backends: SHA-256, BLAKE3, the file sink (with BLAKE3 too), threads."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import blake3
 import pytest
 from tests.backends import backend_module
 
@@ -50,7 +51,7 @@ def scratch_dir(tmp_path: Path) -> Iterator[Path]:
         yield Path(directory)
 
 
-def hashlib_sha256(pieces: list[memoryview]) -> str:
+def hashlib_sha256(pieces: list[memoryview] | list[bytes]) -> str:
     """The reference digest of ``pieces``, from hashlib (outside any timing)."""
     reference = hashlib.sha256()
     for piece in pieces:
@@ -61,6 +62,21 @@ def hashlib_sha256(pieces: list[memoryview]) -> str:
 def chunks_of(payload: memoryview, total: int) -> list[memoryview]:
     """``total`` bytes as ``CHUNK``-sized views, cycling through the payload."""
     return [payload[offset % len(payload) :][:CHUNK] for offset in range(0, total, CHUNK)]
+
+
+def bytes_chunks_of(payload: memoryview, total: int) -> list[bytes]:
+    """``total`` bytes as ``CHUNK``-sized ``bytes`` (what httpx yields), cycling the payload.
+
+    Each distinct chunk is one object, however often it recurs (``bytes`` are immutable).
+    """
+    distinct: dict[int, bytes] = {}
+    pieces = []
+    for offset in range(0, total, CHUNK):
+        start = offset % len(payload)
+        if start not in distinct:
+            distinct[start] = bytes(payload[start : start + CHUNK])
+        pieces.append(distinct[start])
+    return pieces
 
 
 @pytest.mark.benchmark(group="sha256-update")
@@ -95,7 +111,7 @@ def test_filesink_write(
 ) -> None:
     name, module = implementation
     total = SMOKE_TOTAL if benchmark.disabled else SINK_TOTAL
-    pieces = chunks_of(payload, total)
+    pieces = bytes_chunks_of(payload, total)
     path = scratch_dir / "sink.part"
 
     def fresh_file() -> None:
@@ -111,6 +127,43 @@ def test_filesink_write(
     assert path.stat().st_size == total
     assert digest == hashlib_sha256(pieces)
     throughput_table.record(benchmark, "FileSink.write", name, total)
+
+
+@pytest.mark.benchmark(group="filesink-blake3")
+@pytest.mark.parametrize("with_blake3", [False, True], ids=["sha256", "sha256+blake3"])
+def test_filesink_dual_hash(
+    benchmark: Any,
+    implementation: tuple[str, ModuleType],
+    with_blake3: bool,
+    payload: memoryview,
+    scratch_dir: Path,
+    throughput_table: ThroughputTable,
+) -> None:
+    """The sink with SHA-256 alone and with BLAKE3 beside it; both digests checked."""
+    name, module = implementation
+    total = SMOKE_TOTAL if benchmark.disabled else SINK_TOTAL
+    pieces = bytes_chunks_of(payload, total)
+    path = scratch_dir / "sink.part"
+    digests: list[tuple[str, str | None]] = []
+
+    def fresh_file() -> None:
+        path.unlink(missing_ok=True)
+
+    def write_all() -> None:
+        sink = module.FileSink(path, blake3=with_blake3)
+        for piece in pieces:
+            sink.write(piece)
+        digests.append((sink.finish(), sink.blake3_hexdigest()))
+
+    benchmark.pedantic(write_all, setup=fresh_file, rounds=ROUNDS, warmup_rounds=1)
+    sha256, blake3_hex = hashlib.sha256(), blake3.blake3()
+    for piece in pieces:
+        sha256.update(piece)
+        blake3_hex.update(piece)
+    expected = (sha256.hexdigest(), blake3_hex.hexdigest() if with_blake3 else None)
+    assert set(digests) == {expected}
+    column = f"{name}, {'sha256+blake3' if with_blake3 else 'sha256'}"
+    throughput_table.record(benchmark, "FileSink dual hash", column, total)
 
 
 @pytest.mark.benchmark(group="filesink-threads")

@@ -3,6 +3,7 @@
 use flate2::{Decompress, DecompressError, FlushDecompress, Status};
 use pyo3::prelude::*;
 
+use crate::pipeline::StreamCheck;
 use crate::verifier::{Decoding, Summary, TextShape, VerifierState, OUTPUT_BUFFER};
 
 /// Gzip's window is always 32 KiB; `new_gzip` adds the 16 that asks zlib for the gzip wrapper.
@@ -115,5 +116,12 @@ impl GzipVerifier {
     /// `ValueError` unless the last member ended with its trailer.
     fn finish(&self, py: Python<'_>) -> PyResult<Summary> {
         self.state.finish(py)
+    }
+}
+
+/// A sink's pipeline feeds the verifier on its own thread, without the GIL.
+impl StreamCheck for Py<GzipVerifier> {
+    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), String> {
+        self.get().state.feed_bytes(chunk)
     }
 }

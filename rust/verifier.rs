@@ -7,11 +7,8 @@ use memchr::memmem;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::buffer::ContiguousBytes;
+use crate::buffer::{ContiguousBytes, DETACH_MIN_LEN};
 use crate::sync::{lock, with_locked};
-
-/// Chunks at least this long are decompressed with the GIL released (as `Sha256.update` does).
-const DETACH_MIN_LEN: usize = 2048;
 /// The decompressed text is followed through a buffer of this size and then dropped: the memory
 /// a chunk costs is bounded whatever it expands into. 128 KiB measured fastest (it stays in L2).
 pub const OUTPUT_BUFFER: usize = 128 * 1024;
@@ -143,6 +140,11 @@ impl<D: Decoding> VerifierState<D> {
             })
         };
         fed.map_err(PyValueError::new_err)
+    }
+
+    /// Decompress the next chunk without the GIL (from a sink's pipeline thread).
+    pub fn feed_bytes(&self, chunk: &[u8]) -> Result<(), String> {
+        Self::feed_locked(&mut lock(&self.state), chunk, self.finished_message)
     }
 
     /// End the stream (the verifier is finished afterwards either way); `ValueError` if it is bad

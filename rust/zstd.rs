@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
+use crate::pipeline::StreamCheck;
 use crate::verifier::{Decoding, Summary, TextShape, VerifierState, OUTPUT_BUFFER};
 
 const TRUNCATED_MESSAGE: &str = "truncated zstd stream (last frame incomplete)";
@@ -90,5 +91,12 @@ impl ZstdVerifier {
     /// `ValueError` unless the last frame is complete.
     fn finish(&self, py: Python<'_>) -> PyResult<Summary> {
         self.state.finish(py)
+    }
+}
+
+/// A sink's pipeline feeds the verifier on its own thread, without the GIL.
+impl StreamCheck for Py<ZstdVerifier> {
+    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), String> {
+        self.get().state.feed_bytes(chunk)
     }
 }

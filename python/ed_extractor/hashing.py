@@ -1,4 +1,4 @@
-"""Choose the SHA-256 backend: the native extension when it imports, else the hashlib fallback."""
+"""Choose the hashing backend: the native extension when it imports, else the Python fallback."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from ed_extractor import _fallback
+from ed_extractor._fallback import SinkVerifier
 
 BackendName = Literal["native", "python"]
 
@@ -29,9 +30,10 @@ def _select_backend() -> tuple[ModuleType, BackendName]:
 
 _backend, BACKEND = _select_backend()
 if TYPE_CHECKING:  # both backends have one API; the fallback's classes are its reference
-    from ed_extractor._fallback import FileSink, Sha256
+    from ed_extractor._fallback import Blake3, FileSink, Sha256
 else:
     Sha256 = _backend.Sha256
+    Blake3 = _backend.Blake3
     FileSink = _backend.FileSink
 
-__all__ = ["BACKEND", "BackendName", "FileSink", "Sha256"]
+__all__ = ["BACKEND", "BackendName", "Blake3", "FileSink", "Sha256", "SinkVerifier"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpcore
 import httpx
 
 from ed_extractor import __version__
@@ -15,6 +16,10 @@ from ed_extractor.settings import CONNECT_TIMEOUT_S, MAX_REDIRECTS, READ_TIMEOUT
 USER_AGENT = f"ed-extractor/{__version__}"
 # Bodies are stored and hashed exactly as served: never ask for (or get) a transfer encoding.
 IDENTITY = {"Accept-Encoding": "identity"}
+# httpcore reads the socket 64 KiB at a time, which is what iter_raw then yields. 1 MiB reads make
+# a receive loop about twice as fast, in wall and CPU time, and hand the native sink bigger chunks
+# (benches/fetch_vs_httpx.py measures both). A read returns what has arrived, never waits for more.
+SOCKET_READ_BYTES = 1 << 20
 
 
 def make_client(
@@ -25,6 +30,7 @@ def make_client(
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
     """Return the client shared by probing and downloading (one connection pool per run)."""
+    httpcore.HTTP11Connection.READ_NUM_BYTES = SOCKET_READ_BYTES
     return httpx.Client(
         headers={"User-Agent": USER_AGENT, **IDENTITY},
         timeout=httpx.Timeout(read_timeout, connect=connect_timeout),

@@ -19,7 +19,7 @@ from ed_extractor.errors import (
     TransferError,
     VerificationError,
 )
-from ed_extractor.hashing import FileSink
+from ed_extractor.hashing import BACKEND, FileSink, SinkVerifier
 from ed_extractor.headers import (
     accepts_byte_ranges,
     if_range_validator,
@@ -35,7 +35,7 @@ from ed_extractor.services.file_transfer.base import (
     DownloadResult,
     ProgressReporter,
 )
-from ed_extractor.services.file_transfer.overlap import ChunkWorker
+from ed_extractor.services.file_transfer.overlap import ChunkFeed, ChunkWorker, InlineFeed
 from ed_extractor.services.file_transfer.resume import (
     ResumePoint,
     discard_part,
@@ -142,9 +142,9 @@ def _check_announced_length(
         )
 
 
-def _open_sink(path: Path, resume_from: int) -> FileSink:
+def _open_sink(path: Path, resume_from: int, verifier: SinkVerifier | None) -> FileSink:
     try:
-        return FileSink(path, resume_from=resume_from)
+        return FileSink(path, resume_from=resume_from, verifier=verifier)
     except OSError as exc:
         raise StorageError(path, f"cannot open ({exc.strerror or exc})") from exc
 
@@ -179,9 +179,11 @@ def _store_body(
         if point is not None:
             save_resume_point(request.final_path, point)
             resumable = True
-    sink = _open_sink(part, offset)
-    writer = ChunkWorker(sink.write, name="sink")
-    checker = ChunkWorker(check.feed, name="check") if check is not None else None
+    # native: write, hash and check run on the sink's Rust threads (the prefix's check too)
+    verifier = getattr(check, "native_verifier", None) if BACKEND == "native" else None
+    sink = _open_sink(part, offset, verifier)
+    writer = ChunkWorker(sink.write, name="sink") if BACKEND == "python" else InlineFeed(sink.write)
+    checker = ChunkWorker(check.feed, name="check") if check and verifier is None else None
     progress.start(request.name, total, already=offset)
     received = 0
     try:
@@ -208,8 +210,8 @@ def _store_body(
         writer.close()
         if checker is not None:
             checker.close()
-        summary = check.finish() if check is not None else ContentSummary()
         digest = sink.finish(fsync=True)
+        summary = check.finish() if check is not None else ContentSummary()
     except BaseException as exc:
         keep = resumable and _worth_keeping(exc)
         if checker is not None:
@@ -222,6 +224,8 @@ def _store_body(
             discard_part(request.final_path)
         if isinstance(exc, OSError):
             raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
+        if isinstance(exc, ValueError) and verifier is not None:  # the sink's content check
+            raise VerificationError(url, str(exc)) from exc
         raise
     finally:
         progress.stop()
@@ -244,7 +248,7 @@ def _store_body(
     )
 
 
-def _drain(writer: ChunkWorker) -> None:
+def _drain(writer: ChunkFeed) -> None:
     """Let the writer finish what is queued; its own error (a full disk) is reported elsewhere."""
     with contextlib.suppress(Exception):
         writer.close()

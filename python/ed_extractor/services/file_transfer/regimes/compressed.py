@@ -112,6 +112,11 @@ class CompressedCheck:
         self._url = url
         self._verifier = verifier
 
+    @property
+    def native_verifier(self) -> StreamVerifier | None:
+        """The verifier if the extension made it, for a native FileSink to feed on its threads."""
+        return self._verifier if type(self._verifier).__module__ == "ed_extractor._native" else None
+
     def feed(self, chunk: bytes) -> None:
         """Decompress the next compressed chunk."""
         try:
