@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ed_extractor.errors import DeadlineError, IncompleteBodyError, StorageError, TransferError
-from ed_extractor.hashing import FileSink
+from ed_extractor.hashing import FileSink, PartWriter
 from ed_extractor.paths import part_path
 from ed_extractor.services.file_transfer.resume import (
     ResumePoint,
@@ -31,10 +31,10 @@ class PartFile:
     """The temporary file of one download of ``url`` into ``final_path`` (pooch-style).
 
     On creation it loads the resume point a previous attempt left (``resume``; None: start from
-    nothing). The body goes through ``open_sink`` (one stream, appended) or straight into
-    ``path`` at offsets (several ranges, after ``allow_resume``). Used as a context manager, an
-    exception leaving the block keeps the part for the next attempt when ``keeps(exc)``, and
-    discards it otherwise; ``move_into_place`` ends a good download.
+    nothing). The body goes through ``open_sink`` (one stream, appended) or ``open_writer``
+    (several ranges written at their offsets into a file of the final size). Used as a context
+    manager, an exception leaving the block keeps the part for the next attempt when
+    ``keeps(exc)``, and discards it otherwise; ``move_into_place`` ends a good download.
     """
 
     def __init__(self, final_path: Path, url: str) -> None:
@@ -64,6 +64,17 @@ class PartFile:
             self.discard()
             raise PartFileStale(str(exc)) from exc
         except OSError as exc:
+            raise StorageError(self.path, f"cannot open ({exc.strerror or exc})") from exc
+
+    def open_writer(self, total: int) -> PartWriter:
+        """A PartWriter over the part file: sized to ``total`` bytes, or the kept one continued."""
+        try:
+            return PartWriter(self.path, total, keep=self.resume is not None)
+        except ValueError as exc:  # a kept part file that is not the size its sidecar says
+            self.discard()
+            raise PartFileStale(str(exc)) from exc
+        except OSError as exc:
+            self.discard()
             raise StorageError(self.path, f"cannot open ({exc.strerror or exc})") from exc
 
     def discard(self) -> None:

@@ -35,7 +35,7 @@ from ed_extractor.services.file_transfer.base import (
     ProgressReporter,
 )
 from ed_extractor.services.file_transfer.overlap import ChunkWorker
-from ed_extractor.services.file_transfer.part_file import PartFile, PartFileStale
+from ed_extractor.services.file_transfer.part_file import PartFile
 from ed_extractor.services.file_transfer.resume import ResumePoint, Segment
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ MIN_SPLIT: Final = 4 << 20  # a range is split for an idle connection only if bo
 MIN_SEGMENT: Final = 256 << 10  # an explicit N never makes ranges smaller than this
 REORDER_WINDOW: Final = 32 << 20  # chunks held in memory for the in-order hash, at most
 READ_BACK: Final = 1 << 20  # bytes read back from the part file per step beyond the window
-SAVE_INTERVAL_S: Final = 0.5  # the sidecar is rewritten at most this often...
-SAVE_BYTES: Final = 8 << 20  # ...or after this many new bytes, whichever comes first
+SAVE_INTERVAL_S: Final = 0.25  # the sidecar records progress this often...
+SAVE_BYTES: Final = 4 << 20  # ...or after this many new bytes, whichever comes first
 
 
 class SegmentsRefused(Exception):
@@ -203,6 +203,11 @@ class FileOrderDigest:
                 self._pending[offset] = chunk
                 self._pending_bytes += len(chunk)
 
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the hashing thread (a failed content check, a read error), if anything."""
+        return self._error
+
     def advanced(self) -> None:
         """Bytes were written: wake the hashing thread."""
         with self._changed:
@@ -301,12 +306,7 @@ class SegmentedDownload:
         """Fetch every range, hash in file order, move into place (or keep/discard the part)."""
         request, part, total = self._request, self._part, self.point.total
         request.check_limits(total)
-        keep = part.resume is not None
-        try:
-            writer = PartWriter(part.path, total, keep=keep)
-        except ValueError as exc:  # the part file is not the size its sidecar says
-            part.discard()
-            raise PartFileStale(str(exc)) from exc
+        writer = part.open_writer(total)
         already = sum(written - start for start, written, _ in self.table.snapshot())
         progress.start(request.name, total, already=already)
         self._progress = progress
@@ -454,6 +454,8 @@ class SegmentedDownload:
 
     def _store(self, span: _Range, chunk: bytes) -> bool:
         """Write the part of ``chunk`` that ``span`` still covers; False once it is complete."""
+        if self._digest.error is not None:  # the content check failed: no use fetching on
+            raise self._digest.error
         offset, count = self.table.claim(span, len(chunk))
         if count == 0:
             return False

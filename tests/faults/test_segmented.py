@@ -1,0 +1,154 @@
+"""Segmented downloads from a real server: exact bytes over 1-8 connections, fallbacks, stealing."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.faults.conftest import assert_stored, cli, explain, gzip_dump, payload, record_of
+from tests.faults.server import OK, Exchange, FaultServer, Plan, Version, http_date
+
+Start = Callable[..., FaultServer]
+
+SIZE = 6 << 20
+BODY = payload(SIZE, seed=21)
+NAME = "galaxy.bin"
+_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+def fetch(
+    server: FaultServer, dest: Path, connections: str, *, name: str = NAME, native: str = "1"
+) -> object:
+    return cli(
+        "fetch", server.url(name), "--dest", str(dest), "--json", "--connections", connections,
+        env={"ED_EXTRACTOR_NATIVE": native},
+    )  # fmt: skip
+
+
+def ranges_asked(server: FaultServer) -> list[tuple[int, int]]:
+    """The (first, last) byte of every closed ranged body GET, in order of arrival."""
+    asked = []
+    for exchange in server.body_gets():
+        match = _RANGE.match(exchange.range or "")
+        if match:
+            asked.append((int(match.group(1)), int(match.group(2))))
+    return asked
+
+
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native", "python"])
+@pytest.mark.parametrize("connections", [1, 4, 8])
+def test_n_connections_store_exactly_the_servers_bytes(
+    connections: int, native: str, fault_server: Start, dest: Path
+) -> None:
+    server = fault_server(Version(BODY))
+    result = fetch(server, dest, str(connections), native=native)
+    assert_stored(result, dest, NAME, BODY, server)  # bytes and SHA-256 as hashlib has them
+    gets = server.body_gets()
+    assert len(gets) == connections, explain(result, server)
+    if connections == 1:
+        assert gets[0].range is None
+        return
+    asked = sorted(ranges_asked(server))
+    assert asked[0][0] == 0
+    assert asked[-1][1] == SIZE - 1
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(asked)), asked
+    assert all(g.status == 206 and g.if_range == '"v1"' for g in gets), explain(result, server)
+    assert server.body_bytes() == SIZE  # every byte sent once
+
+
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native", "python"])
+def test_a_gzip_dump_over_four_connections_is_checked_whole_in_file_order(
+    native: str, fault_server: Start, dest: Path
+) -> None:
+    body, records = gzip_dump(60_000, seed=4)
+    name = "galaxy.json.gz"
+    server = fault_server(Version(body, content_type="application/gzip"))
+    result = fetch(server, dest, "4", name=name, native=native)
+    assert_stored(result, dest, name, body, server)
+    assert len(server.body_gets()) == 4, explain(result, server)
+    record = record_of(dest, name)
+    assert record is not None
+    assert record.records == records
+
+
+def test_a_corrupt_gzip_over_four_connections_fails_and_keeps_nothing(
+    fault_server: Start, dest: Path
+) -> None:
+    body, _ = gzip_dump(60_000, seed=4)
+    broken = body[: len(body) // 2] + bytes(64) + body[len(body) // 2 + 64 :]
+    name = "galaxy.json.gz"
+    server = fault_server(Version(broken, content_type="application/gzip"))
+    result = fetch(server, dest, "4", name=name)
+    assert result.returncode == 1, explain(result, server)
+    assert not (dest / name).exists()
+    assert not (dest / f"{name}.part").exists()
+    assert record_of(dest, name) is None
+
+
+def test_a_server_that_ignores_range_is_fetched_over_one_connection_from_scratch(
+    fault_server: Start, dest: Path
+) -> None:
+    server = fault_server(Version(BODY), lambda n, exchange: Plan(ignore_range=True))
+    result = fetch(server, dest, "4")
+    assert_stored(result, dest, NAME, BODY, server)
+    last = server.body_gets()[-1]
+    assert last.range is None, explain(result, server)
+    assert last.status == 200
+
+
+def test_a_content_range_that_does_not_fit_falls_back_to_one_connection(
+    fault_server: Start, dest: Path
+) -> None:
+    server = fault_server(
+        Version(BODY), lambda n, exchange: Plan(range_shift=100) if exchange.range else OK
+    )
+    result = fetch(server, dest, "4")
+    assert_stored(result, dest, NAME, BODY, server)
+    assert server.body_gets()[-1].range is None, explain(result, server)
+
+
+def test_a_file_changed_mid_download_fails_if_range_and_is_fetched_clean(
+    fault_server: Start, dest: Path
+) -> None:
+    new = Version(payload(SIZE, seed=22), etag='"v2"', last_modified=http_date(1_700_086_400))
+    server = fault_server(Version(BODY))
+
+    def plans(n: int, exchange: Exchange) -> Plan:
+        if n == 1:  # replaced on the server after the first range went out
+            server.set_version(new)
+        return OK
+
+    server.plans = plans
+    result = fetch(server, dest, "4")
+    assert_stored(result, dest, NAME, new.body, server)
+    statuses = [(e.if_range, e.status) for e in server.body_gets()]
+    assert ('"v1"', 200) in statuses, explain(result, server)  # If-Range said: not that file
+    record = record_of(dest, NAME)
+    assert record is not None
+    assert record.etag == '"v2"'
+
+
+def test_a_connection_that_finishes_takes_over_half_of_a_slow_range(
+    fault_server: Start, dest: Path
+) -> None:
+    size = 24 << 20
+    body = payload(size, seed=23)
+
+    def plans(n: int, exchange: Exchange) -> Plan:
+        if exchange.range_start == 0:  # the first range trickles
+            return Plan(throttle=(64 * 1024, 0.02))
+        return OK
+
+    server = fault_server(Version(body), plans)
+    result = fetch(server, dest, "2")
+    assert_stored(result, dest, NAME, body, server)
+    starts = [first for first, _ in ranges_asked(server)]
+    half = size // 2
+    assert starts[:2] in ([0, half], [half, 0]), explain(result, server)
+    stolen = [s for s in starts[2:] if 0 < s < half]
+    assert stolen, f"no range was split: {starts}\n{explain(result, server)}"
+    assert server.body_bytes() < size + (1 << 20)  # the split range was not fetched twice
