@@ -56,11 +56,12 @@ def test_part_writer_continues_only_a_file_of_the_recorded_size(
         part_writer(tmp_path / "missing.part", 8, keep=True)
 
 
-def test_an_idle_connection_takes_half_of_the_largest_range_in_flight() -> None:
-    table = SegmentTable.split_evenly(100, 2, min_split=10)
+def test_connections_take_pieces_from_the_front_then_steal_half_of_the_largest() -> None:
+    table = SegmentTable(((0, 0, 100),), piece=50, min_split=10)
     first, second = table.take(), table.take()
     assert first is not None
     assert second is not None
+    assert [(first.start, first.end), (second.start, second.end)] == [(0, 50), (50, 100)]
     assert table.claim(first, 20) == (0, 20)
     table.wrote(first, 20)
     assert table.claim(second, 50) == (50, 50)
@@ -79,7 +80,7 @@ def test_the_digest_follows_file_order_whatever_order_the_ranges_arrive_in(
 ) -> None:
     rng = random.Random(7)
     body = rng.randbytes(50_000)
-    table = SegmentTable.split_evenly(len(body), 5, min_split=1 << 30)
+    table = SegmentTable(((0, 0, len(body)),), piece=10_000, min_split=1 << 30)
     spans = [table.take() for _ in range(5)]
     part_writer = backend_module("python").PartWriter
     writer = part_writer(tmp_path / "f.part", len(body))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ed_extractor.demo.mirror import nginx_path, start_mirror
 from tests.faults.conftest import assert_stored, cli, explain, gzip_dump, payload, record_of
 from tests.faults.server import OK, Exchange, FaultServer, Plan, Version, http_date
 
@@ -135,20 +137,47 @@ def test_a_file_changed_mid_download_fails_if_range_and_is_fetched_clean(
 def test_a_connection_that_finishes_takes_over_half_of_a_slow_range(
     fault_server: Start, dest: Path
 ) -> None:
-    size = 24 << 20
+    size = 32 << 20
+    half = size // 2
     body = payload(size, seed=23)
 
     def plans(n: int, exchange: Exchange) -> Plan:
         if exchange.range_start == 0:  # the first range trickles
-            return Plan(throttle=(64 * 1024, 0.02))
+            return Plan(throttle=(64 * 1024, 0.05))
         return OK
 
     server = fault_server(Version(body), plans)
     result = fetch(server, dest, "2")
     assert_stored(result, dest, NAME, body, server)
-    starts = [first for first, _ in ranges_asked(server)]
-    half = size // 2
-    assert starts[:2] in ([0, half], [half, 0]), explain(result, server)
-    stolen = [s for s in starts[2:] if 0 < s < half]
-    assert stolen, f"no range was split: {starts}\n{explain(result, server)}"
+    asked = ranges_asked(server)
+    assert sorted(asked[:2]) == [(0, half - 1), (half, size - 1)], explain(result, server)
+    stolen = [first for first, _ in asked[2:] if 0 < first < half]
+    assert stolen, f"no range was split: {asked}\n{explain(result, server)}"
     assert server.body_bytes() < size + (1 << 20)  # the split range was not fetched twice
+
+
+@pytest.fixture(scope="module")
+def nginx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("nginx-root")
+    (root / NAME).write_bytes(BODY)
+    return root
+
+
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native", "python"])
+@pytest.mark.parametrize("connections", [1, 4, 8])
+def test_n_connections_from_nginx_store_exactly_its_bytes(
+    connections: int, native: str, nginx_root: Path, dest: Path
+) -> None:
+    if nginx_path() is None:
+        pytest.skip("nginx is not installed (scripts/setup-system.sh installs it as root)")
+    with start_mirror(nginx_root, prefer="nginx") as mirror:
+        result = cli(
+            "fetch", f"{mirror.base_url}/{NAME}", "--dest", str(dest), "--json",
+            "--connections", str(connections), env={"ED_EXTRACTOR_NATIVE": native},
+        )  # fmt: skip
+    assert_stored(result, dest, NAME, BODY)
+    done = [json.loads(line) for line in result.stderr.splitlines() if "segmented" in line]
+    if connections == 1:
+        assert not done, result.stderr
+    else:
+        assert [line["connections"] for line in done] == [connections], result.stderr

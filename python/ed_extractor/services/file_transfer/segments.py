@@ -1,18 +1,19 @@
 """Segmented download: several ranged GETs into one preallocated part file, hashed in file order.
 
-Each connection (a thread; the shared httpx client is thread-safe) fetches one range of the file
-with ``If-Range`` and writes it at its offset through a ``PartWriter`` (``pwrite``, no GIL). A
-connection that finishes takes over half of the largest range still being fetched. One thread
-runs SHA-256 and the content check over the file in order as its contiguous prefix grows: from
-the chunks the connections hand over while they fit in a bounded window, else read back from
-the part file (page cache). The sidecar records every range's progress at a bounded interval, so
-a killed run continues each range where its bytes stopped.
+Each connection (a thread; the shared httpx client is thread-safe) takes the next piece from the
+front of what nobody fetches yet (window / connections bytes), GETs it with ``If-Range`` and
+writes it at its offset through a ``PartWriter`` (``pwrite``, no GIL); when nothing is left to
+take, it takes over half of the largest range still in flight (work stealing). Since the
+connections work side by side near the front, one thread can run SHA-256 and the content check
+over the file in order as its contiguous prefix grows, from the chunks held in a bounded window;
+a chunk beyond it is read back from the part file (page cache) when its turn comes. The sidecar
+records every range's progress at a bounded interval, so a killed run continues each range where
+its bytes stopped.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
 import logging
 import threading
 import time
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 AUTO_CONNECTIONS: Final = 8
 AUTO_THRESHOLD: Final = 64 << 20  # auto uses several connections from this size on
 MIN_SPLIT: Final = 4 << 20  # a range is split for an idle connection only if both halves reach it
-MIN_SEGMENT: Final = 256 << 10  # an explicit N never makes ranges smaller than this
+MAX_PIECE: Final = 16 << 20  # connections take the file from the front in pieces of at most
+# window / connections (and file / connections), at least MIN_SEGMENT
+MIN_SEGMENT: Final = 256 << 10  # no piece is smaller (an explicit N is lowered to fit)
 REORDER_WINDOW: Final = 32 << 20  # chunks held in memory for the in-order hash, at most
 READ_BACK: Final = 1 << 20  # bytes read back from the part file per step beyond the window
 SAVE_INTERVAL_S: Final = 0.25  # the sidecar records progress this often...
@@ -92,24 +95,32 @@ class _Range:
 class SegmentTable:
     """The ranges of one part file: who fetches what, what is written; thread-safe."""
 
-    def __init__(self, segments: tuple[Segment, ...], min_split: int) -> None:
+    def __init__(self, segments: tuple[Segment, ...], *, piece: int, min_split: int) -> None:
         self._lock = threading.Lock()
+        self._piece = piece
         self._min_split = min_split
         self._ranges = [_Range(start, written, end, written) for start, written, end in segments]
         self._starts = [r.start for r in self._ranges]
         self.received = 0  # bytes written by this run's connections
 
-    @classmethod
-    def split_evenly(cls, total: int, count: int, min_split: int) -> SegmentTable:
-        """``count`` ranges of (nearly) equal size over ``total`` bytes."""
-        bounds = [total * i // count for i in range(count + 1)]
-        return cls(tuple((a, a, b) for a, b in itertools.pairwise(bounds)), min_split)
+    def _insert(self, span: _Range) -> None:
+        index = bisect.bisect(self._starts, span.start)
+        self._ranges.insert(index, span)
+        self._starts.insert(index, span.start)
 
     def take(self) -> _Range | None:
-        """A range for an idle connection: an unfetched one, else half of the largest in flight."""
+        """A range for an idle connection, or None when nothing is worth taking.
+
+        The next piece from the front of what nobody fetches (a tail under 1.25 pieces is taken
+        whole), else half of the largest range in flight (work stealing).
+        """
         with self._lock:
             for candidate in self._ranges:
                 if not candidate.busy and candidate.claimed < candidate.end:
+                    if candidate.end - candidate.claimed > self._piece + self._piece // 4:
+                        cut = candidate.claimed + self._piece
+                        self._insert(_Range(cut, cut, candidate.end, cut))
+                        candidate.end = cut
                     candidate.busy = True
                     return candidate
             busy = [r for r in self._ranges if r.busy and r.end - r.claimed >= 2 * self._min_split]
@@ -119,9 +130,7 @@ class SegmentTable:
             middle = victim.claimed + (victim.end - victim.claimed) // 2
             stolen = _Range(middle, middle, victim.end, middle, busy=True)
             victim.end = middle
-            index = bisect.bisect(self._starts, middle)
-            self._ranges.insert(index, stolen)
-            self._starts.insert(index, middle)
+            self._insert(stolen)
             return stolen
 
     def claim(self, span: _Range, length: int) -> tuple[int, int]:
@@ -157,9 +166,15 @@ class SegmentTable:
             return max(offset, span.written) if offset < span.end else offset
 
     def snapshot(self) -> tuple[Segment, ...]:
-        """Every range as ``(start, written, end)``, for the sidecar."""
+        """Every range as ``(start, written, end)`` for the sidecar, complete neighbours merged."""
+        merged: list[Segment] = []
         with self._lock:
-            return tuple((r.start, r.written, r.end) for r in self._ranges)
+            for r in self._ranges:
+                if merged and merged[-1][1] == merged[-1][2] == r.start:
+                    merged[-1] = (merged[-1][0], r.written, r.end)
+                else:
+                    merged.append((r.start, r.written, r.end))
+        return tuple(merged)
 
 
 class FileOrderDigest:
@@ -278,6 +293,7 @@ class SegmentedDownload:
         connections: int,
         *,
         min_split: int = MIN_SPLIT,
+        window: int = REORDER_WINDOW,
     ) -> None:
         self._client = client
         self._request = request
@@ -286,14 +302,18 @@ class SegmentedDownload:
         resume = part.resume
         if resume is not None and resume.segments:
             self.point = resume
-            self.table = SegmentTable(resume.segments, min_split)
+            segments = resume.segments
         else:
             total = request.expected_length
             validator = if_range_validator(request.expected_etag, request.expected_last_modified)
             if total is None or validator is None:
                 raise SegmentsRefused("no length or validator to split the file by")
             self.point = ResumePoint(request.url, validator, total)
-            self.table = SegmentTable.split_evenly(total, connections, min_split)
+            segments = ((0, 0, total),)
+        self._window = window
+        share = -(-self.point.total // connections)
+        piece = max(min(window // connections, share, MAX_PIECE), MIN_SEGMENT)
+        self.table = SegmentTable(segments, piece=piece, min_split=min_split)
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._save_lock = threading.Lock()
@@ -315,7 +335,11 @@ class SegmentedDownload:
             with part:
                 part.allow_resume(self._point())
                 digest_worker = FileOrderDigest(
-                    writer, self.table, total, check.feed if check is not None else None
+                    writer,
+                    self.table,
+                    total,
+                    check.feed if check is not None else None,
+                    window=self._window,
                 )
                 self._digest = digest_worker
                 try:
