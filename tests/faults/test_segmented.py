@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import dataclasses
 import json
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,11 +26,18 @@ _RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
 
 def fetch(
     server: FaultServer, dest: Path, connections: str, *, name: str = NAME, native: str = "1"
-) -> object:
+) -> subprocess.CompletedProcess[str]:
     return cli(
         "fetch", server.url(name), "--dest", str(dest), "--json", "--connections", connections,
         env={"ED_EXTRACTOR_NATIVE": native},
     )  # fmt: skip
+
+
+def connections_used(result: subprocess.CompletedProcess[str]) -> int:
+    """How many connections the run's segmented download used (its log line), 1 without one."""
+    lines = [json.loads(line) for line in result.stderr.splitlines() if "segmented" in line]
+    assert len(lines) <= 1, result.stderr
+    return int(lines[0]["connections"]) if lines else 1
 
 
 def ranges_asked(server: FaultServer) -> list[tuple[int, int]]:
@@ -176,8 +185,31 @@ def test_n_connections_from_nginx_store_exactly_its_bytes(
             "--connections", str(connections), env={"ED_EXTRACTOR_NATIVE": native},
         )  # fmt: skip
     assert_stored(result, dest, NAME, BODY)
-    done = [json.loads(line) for line in result.stderr.splitlines() if "segmented" in line]
-    if connections == 1:
-        assert not done, result.stderr
-    else:
-        assert [line["connections"] for line in done] == [connections], result.stderr
+    assert connections_used(result) == connections
+
+
+def test_the_connections_variable_is_used_when_the_option_is_absent(
+    fault_server: Start, dest: Path
+) -> None:
+    server = fault_server(Version(BODY))
+    result = cli(
+        "fetch", server.url(NAME), "--dest", str(dest), "--json",
+        env={"ED_EXTRACTOR_CONNECTIONS": "3"},
+    )  # fmt: skip
+    assert_stored(result, dest, NAME, BODY, server)
+    assert connections_used(result) == 3
+
+
+@pytest.mark.parametrize(
+    ("validators", "expected"),
+    [(Version(b""), 8), (Version(b"", etag=None, last_modified=None), 1)],
+    ids=["strong-etag", "no-validator"],
+)
+def test_auto_splits_a_large_file_only_when_a_validator_makes_ranges_safe(
+    validators: Version, expected: int, fault_server: Start, dest: Path
+) -> None:
+    body = payload(64 << 20, seed=24)
+    server = fault_server(dataclasses.replace(validators, body=body))
+    result = fetch(server, dest, "auto")
+    assert_stored(result, dest, NAME, body, server)
+    assert connections_used(result) == expected
