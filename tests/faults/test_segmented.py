@@ -213,3 +213,18 @@ def test_auto_splits_a_large_file_only_when_a_validator_makes_ranges_safe(
     result = fetch(server, dest, "auto")
     assert_stored(result, dest, NAME, body, server)
     assert connections_used(result) == expected
+
+
+def test_a_range_cut_mid_way_is_continued_by_the_retry_where_its_bytes_stopped(
+    fault_server: Start, dest: Path
+) -> None:
+    server = fault_server(Version(BODY), [OK, Plan(cut_after=256 * 1024)])
+    result = fetch(server, dest, "4")
+    assert_stored(result, dest, NAME, BODY, server)
+    cut = server.body_gets()[1]
+    match = _RANGE.match(cut.range or "")
+    assert match is not None, explain(result, server)
+    resumed_at = int(match.group(1)) + 256 * 1024
+    later = [first for first, _ in ranges_asked(server)[4:]]
+    assert resumed_at in later, explain(result, server)  # not from the range's start again
+    assert server.body_bytes() <= SIZE + 4 * (1 << 20), explain(result, server)
