@@ -228,3 +228,20 @@ def test_a_range_cut_mid_way_is_continued_by_the_retry_where_its_bytes_stopped(
     later = [first for first, _ in ranges_asked(server)[4:]]
     assert resumed_at in later, explain(result, server)  # not from the range's start again
     assert server.body_bytes() <= SIZE + 4 * (1 << 20), explain(result, server)
+
+
+def test_a_kept_segmented_part_of_a_file_since_replaced_is_fetched_clean(
+    fault_server: Start, dest: Path
+) -> None:
+    new = Version(payload(SIZE, seed=25), etag='"v2"', last_modified=http_date(1_700_086_400))
+    server = fault_server(Version(BODY), [OK, Plan(cut_after=256 * 1024)])
+    args = ("fetch", server.url(NAME), "--dest", str(dest), "--json", "--connections", "4")
+    failed = cli(*args, env={"ED_EXTRACTOR_RETRY_ATTEMPTS": "1"})
+    assert failed.returncode == 1, explain(failed, server)
+    sidecar = json.loads((dest / f"{NAME}.part.resume").read_text())
+    assert len(sidecar["segments"]) > 1, sidecar  # kept, with its ranges
+    server.set_version(new)
+    mark = len(server.seen())
+    result = cli(*args)
+    assert_stored(result, dest, NAME, new.body, server)
+    assert all(e.if_range != '"v1"' for e in server.body_gets(mark)), explain(result, server)

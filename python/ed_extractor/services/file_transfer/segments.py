@@ -300,12 +300,15 @@ class SegmentedDownload:
         self._part = part
         self._connections = connections
         resume = part.resume
+        validator = if_range_validator(request.expected_etag, request.expected_last_modified)
         if resume is not None and resume.segments:
+            if validator not in (None, resume.validator):  # the probe already saw another file
+                part.discard()
+                raise SegmentsRefused("the file changed since the part file was written")
             self.point = resume
             segments = resume.segments
         else:
             total = request.expected_length
-            validator = if_range_validator(request.expected_etag, request.expected_last_modified)
             if total is None or validator is None:
                 raise SegmentsRefused("no length or validator to split the file by")
             self.point = ResumePoint(request.url, validator, total)
@@ -364,15 +367,20 @@ class SegmentedDownload:
         finally:
             writer.close()
             progress.stop()
-        headers = self._headers or httpx.Headers()
+        headers = self._headers or httpx.Headers(  # every range was already on disk: the probe's
+            {
+                "ETag": request.expected_etag or "",
+                "Last-Modified": request.expected_last_modified or "",
+            }
+        )
         log.info("segmented download done",
                  extra={"source": request.name, "connections": self._connections,
                         "read_back": digest_worker.read_back})  # fmt: skip
         return DownloadResult(
             status="downloaded",
             final_url=self._final_url,
-            etag=headers.get("ETag"),
-            last_modified=headers.get("Last-Modified"),
+            etag=headers.get("ETag") or None,
+            last_modified=headers.get("Last-Modified") or None,
             path=request.final_path,
             bytes=total,
             sha256=digest,
