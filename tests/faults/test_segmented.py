@@ -8,12 +8,26 @@ import json
 import re
 import subprocess
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ed_extractor.demo.mirror import nginx_path, start_mirror
-from tests.faults.conftest import assert_stored, cli, explain, gzip_dump, payload, record_of
+from ed_extractor.http import make_client
+from ed_extractor.services.file_transfer.base import DownloadRequest, SilentProgress
+from ed_extractor.services.file_transfer.part_file import PartFile
+from ed_extractor.services.file_transfer.segments import SegmentedDownload
+from tests.faults.conftest import (
+    assert_stored,
+    cli,
+    explain,
+    gzip_dump,
+    payload,
+    record_of,
+    sha256,
+)
 from tests.faults.server import OK, Exchange, FaultServer, Plan, Version, http_date
 
 Start = Callable[..., FaultServer]
@@ -245,3 +259,30 @@ def test_a_kept_segmented_part_of_a_file_since_replaced_is_fetched_clean(
     result = cli(*args)
     assert_stored(result, dest, NAME, new.body, server)
     assert all(e.if_range != '"v1"' for e in server.body_gets(mark)), explain(result, server)
+
+
+def test_explicit_ranges_are_taken_whole_through_the_given_opener(
+    fault_server: Start, tmp_path: Path
+) -> None:
+    server = fault_server(Version(BODY))
+    url, half = server.url(NAME), SIZE // 2
+    opened: list[tuple[int, int]] = []
+    request = DownloadRequest(
+        name=NAME, url=url, final_path=tmp_path / NAME, expected_length=SIZE,
+        expected_etag='"v1"', ranges_supported=True, connections=2,
+    )  # fmt: skip
+    with make_client() as client:
+
+        def opener(first: int, end: int) -> AbstractContextManager[httpx.Response]:
+            opened.append((first, end))
+            headers = {"Range": f"bytes={first}-{end - 1}", "If-Match": '"v1"'}
+            return client.stream("GET", url, headers=headers)
+
+        result = SegmentedDownload(
+            client, request, PartFile(request.final_path, url), 2,
+            ranges=((0, 0, half), (half, half, SIZE)), opener=opener,
+        ).run(None, SilentProgress())  # fmt: skip
+    assert sorted(opened) == [(0, half), (half, SIZE)]
+    assert result.sha256 == sha256(BODY)
+    assert (tmp_path / NAME).read_bytes() == BODY
+    assert sorted(p.name for p in tmp_path.iterdir()) == [NAME]

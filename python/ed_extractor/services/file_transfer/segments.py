@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Final
 
@@ -51,6 +52,10 @@ REORDER_WINDOW: Final = 32 << 20  # chunks held in memory for the in-order hash,
 READ_BACK: Final = 1 << 20  # bytes read back from the part file per step beyond the window
 SAVE_INTERVAL_S: Final = 0.25  # the sidecar records progress this often...
 SAVE_BYTES: Final = 4 << 20  # ...or after this many new bytes, whichever comes first
+
+#: Opens the GET of the bytes ``[first, end)`` of the file: a context manager of the streamed
+#: response (the default sends ``Range`` with ``If-Range``; S3 signs and sends ``If-Match``).
+RangeOpener = Callable[[int, int], AbstractContextManager[httpx.Response]]
 
 
 class SegmentsRefused(Exception):
@@ -294,11 +299,15 @@ class SegmentedDownload:
         *,
         min_split: int = MIN_SPLIT,
         window: int = REORDER_WINDOW,
+        ranges: tuple[Segment, ...] | None = None,
+        opener: RangeOpener | None = None,
     ) -> None:
+        """Hooks: ``ranges`` (each taken whole) for pieces, ``opener`` for the ranged GET."""
         self._client = client
         self._request = request
         self._part = part
         self._connections = connections
+        self._open = opener or self._open_range
         resume = part.resume
         validator = if_range_validator(request.expected_etag, request.expected_last_modified)
         if resume is not None and resume.segments:
@@ -312,10 +321,12 @@ class SegmentedDownload:
             if total is None or validator is None:
                 raise SegmentsRefused("no length or validator to split the file by")
             self.point = ResumePoint(request.url, validator, total)
-            segments = ((0, 0, total),)
+            segments = ((0, 0, total),) if ranges is None else ranges
         self._window = window
         share = -(-self.point.total // connections)
         piece = max(min(window // connections, share, MAX_PIECE), MIN_SEGMENT)
+        if ranges is not None:
+            piece = self.point.total
         self.table = SegmentTable(segments, piece=piece, min_split=min_split)
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -442,17 +453,21 @@ class SegmentedDownload:
                 self._error = exc
             self._stop.set()
 
-    def _fetch(self, span: _Range) -> None:
-        url, validator = self._request.url, self.point.validator
-        first = span.claimed
+    def _open_range(self, first: int, end: int) -> AbstractContextManager[httpx.Response]:
+        """The default opener: ``Range`` with ``If-Range`` on the shared client."""
         headers = {
             "Accept-Encoding": "identity",
-            "Range": f"bytes={first}-{span.end - 1}",
-            "If-Range": validator,
+            "Range": f"bytes={first}-{end - 1}",
+            "If-Range": self.point.validator,
         }
+        return self._client.stream("GET", self._request.url, headers=headers)
+
+    def _fetch(self, span: _Range) -> None:
+        url = self._request.url
+        first = span.claimed
         with (
             httpx_errors_as_transfer_errors(url, "GET range"),
-            self._client.stream("GET", url, headers=headers) as response,
+            self._open(first, span.end) as response,
         ):
             self._accept(response, first)
             try:
