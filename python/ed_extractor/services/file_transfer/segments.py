@@ -49,7 +49,7 @@ MAX_PIECE: Final = 16 << 20  # connections take the file from the front in piece
 # window / connections (and file / connections), at least MIN_SEGMENT
 MIN_SEGMENT: Final = 256 << 10  # no piece is smaller (an explicit N is lowered to fit)
 REORDER_WINDOW: Final = 32 << 20  # chunks held in memory for the in-order hash, at most
-READ_BACK: Final = 1 << 20  # bytes read back from the part file per step beyond the window
+READ_BACK: Final = 256 << 10  # bytes read back per step beyond the window (bounds the check queue)
 SAVE_INTERVAL_S: Final = 0.25  # the sidecar records progress this often...
 SAVE_BYTES: Final = 4 << 20  # ...or after this many new bytes, whichever comes first
 
