@@ -7,6 +7,7 @@ import itertools
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,6 +23,7 @@ from ed_extractor.services.file_transfer.segments import SegmentedDownload
 from tests.faults.conftest import (
     assert_stored,
     cli,
+    environment,
     explain,
     gzip_dump,
     payload,
@@ -286,3 +288,27 @@ def test_explicit_ranges_are_taken_whole_through_the_given_opener(
     assert result.sha256 == sha256(BODY)
     assert (tmp_path / NAME).read_bytes() == BODY
     assert sorted(p.name for p in tmp_path.iterdir()) == [NAME]
+
+
+def test_sixteen_connections_keep_peak_memory_bounded(tmp_path: Path, dest: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    body = payload(128 << 20, seed=26)
+    (root / NAME).write_bytes(body)
+    with start_mirror(root) as mirror:  # nginx when installed
+        child = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS_CHILD, f"{mirror.base_url}/{NAME}", str(dest)],
+            capture_output=True, text=True, timeout=300, env=environment(), check=False,
+        )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    peak_mib = int(child.stdout.split()[-1]) / 1024
+    assert (dest / NAME).read_bytes() == body
+    assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB"
+
+
+_PEAK_RSS_CHILD = """
+import resource, subprocess, sys
+subprocess.run([sys.executable, "-m", "ed_extractor", "fetch", sys.argv[1], "--dest", sys.argv[2],
+                "--connections", "16"], check=True, capture_output=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
