@@ -17,10 +17,10 @@ import bisect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import httpx
 
@@ -52,6 +52,14 @@ REORDER_WINDOW: Final = 32 << 20  # chunks held in memory for the in-order hash,
 READ_BACK: Final = 256 << 10  # bytes read back per step beyond the window (bounds the check queue)
 SAVE_INTERVAL_S: Final = 0.25  # the sidecar records progress this often...
 SAVE_BYTES: Final = 4 << 20  # ...or after this many new bytes, whichever comes first
+
+
+class Hasher(Protocol):
+    """What FileOrderDigest feeds: anything hashlib-shaped."""
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        """Hash the next bytes."""
+
 
 #: Opens the GET of the bytes ``[first, end)`` of the file: a context manager of the streamed
 #: response (the default sends ``Range`` with ``If-Range``; S3 signs and sends ``If-Match``).
@@ -197,12 +205,15 @@ class FileOrderDigest:
         total: int,
         check: Callable[[bytes], object] | None,
         window: int = REORDER_WINDOW,
+        also: Sequence[Hasher] = (),
     ) -> None:
+        """``also``: more hashers (e.g. BLAKE3) fed the same bytes in file order."""
         self._writer = writer
         self._table = table
         self._total = total
         self._window = window
         self._hash = Sha256()
+        self._hashers: tuple[Hasher, ...] = (self._hash, *also)
         self._checker = ChunkWorker(check, name="check") if check is not None else None
         self._pending: dict[int, bytes | memoryview] = {}
         self._pending_bytes = 0
@@ -256,7 +267,8 @@ class FileOrderDigest:
                 if chunk is None:
                     chunk = self._writer.pread(self._done, length)
                     self.read_back += length
-                self._hash.update(chunk)
+                for hasher in self._hashers:
+                    hasher.update(chunk)
                 if self._checker is not None:
                     self._checker.put(bytes(chunk) if isinstance(chunk, memoryview) else chunk)
                 with self._changed:
