@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ed_extractor.services.file_transfer.segments import FileOrderDigest, SegmentTable
+from ed_extractor.services.file_transfer.segment_table import FileOrderDigest, SegmentTable
 from tests.backends import BACKENDS, backend_module
 
 
