@@ -5,6 +5,7 @@ mod blake3_hash;
 mod buffer;
 mod gzip;
 mod pipeline;
+mod segments;
 mod sha;
 mod sink;
 mod sync;
@@ -21,6 +22,8 @@ mod native {
     use crate::blake3_hash::Blake3;
     #[pymodule_export]
     use crate::gzip::GzipVerifier;
+    #[pymodule_export]
+    use crate::segments::PartWriter;
     #[pymodule_export]
     use crate::sha::Sha256;
     #[pymodule_export]

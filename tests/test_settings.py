@@ -221,6 +221,40 @@ def test_the_built_in_sources_are_spanshs_dumps() -> None:
 # --- load_sources: the shape of a file ----------------------------------------------------------
 
 
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), ("4", 4), ("1", 1)])
+def test_connections_are_auto_or_a_positive_number(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: object
+) -> None:
+    assert Settings().connections == "auto"
+    monkeypatch.setenv("ED_EXTRACTOR_CONNECTIONS", value)
+    assert Settings().connections == expected
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-2"])
+def test_other_connections_are_config_errors(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("ED_EXTRACTOR_CONNECTIONS", value)
+    with pytest.raises(ConfigError, match="ED_EXTRACTOR_CONNECTIONS"):
+        Settings()
+
+
+def test_connections_come_from_defaults_unless_a_source_sets_them(tmp_path: Path) -> None:
+    text = f"""
+[defaults]
+connections = 4
+
+[[source]]
+url = "{SPANSH}/a.json.gz"
+
+[[source]]
+url = "{SPANSH}/b.json.gz"
+connections = "auto"
+"""
+    a, b = load_sources(write(tmp_path, text))
+    assert (a.connections, b.connections) == (4, "auto")
+    with pytest.raises(ConfigError, match="connections"):
+        load_sources(write(tmp_path, f'[[source]]\nurl = "{SPANSH}/a.gz"\nconnections = 0\n'))
+
+
 def test_a_minimal_file_is_one_url(tmp_path: Path) -> None:
     [source] = load_sources(write(tmp_path, f'[[source]]\nurl = "{SPANSH}/galaxy.json.gz"\n'))
     assert source == SourceSpec(url=f"{SPANSH}/galaxy.json.gz")

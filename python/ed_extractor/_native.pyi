@@ -14,6 +14,7 @@ __all__ = [
     "Blake3",
     "FileSink",
     "GzipVerifier",
+    "PartWriter",
     "Sha256",
     "ZstdVerifier",
     "__version__",
@@ -145,3 +146,31 @@ class ZstdVerifier:
 
         ``ValueError`` unless the last frame is complete (an empty stream included).
         """
+
+@final
+class PartWriter:
+    """A part file of a known size, written and read at offsets from any thread.
+
+    ``keep=False`` creates (or empties) ``path`` and sizes it; ``keep=True`` opens the existing
+    file, which must hold exactly ``size`` bytes (``ValueError`` otherwise). Offsets outside the
+    file raise ``ValueError``; I/O failures the matching ``OSError`` with ``filename``.
+    """
+
+    def __new__(
+        cls, path: str | os.PathLike[str], size: int, *, keep: bool = False
+    ) -> PartWriter: ...
+    @property
+    def size(self) -> int:
+        """The part file's size in bytes."""
+
+    def pwrite(self, data: Buffer, offset: int) -> int:
+        """Write all of ``data`` at ``offset`` with the GIL released; return the bytes written."""
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes at ``offset`` with the GIL released."""
+
+    def sync(self) -> None:
+        """Flush the file's data and metadata to the disk."""
+
+    def close(self) -> None:
+        """Close the file (idempotent); writes already made stay on disk."""

@@ -21,7 +21,7 @@ from ed_extractor.vocabulary import ContentRegime, normalize_sha256
 # quickly.
 if TYPE_CHECKING:
     from ed_extractor.pipeline.spansh_dump import SourceOutcome
-    from ed_extractor.settings import Settings, SourceSpec
+    from ed_extractor.settings import ConnectionsSetting, Settings, SourceSpec
 
 log = logging.getLogger("ed_extractor")
 
@@ -38,14 +38,12 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _connections(value: str) -> int:
+def _connections(value: str) -> ConnectionsSetting:
     if value == "auto":
-        return 1
+        return "auto"
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
-    if int(value) > 1:
-        raise argparse.ArgumentTypeError("more than one connection per file is not supported yet")
-    return 1
+    return int(value)
 
 
 def _sha256_hex(value: str) -> str:
@@ -74,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("urls", nargs="+", metavar="URL")
     _add_destination_options(fetch)
     fetch.add_argument("--name", help="file name to store a single URL under")
-    fetch.add_argument("--connections", type=_connections, default=1, metavar="N|auto")
+    fetch.add_argument(
+        "--connections",
+        type=_connections,
+        metavar="N|auto",
+        help="ranged connections per file (default: $ED_EXTRACTOR_CONNECTIONS or auto)",
+    )
     fetch.add_argument(
         "--expect",
         choices=get_args(ContentRegime),
@@ -140,6 +143,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
     from ed_extractor.pipeline.progress import progress_for_terminal
     from ed_extractor.pipeline.spansh_dump import DumpFetcher
     from ed_extractor.retry import RetryPolicy
+    from ed_extractor.services.file_transfer.segments import connections_per_file
 
     deadline = None if settings.deadline_s is None else time.monotonic() + settings.deadline_s
     dest = settings.dest
@@ -151,6 +155,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             max_redirects=settings.max_redirects,
+            connections_per_file=connections_per_file(settings.connections),
         ) as client,
     ):
         fetcher = DumpFetcher(
@@ -159,6 +164,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             dest,
             progress=progress_for_terminal,
             verify=settings.verify,
+            connections=settings.connections,
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
                 initial_wait_s=settings.retry_initial_wait_s,
@@ -202,6 +208,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.no_verify:
         settings = settings.model_copy(update={"verify": False})
+    if args.connections is not None:
+        settings = settings.model_copy(update={"connections": args.connections})
     specs = [
         SourceSpec(url=url, name=args.name, expect=args.expect, expect_sha256=args.expect_sha256)
         for url in args.urls

@@ -28,8 +28,12 @@ def make_client(
     read_timeout: float = READ_TIMEOUT_S,
     max_redirects: int = MAX_REDIRECTS,
     transport: httpx.BaseTransport | None = None,
+    connections_per_file: int = 1,
 ) -> httpx.Client:
-    """Return the client shared by probing and downloading (one connection pool per run)."""
+    """Return the client shared by probing and downloading (one connection pool per run).
+
+    The pool holds every ranged connection of a segmented download, and a few more.
+    """
     httpcore.HTTP11Connection.READ_NUM_BYTES = SOCKET_READ_BYTES
     return httpx.Client(
         headers={"User-Agent": USER_AGENT, **IDENTITY},
@@ -37,7 +41,10 @@ def make_client(
         follow_redirects=True,
         max_redirects=max_redirects,
         transport=transport,
-        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+        limits=httpx.Limits(
+            max_connections=max(16, connections_per_file + 4),
+            max_keepalive_connections=max(8, connections_per_file),
+        ),
     )
 
 

@@ -1,0 +1,317 @@
+"""Segmented download: several ranged GETs into one preallocated part file, hashed in file order.
+
+Each connection (a thread; the shared httpx client is thread-safe) takes the next piece from the
+front of what nobody fetches yet (window / connections bytes), GETs it with ``If-Range`` and
+writes it at its offset through a ``PartWriter`` (``pwrite``, no GIL); when nothing is left to
+take, it takes over half of the largest range still in flight (work stealing). Since the
+connections work side by side near the front, one thread can run SHA-256 and the content check
+over the file in order as its contiguous prefix grows, from the chunks held in a bounded window;
+a chunk beyond it is read back from the part file (page cache) when its turn comes. The sidecar
+records every range's progress at a bounded interval, so a killed run continues each range where
+its bytes stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Final
+
+import httpx
+
+from ed_extractor.errors import IncompleteBodyError, ProtocolError, VerificationError
+from ed_extractor.headers import if_range_validator, parse_content_range
+from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
+from ed_extractor.services.file_transfer.base import (
+    Connections,
+    ContentCheck,
+    ContentSummary,
+    DownloadRequest,
+    DownloadResult,
+    ProgressReporter,
+)
+from ed_extractor.services.file_transfer.part_file import PartFile
+from ed_extractor.services.file_transfer.resume import ResumePoint, Segment
+from ed_extractor.services.file_transfer.segment_table import (
+    REORDER_WINDOW,
+    FileOrderDigest,
+    Range,
+    SegmentTable,
+)
+
+log = logging.getLogger(__name__)
+
+AUTO_CONNECTIONS: Final = 8
+AUTO_THRESHOLD: Final = 64 << 20  # auto uses several connections from this size on
+MIN_SPLIT: Final = 4 << 20  # a range is split for an idle connection only if both halves reach it
+MAX_PIECE: Final = 16 << 20  # connections take the file from the front in pieces of at most
+# window / connections (and file / connections), at least MIN_SEGMENT
+MIN_SEGMENT: Final = 256 << 10  # no piece is smaller (an explicit N is lowered to fit)
+SAVE_INTERVAL_S: Final = 0.25  # the sidecar records progress this often...
+SAVE_BYTES: Final = 4 << 20  # ...or after this many new bytes, whichever comes first
+
+
+#: Opens the GET of the bytes ``[first, end)`` of the file: a context manager of the streamed
+#: response (the default sends ``Range`` with ``If-Range``; S3 signs and sends ``If-Match``).
+RangeOpener = Callable[[int, int], AbstractContextManager[httpx.Response]]
+
+
+class SegmentsRefused(Exception):
+    """The server does not serve the validated ranges: fetch over one connection from scratch.
+
+    A 200 to a ranged GET, or a Content-Range that does not fit; the part file is discarded.
+    """
+
+
+def connections_per_file(wanted: Connections) -> int:
+    """The most connections one file may use under the setting ``wanted``."""
+    return AUTO_CONNECTIONS if wanted == "auto" else wanted
+
+
+def connection_count(request: DownloadRequest, resume: ResumePoint | None) -> int:
+    """How many connections to use for ``request`` (1: the single-stream path)."""
+    wanted = request.connections
+    if resume is not None:  # continue a part file the way it was written
+        if not resume.segments:
+            return 1
+        return connections_per_file(wanted)
+    length = request.expected_length
+    validator = if_range_validator(request.expected_etag, request.expected_last_modified)
+    if not request.ranges_supported or validator is None or not length:
+        return 1
+    if wanted == "auto":
+        return AUTO_CONNECTIONS if length >= AUTO_THRESHOLD else 1
+    return max(1, min(wanted, length // MIN_SEGMENT))
+
+
+class SegmentedDownload:
+    """One file fetched over several connections into ``part`` (a PartFile)."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        request: DownloadRequest,
+        part: PartFile,
+        connections: int,
+        *,
+        min_split: int = MIN_SPLIT,
+        window: int = REORDER_WINDOW,
+        ranges: tuple[Segment, ...] | None = None,
+        opener: RangeOpener | None = None,
+    ) -> None:
+        """Hooks: ``ranges`` (each taken whole) for pieces, ``opener`` for the ranged GET."""
+        self._client = client
+        self._request = request
+        self._part = part
+        self._connections = connections
+        self._open = opener or self._open_range
+        resume = part.resume
+        validator = if_range_validator(request.expected_etag, request.expected_last_modified)
+        if resume is not None and resume.segments:
+            if validator not in (None, resume.validator):  # the probe already saw another file
+                part.discard()
+                raise SegmentsRefused("the file changed since the part file was written")
+            self.point = resume
+            segments = resume.segments
+        else:
+            total = request.expected_length
+            if total is None or validator is None:
+                raise SegmentsRefused("no length or validator to split the file by")
+            self.point = ResumePoint(request.url, validator, total)
+            segments = ((0, 0, total),) if ranges is None else ranges
+        self._window = window
+        share = -(-self.point.total // connections)
+        piece = max(min(window // connections, share, MAX_PIECE), MIN_SEGMENT)
+        if ranges is not None:
+            piece = self.point.total
+        self.table = SegmentTable(segments, piece=piece, min_split=min_split)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._save_lock = threading.Lock()
+        self._saved_at = time.monotonic()
+        self._saved_bytes = 0
+        self._final_url = request.url
+        self._headers: httpx.Headers | None = None
+
+    def run(self, check: ContentCheck | None, progress: ProgressReporter) -> DownloadResult:
+        """Fetch every range, hash in file order, move into place (or keep/discard the part)."""
+        request, part, total = self._request, self._part, self.point.total
+        request.check_limits(total)
+        writer = part.open_writer(total)
+        already = sum(written - start for start, written, _ in self.table.snapshot())
+        progress.start(request.name, total, already=already)
+        self._progress = progress
+        self._writer = writer
+        try:
+            with part:
+                part.allow_resume(self._point())
+                digest_worker = FileOrderDigest(
+                    writer,
+                    self.table,
+                    total,
+                    check.feed if check is not None else None,
+                    window=self._window,
+                )
+                self._digest = digest_worker
+                try:
+                    self._fetch_all()
+                    if not self.table.complete():
+                        raise IncompleteBodyError(request.url, "a range ended before its end")
+                    digest = digest_worker.finish()
+                except BaseException:
+                    digest_worker.stop()
+                    raise
+                finally:
+                    self._save(force=True)
+                summary = check.finish() if check is not None else ContentSummary()
+                writer.sync()
+                writer.close()
+                if request.expect_sha256 is not None and digest != request.expect_sha256.lower():
+                    raise VerificationError(
+                        request.url,
+                        f"SHA-256 mismatch: expected {request.expect_sha256}, got {digest}",
+                    )
+                part.move_into_place()
+        finally:
+            writer.close()
+            progress.stop()
+        headers = self._headers or httpx.Headers(  # every range was already on disk: the probe's
+            {
+                "ETag": request.expected_etag or "",
+                "Last-Modified": request.expected_last_modified or "",
+            }
+        )
+        log.info("segmented download done",
+                 extra={"source": request.name, "connections": self._connections,
+                        "read_back": digest_worker.read_back})  # fmt: skip
+        return DownloadResult(
+            status="downloaded",
+            final_url=self._final_url,
+            etag=headers.get("ETag") or None,
+            last_modified=headers.get("Last-Modified") or None,
+            path=request.final_path,
+            bytes=total,
+            sha256=digest,
+            bytes_transferred=self.table.received,
+            summary=summary,
+        )
+
+    def _point(self) -> ResumePoint:
+        return ResumePoint(
+            self.point.url, self.point.validator, self.point.total, segments=self.table.snapshot()
+        )
+
+    def _save(self, *, force: bool = False) -> None:
+        """Record every range's progress in the sidecar (at most every SAVE_INTERVAL_S/BYTES)."""
+        received = self.table.received
+        due = (
+            received - self._saved_bytes >= SAVE_BYTES
+            or time.monotonic() - self._saved_at >= SAVE_INTERVAL_S
+        )
+        if not (force or due) or not self._save_lock.acquire(blocking=force):
+            return
+        try:
+            self._saved_bytes = received
+            self._saved_at = time.monotonic()
+            if self._part.resumable:
+                self._part.allow_resume(self._point())
+        finally:
+            self._save_lock.release()
+
+    def _fetch_all(self) -> None:
+        threads = [
+            threading.Thread(target=self._connection, name=f"range-{i}", daemon=True)
+            for i in range(self._connections)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(SAVE_INTERVAL_S)
+                    self._save()
+        except BaseException:
+            self._stop.set()
+            for thread in threads:
+                thread.join()
+            raise
+        if self._error is not None:
+            raise self._error
+
+    def _connection(self) -> None:
+        try:
+            while not self._stop.is_set() and (span := self.table.take()) is not None:
+                try:
+                    self._fetch(span)
+                finally:
+                    self.table.release(span)
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+            self._stop.set()
+
+    def _open_range(self, first: int, end: int) -> AbstractContextManager[httpx.Response]:
+        """The default opener: ``Range`` with ``If-Range`` on the shared client."""
+        headers = {
+            "Accept-Encoding": "identity",
+            "Range": f"bytes={first}-{end - 1}",
+            "If-Range": self.point.validator,
+        }
+        return self._client.stream("GET", self._request.url, headers=headers)
+
+    def _fetch(self, span: Range) -> None:
+        url = self._request.url
+        first = span.claimed
+        with (
+            httpx_errors_as_transfer_errors(url, "GET range"),
+            self._open(first, span.end) as response,
+        ):
+            self._accept(response, first)
+            try:
+                for chunk in response.iter_raw():
+                    if self._stop.is_set() or not self._store(span, chunk):
+                        return
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                raise IncompleteBodyError(
+                    url, f"connection lost at byte {span.written} of range {span.start}- ({exc})"
+                ) from exc
+        if span.written < span.end:
+            raise IncompleteBodyError(url, f"range ended at byte {span.written} of {span.end}")
+
+    def _accept(self, response: httpx.Response, first: int) -> None:
+        """Go on only with a 206 of exactly the asked bytes of the same file."""
+        url = self._request.url
+        if response.status_code == httpx.codes.OK:
+            raise SegmentsRefused("the server answered a range with the whole file")
+        if response.status_code != httpx.codes.PARTIAL_CONTENT:
+            raise status_error(url, response, "GET range")
+        value = response.headers.get("Content-Range", "")
+        try:
+            got = parse_content_range(value, url)
+        except ProtocolError as exc:
+            raise SegmentsRefused(f"unusable Content-Range {value!r}") from exc
+        if got.start != first or got.total != self.point.total:
+            raise SegmentsRefused(f"Content-Range {value!r} does not fit byte {first}")
+        if self._headers is None:
+            self._headers = response.headers
+            self._final_url = str(response.url)
+
+    def _store(self, span: Range, chunk: bytes) -> bool:
+        """Write the part of ``chunk`` that ``span`` still covers; False once it is complete."""
+        if self._digest.error is not None:  # the content check failed: no use fetching on
+            raise self._digest.error
+        offset, count = self.table.claim(span, len(chunk))
+        if count == 0:
+            return False
+        piece = chunk if count == len(chunk) else memoryview(chunk)[:count]
+        self._digest.offer(offset, piece)
+        self._writer.pwrite(piece, offset)
+        self.table.wrote(span, count)
+        self._digest.advanced()
+        self._request.check_limits(self.table.received)
+        self._progress.advance(count)
+        self._save()
+        return count == len(chunk) and span.claimed < span.end

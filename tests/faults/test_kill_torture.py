@@ -1,0 +1,68 @@
+"""Random kill -9 during a download over 1 and 4 connections, then a clean run: nothing lost.
+
+CI runs a modest size; ``ED_EXTRACTOR_TORTURE_MB`` (e.g. 2048) and ``ED_EXTRACTOR_TORTURE_KILLS``
+(e.g. 20) make it the full-size run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.faults.conftest import assert_stored, cli, explain, payload, start_cli
+from tests.faults.server import FaultServer, Plan, Version
+
+Start = Callable[..., FaultServer]
+
+SIZE = int(os.environ.get("ED_EXTRACTOR_TORTURE_MB", "16")) << 20
+KILLS = int(os.environ.get("ED_EXTRACTOR_TORTURE_KILLS", "5"))
+NAME = "galaxy.bin"
+CHUNK, PAUSE = 64 * 1024, 0.01  # about 6 MB/s in all, shared by the connections
+#: What one kill may cost per connection: bytes written after the sidecar last recorded them
+#: (at most half a second's worth) and bytes in flight (socket buffers, the writer's queue).
+LOST_PER_KILL_PER_CONNECTION = 4 << 20
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_random_kills_then_a_clean_run_store_the_right_bytes_and_resend_little(
+    connections: int, fault_server: Start, dest: Path
+) -> None:
+    body = payload(SIZE, seed=31)
+    rng = random.Random(connections)
+    throttle = (CHUNK, PAUSE * connections)
+    server = fault_server(Version(body), lambda n, exchange: Plan(throttle=throttle))
+    args = ("fetch", server.url(NAME), "--dest", str(dest), "--json")
+    args += ("--connections", str(connections))
+    final = dest / NAME
+    for kill in range(KILLS):
+        mark = len(server.seen())
+        more = rng.randint(SIZE // (2 * KILLS), SIZE // (KILLS + 1))
+        run = start_cli(*args)
+        try:
+            reached = server.wait_for(
+                lambda mark=mark, more=more: final.exists() or server.body_bytes(mark) >= more,
+                timeout=60,
+            )
+            run.send_signal(signal.SIGKILL)
+            out, err = run.communicate(timeout=30)
+        finally:
+            run.kill()
+        killed = subprocess.CompletedProcess(run.args, run.returncode, out, err)
+        assert reached, f"kill {kill}: no progress\n{explain(killed, server)}"
+        assert not final.exists(), f"kill {kill}: a file under the final name\n{explain(killed)}"
+        assert run.returncode == -signal.SIGKILL, explain(killed, server)
+
+    result = cli(*args, timeout=300)
+    assert_stored(result, dest, NAME, body, server)
+    first_starts = {e.range_start or 0 for e in server.body_gets()[:connections]}
+    continued = [e for e in server.body_gets() if (e.range_start or 0) not in first_starts]
+    assert continued, f"no run continued where another stopped\n{explain(result, server)}"
+    sent = server.body_bytes()
+    bound = SIZE + KILLS * connections * LOST_PER_KILL_PER_CONNECTION
+    assert sent <= bound, f"server sent {sent} bytes for a {SIZE}-byte file\n{explain(result)}"
