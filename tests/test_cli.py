@@ -23,7 +23,7 @@ from ed_extractor.pipeline.lock import LOCK_FILE_NAME
 from tests.httpd import QuietHandler, serve
 
 FETCH_KEYS = {
-    "name", "url", "status", "path", "bytes", "sha256", "regime", "mime_type", "etag",
+    "name", "url", "status", "path", "bytes", "sha256", "blake3", "regime", "mime_type", "etag",
     "last_modified", "error", "elapsed_s",
 }  # fmt: skip
 PROBE_KEYS = {

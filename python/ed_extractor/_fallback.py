@@ -8,6 +8,8 @@ import io
 import os
 from typing import TYPE_CHECKING, Final
 
+import blake3
+
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
@@ -54,6 +56,37 @@ class Sha256:
     def copy(self) -> Sha256:
         """Return an independent copy of the hasher's state."""
         clone = Sha256.__new__(Sha256)
+        clone._hash = self._hash.copy()
+        return clone
+
+
+class Blake3:
+    """A hashlib-shaped BLAKE3 hasher (the ``blake3`` package)."""
+
+    name: Final = "blake3"
+    digest_size: Final = 32
+    block_size: Final = 64
+
+    def __init__(self, data: Buffer | None = None) -> None:
+        self._hash = blake3.blake3()
+        if data is not None:
+            self.update(data)
+
+    def update(self, data: Buffer) -> None:
+        """Feed a contiguous buffer into the hash."""
+        self._hash.update(_contiguous(data))
+
+    def digest(self) -> bytes:
+        """Return the digest of everything fed so far."""
+        return self._hash.digest()
+
+    def hexdigest(self) -> str:
+        """Return the digest of everything fed so far as lowercase hex."""
+        return self._hash.hexdigest()
+
+    def copy(self) -> Blake3:
+        """Return an independent copy of the hasher's state."""
+        clone = Blake3.__new__(Blake3)
         clone._hash = self._hash.copy()
         return clone
 

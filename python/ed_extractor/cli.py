@@ -13,6 +13,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from ed_extractor import __version__
+from ed_extractor.commands import verify as verify_command
 from ed_extractor.errors import EdExtractorError, UsageError
 from ed_extractor.hashing import BACKEND
 from ed_extractor.http import make_client
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = commands.add_parser("manifest", help="list the files recorded in the manifest")
     _add_destination_options(manifest)
     manifest.add_argument("--json", action="store_true", help="one JSON object per source")
+    verify_command.add_parser(commands)
     return parser
 
 
@@ -148,6 +150,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             dest,
             progress=progress_for_terminal,
             verify=settings.verify,
+            blake3=settings.blake3,
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
                 initial_wait_s=settings.retry_initial_wait_s,
@@ -216,6 +219,7 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"probe": _cmd_probe, "fetch": _cmd_fetch, "run": _cmd_run, "manifest": _cmd_manifest}
+_COMMANDS |= {"verify": verify_command.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait for another run's lock")
     metrics_file: Path | None = Field(default=None, description="Prometheus text file to write")
     pushgateway_url: str | None = Field(default=None, description="Pushgateway to push metrics to")
+    # BLAKE3 beside SHA-256: recorded at download, used by `verify`
+    blake3: bool = Field(default=True, description="also record each file's BLAKE3")
 
     def __init__(self, /, **values: Any) -> None:
         try:

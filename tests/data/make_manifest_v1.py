@@ -41,7 +41,9 @@ def main(folder: Path) -> None:
                 bytes=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
                 regime="gzip" if name.endswith(".gz") else "binary",
-                mime_type="application/gzip" if name.endswith(".gz") else "application/octet-stream",
+                mime_type="application/gzip"
+                if name.endswith(".gz")
+                else "application/octet-stream",
                 etag=f'"etag-{index}"' if index != 1 else None,
                 last_modified="Tue, 01 Dec 2026 03:00:00 GMT",
                 uncompressed_bytes=len(gzip.decompress(data)) if name.endswith(".gz") else None,
@@ -50,12 +52,17 @@ def main(folder: Path) -> None:
             )
             store.put(record, elapsed_s=0.5 + index, bytes_transferred=len(data))
         store.record_attempt(
-            "galaxy_1day.json.gz", "https://downloads.example/galaxy_1day.json.gz", "unchanged",
+            "galaxy_1day.json.gz",
+            "https://downloads.example/galaxy_1day.json.gz",
+            "unchanged",
             elapsed_s=0.1,
         )
         store.record_attempt(
-            "systems_1week.bin", "https://downloads.example/systems_1week.bin", "failed",
-            error="HTTP 503 from https://downloads.example/systems_1week.bin", elapsed_s=0.2,
+            "systems_1week.bin",
+            "https://downloads.example/systems_1week.bin",
+            "failed",
+            error="HTTP 503 from https://downloads.example/systems_1week.bin",
+            elapsed_s=0.2,
         )
     (folder / "galaxy_gone.json.gz").unlink()
     conn = sqlite3.connect(folder / "manifest.sqlite3")

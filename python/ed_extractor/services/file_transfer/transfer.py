@@ -141,11 +141,22 @@ def _check_announced_length(
         )
 
 
-def _open_sink(path: Path, resume_from: int) -> FileSink:
+def _open_sink(path: Path, resume_from: int, blake3: bool) -> FileSink:
+    """Open the part file's sink, asking for BLAKE3 too when wanted and the sink offers it."""
     try:
+        if blake3:
+            with contextlib.suppress(TypeError):  # a sink without BLAKE3: SHA-256 only
+                return FileSink(path, resume_from=resume_from, **{"blake3": True})
         return FileSink(path, resume_from=resume_from)
     except OSError as exc:
         raise StorageError(path, f"cannot open ({exc.strerror or exc})") from exc
+
+
+def _blake3_of(sink: FileSink) -> str | None:
+    """The BLAKE3 the finished sink computed, if it computed one."""
+    hexdigest = getattr(sink, "blake3_hexdigest", None)
+    result = hexdigest() if hexdigest is not None else None
+    return result if isinstance(result, str) else None
 
 
 def _feed_prefix(part: Path, length: int, checker: ChunkWorker) -> None:
@@ -178,7 +189,7 @@ def _store_body(
         if point is not None:
             save_resume_point(request.final_path, point)
             resumable = True
-    sink = _open_sink(part, offset)
+    sink = _open_sink(part, offset, request.blake3)
     writer = ChunkWorker(sink.write, name="sink")
     checker = ChunkWorker(check.feed, name="check") if check is not None else None
     progress.start(request.name, total, already=offset)
@@ -238,6 +249,7 @@ def _store_body(
         path=request.final_path,
         bytes=offset + received,
         sha256=digest,
+        blake3=_blake3_of(sink),
         bytes_transferred=received,
         summary=summary,
     )
