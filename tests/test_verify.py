@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
+import pty
 import subprocess
 import sys
 import threading
@@ -329,3 +331,31 @@ def test_readers_share_the_lock_and_keep_a_fetch_out(dest: Path) -> None:
         holder.wait()
     with (dest / LOCK_FILE_NAME).open("rb") as file:  # released with the process
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_terminal_gets_a_progress_bar_and_stdout_stays_clean(dest: Path) -> None:
+    controller, terminal = pty.openpty()
+    drawn = bytearray()
+
+    def read_the_screen() -> None:
+        with contextlib.suppress(OSError):  # EIO once the terminal's other end is closed
+            while chunk := os.read(controller, 65536):
+                drawn.extend(chunk)
+
+    reader = threading.Thread(target=read_the_screen, daemon=True)
+    reader.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ed_extractor", "verify", "--dest", str(dest), "--json"],
+            stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=120, check=False,
+            env={**os.environ, "COLUMNS": "120"},
+        )  # fmt: skip
+    finally:
+        os.close(terminal)
+        reader.join(timeout=10)
+        os.close(controller)
+    assert result.returncode == 0
+    assert set(by_name(result)) == {WITH_BLAKE3, SHA256_ONLY}
+    screen = drawn.decode(errors="replace")
+    assert WITH_BLAKE3 in screen
+    assert "3.1/3.1 MB" in screen  # rich's DownloadColumn at the end of the 3 MiB + 1 file
