@@ -4,6 +4,9 @@ use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 
+/// Inputs at least this long are hashed with the GIL released (hashlib's `HASHLIB_GIL_MINSIZE`).
+pub const DETACH_MIN_LEN: usize = 2048;
+
 /// The exported buffer of one Python object, checked to be C-contiguous.
 ///
 /// Any item format is accepted (`memoryview.cast("I")`, `array.array("d")`, ...): the hash is over

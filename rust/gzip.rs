@@ -8,6 +8,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::buffer::ContiguousBytes;
+use crate::pipeline::StreamCheck;
 use crate::sync::{lock, with_locked};
 
 /// Chunks at least this long are inflated with the GIL released (as `Sha256.update` does).
@@ -212,5 +213,12 @@ impl GzipVerifier {
     /// `ValueError` unless the last member ended with its trailer.
     fn finish(&self, py: Python<'_>) -> PyResult<(u64, Option<u64>)> {
         with_locked(py, &self.state, VerifierState::finish).map_err(PyValueError::new_err)
+    }
+}
+
+/// A sink's pipeline feeds the verifier on its own thread, without the GIL.
+impl StreamCheck for Py<GzipVerifier> {
+    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), String> {
+        lock(&self.get().state).feed(chunk)
     }
 }

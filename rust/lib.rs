@@ -1,18 +1,22 @@
-//! `ed_extractor._native`: SHA-256 hashing, a hashing file sink and a gzip verifier, the per-byte
-//! work of a download.
+//! `ed_extractor._native`: SHA-256 and BLAKE3 hashing, a pipelined file sink and a gzip verifier,
+//! the per-byte work of a download.
 
+mod blake3_hash;
 mod buffer;
 mod gzip;
+mod pipeline;
 mod sha;
 mod sink;
 mod sync;
 
-/// Native SHA-256 hasher, hashing file sink and gzip verifier for ed-extractor; the GIL is released
-/// while hashing, writing and inflating.
+/// Native SHA-256 and BLAKE3 hashers, pipelined file sink and gzip verifier for ed-extractor; the
+/// GIL is released while hashing, writing and inflating.
 #[pyo3::pymodule(name = "_native")]
 mod native {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use crate::blake3_hash::Blake3;
     #[pymodule_export]
     use crate::gzip::GzipVerifier;
     #[pymodule_export]

@@ -6,11 +6,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use sha2::Digest;
 
-use crate::buffer::ContiguousBytes;
+use crate::buffer::{ContiguousBytes, DETACH_MIN_LEN};
 use crate::sync::with_locked;
-
-/// Inputs at least this long are hashed with the GIL released (hashlib's `HASHLIB_GIL_MINSIZE`).
-const DETACH_MIN_LEN: usize = 2048;
 
 /// Which SHA-256 code path this process runs, e.g. `"sha2 0.10 (x86 SHA-NI)"`.
 pub fn implementation() -> &'static str {

@@ -1,59 +1,31 @@
-//! `FileSink`: write a download's chunks to a file while hashing them, with the GIL released.
+//! `FileSink`: a download's chunks are queued to Rust threads that write, hash (SHA-256, and
+//! BLAKE3 if asked) and check them without the GIL; `write` returns as soon as a chunk is queued.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyBytes;
 use sha2::Digest;
 
-use crate::buffer::ContiguousBytes;
+use crate::buffer::{ContiguousBytes, DETACH_MIN_LEN};
+use crate::gzip::GzipVerifier;
+use crate::pipeline::{
+    stage_gone, Budget, Chunk, ChunkBytes, Failure, Pipeline, Shared, StreamCheck,
+};
 use crate::sha::to_hex;
-use crate::sync::{lock, with_locked};
+use crate::sync::with_locked;
 
-/// Writes shorter than this are gathered before they reach the kernel; longer ones go straight
-/// through (`BufWriter` bypasses its buffer for them), so typical 64-128 KiB chunks are not copied.
-const WRITE_BUFFER: usize = 64 * 1024;
-/// Read size while hashing the prefix of a resumed file.
+/// Read size while feeding the prefix of a resumed file through the pipeline.
 const RESUME_READ_CHUNK: usize = 1 << 20;
-/// Bytes of a resumed prefix hashed per GIL release; signals (Ctrl-C) are checked in between.
-const RESUME_SEGMENT: u64 = 64 << 20;
+/// While `write` waits for room in the pipeline, signals (Ctrl-C) are checked this often.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 const CLOSED_MESSAGE: &str = "I/O operation on a finished or aborted FileSink";
-
-/// Why an operation on the file failed, before it is turned into a Python exception.
-enum SinkError {
-    Io(io::Error),
-    /// The file to resume holds fewer bytes than `resume_from`.
-    TooShort {
-        wanted: u64,
-        held: u64,
-    },
-    Closed,
-    /// A Python exception (a signal handler's, e.g. `KeyboardInterrupt`) to pass through.
-    Python(PyErr),
-}
-
-impl From<io::Error> for SinkError {
-    fn from(err: io::Error) -> Self {
-        Self::Io(err)
-    }
-}
-
-impl SinkError {
-    fn into_pyerr(self, py: Python<'_>, path: &Path) -> PyErr {
-        match self {
-            Self::Io(err) => os_error(py, &err, path),
-            Self::TooShort { wanted, held } => PyValueError::new_err(format!(
-                "cannot resume from byte {wanted}: {} holds only {held} bytes",
-                path.display()
-            )),
-            Self::Closed => PyValueError::new_err(CLOSED_MESSAGE),
-            Self::Python(err) => err,
-        }
-    }
-}
 
 /// The `OSError` subclass Python itself raises for `err` (`OSError(errno, strerror, filename)`
 /// picks it: `ENOSPC` -> `OSError`, `EACCES` -> `PermissionError`, `EISDIR` -> `IsADirectoryError`).
@@ -77,148 +49,273 @@ fn os_error(py: Python<'_>, err: &io::Error, path: &Path) -> PyErr {
     }
 }
 
-/// The open file and the hash of everything in it so far.
-struct OpenFile {
-    writer: BufWriter<File>,
-    hasher: sha2::Sha256,
+fn failure_error(py: Python<'_>, failure: &Failure, path: &Path) -> PyErr {
+    match failure {
+        Failure::Io(err) => os_error(py, err, path),
+        Failure::Check(message) => PyValueError::new_err(message.clone()),
+        Failure::Panicked(stage) => PyRuntimeError::new_err(format!("{stage} thread panicked")),
+    }
+}
+
+fn closed_error() -> PyErr {
+    PyValueError::new_err(CLOSED_MESSAGE)
+}
+
+/// Open `path` for a sink, positioned where writing continues: created or truncated, or, to
+/// resume, cut to its first `resume_from` bytes (`ValueError` if it holds fewer).
+fn open_file(py: Python<'_>, path: &Path, resume_from: u64) -> PyResult<File> {
+    let opened = py.detach(|| -> io::Result<Result<File, u64>> {
+        if resume_from == 0 {
+            return File::create(path).map(Ok);
+        }
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let held = file.metadata()?.len();
+        if held < resume_from {
+            return Ok(Err(held));
+        }
+        file.set_len(resume_from)?;
+        file.seek(SeekFrom::Start(resume_from))?;
+        Ok(Ok(file))
+    });
+    match opened {
+        Ok(Ok(file)) => Ok(file),
+        Ok(Err(held)) => Err(PyValueError::new_err(format!(
+            "cannot resume from byte {resume_from}: {} holds only {held} bytes",
+            path.display()
+        ))),
+        Err(err) => Err(os_error(py, &err, path)),
+    }
+}
+
+/// Read up to `want` bytes (fewer only at end of file).
+fn read_block(file: &mut File, want: usize) -> io::Result<Vec<u8>> {
+    let mut block = Vec::with_capacity(want);
+    file.take(want as u64).read_to_end(&mut block)?;
+    Ok(block)
+}
+
+/// The bytes of `data` for the pipeline: a `bytes` object is held as it is (immutable, so no
+/// copy); any other contiguous buffer is copied, since its owner may change it after `write`.
+fn chunk_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<ChunkBytes> {
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        return Ok(ChunkBytes::Shared(PyBackedBytes::from(bytes.clone())));
+    }
+    let buffer = ContiguousBytes::get(data)?;
+    let view = buffer.as_bytes();
+    let copy: Box<[u8]> = if view.len() >= DETACH_MIN_LEN {
+        py.detach(|| Box::from(view))
+    } else {
+        Box::from(view)
+    };
+    Ok(ChunkBytes::Owned(copy))
+}
+
+/// A native content verifier the pipeline can feed on its own thread.
+fn stream_check(verifier: &Bound<'_, PyAny>) -> PyResult<Box<dyn StreamCheck>> {
+    if let Ok(gzip) = verifier.cast::<GzipVerifier>() {
+        return Ok(Box::new(gzip.clone().unbind()));
+    }
+    Err(PyTypeError::new_err(
+        "verifier must be a native GzipVerifier",
+    ))
 }
 
 struct SinkState {
     /// `None` once finished or aborted.
-    open: Option<OpenFile>,
-    /// Bytes in the file so far, including a resumed prefix.
+    pipeline: Option<Pipeline>,
+    /// Bytes accepted so far, including a resumed prefix.
     position: u64,
+    /// The BLAKE3 of the whole file, once finished with `blake3=True`.
+    blake3: Option<String>,
 }
 
-/// Hash up to `length` bytes of `file` from its current offset into `hasher`; return how many
-/// there were (fewer than `length` only at end of file).
-fn hash_from(file: &mut File, hasher: &mut sha2::Sha256, length: u64) -> io::Result<u64> {
-    let mut buffer = vec![0u8; RESUME_READ_CHUNK];
-    let mut done = 0u64;
-    while done < length {
-        let want = usize::try_from(length - done).map_or(buffer.len(), |n| n.min(buffer.len()));
-        match file.read(&mut buffer[..want]) {
-            Ok(0) => break,
-            Ok(read) => {
-                hasher.update(&buffer[..read]);
-                done += read as u64;
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(done)
-}
-
-/// Open `path` for a sink: create/truncate it, or hash its first `resume_from` bytes, drop the rest
-/// and position the file after them.
-fn open_file(py: Python<'_>, path: &Path, resume_from: u64) -> Result<OpenFile, SinkError> {
-    let mut hasher = sha2::Sha256::new();
-    let file = if resume_from == 0 {
-        py.detach(|| File::create(path))?
-    } else {
-        let mut file = py.detach(|| OpenOptions::new().read(true).write(true).open(path))?;
-        let mut prefix_read = 0u64;
-        while prefix_read < resume_from {
-            let segment = RESUME_SEGMENT.min(resume_from - prefix_read);
-            let read = py.detach(|| hash_from(&mut file, &mut hasher, segment))?;
-            prefix_read += read;
-            if read < segment {
-                return Err(SinkError::TooShort {
-                    wanted: resume_from,
-                    held: prefix_read,
-                });
-            }
-            py.check_signals().map_err(SinkError::Python)?;
-        }
-        py.detach(|| -> io::Result<()> {
-            file.set_len(resume_from)?;
-            file.seek(SeekFrom::Start(resume_from))?;
-            Ok(())
-        })?;
-        file
-    };
-    Ok(OpenFile {
-        writer: BufWriter::with_capacity(WRITE_BUFFER, file),
-        hasher,
-    })
-}
-
-/// Writes chunks to a file while hashing them; `finish` returns the SHA-256 of the whole file.
+/// Queues chunks to Rust threads that write them to a file, hash and check them; `finish`
+/// returns the SHA-256 of the whole file.
 #[pyclass(module = "ed_extractor._native", frozen)]
 pub struct FileSink {
     path: PathBuf,
+    budget: Arc<Budget>,
+    shared: Arc<Shared>,
     state: Mutex<SinkState>,
 }
 
 #[pymethods]
 impl FileSink {
     #[new]
-    #[pyo3(signature = (path, *, resume_from = 0))]
-    fn new(py: Python<'_>, path: PathBuf, resume_from: i64) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, resume_from = 0, blake3 = false, verifier = None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        resume_from: i64,
+        blake3: bool,
+        verifier: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let Ok(resume_from) = u64::try_from(resume_from) else {
             return Err(PyValueError::new_err("resume_from must be >= 0"));
         };
-        let open = open_file(py, &path, resume_from).map_err(|err| err.into_pyerr(py, &path))?;
-        Ok(Self {
+        let check = verifier.map(stream_check).transpose()?;
+        let file = open_file(py, &path, resume_from)?;
+        let shared = Arc::new(Shared::default());
+        let pipeline = Pipeline::start(file, &shared, blake3, check)
+            .map_err(|err| os_error(py, &err, &path))?;
+        let sink = Self {
             path,
+            budget: Arc::new(Budget::default()),
+            shared,
             state: Mutex::new(SinkState {
-                open: Some(open),
+                pipeline: Some(pipeline),
                 position: resume_from,
+                blake3: None,
             }),
-        })
-    }
-
-    /// Hash and write one chunk; return the number of bytes written.
-    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
-        if with_locked(py, &self.state, |state| state.open.is_none()) {
-            return Err(PyValueError::new_err(CLOSED_MESSAGE));
+        };
+        if resume_from > 0 {
+            if let Err(err) = sink.feed_prefix(py, resume_from) {
+                sink.abort(py);
+                return Err(err);
+            }
         }
-        let bytes = ContiguousBytes::get(data)?;
-        let chunk = bytes.as_bytes();
-        py.detach(|| {
-            let mut state = lock(&self.state);
-            let open = state.open.as_mut().ok_or(SinkError::Closed)?;
-            open.hasher.update(chunk);
-            open.writer.write_all(chunk)?;
-            state.position += chunk.len() as u64;
-            Ok(chunk.len())
-        })
-        .map_err(|err: SinkError| err.into_pyerr(py, &self.path))
+        Ok(sink)
     }
 
-    /// Return the number of bytes in the file so far (including a resumed prefix).
+    /// Queue one chunk for writing, hashing and checking; return its length. A failure of
+    /// earlier chunks is raised here (or by `finish`).
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        if with_locked(py, &self.state, |state| state.pipeline.is_none()) {
+            return Err(closed_error());
+        }
+        self.raise_failure(py)?;
+        let bytes = chunk_bytes(py, data)?;
+        let len = bytes.len();
+        if len > 0 {
+            self.queue(py, bytes, false)?;
+        }
+        Ok(len)
+    }
+
+    /// Return the number of bytes in the file so far (including a resumed prefix), counting
+    /// those still queued.
     fn tell(&self, py: Python<'_>) -> u64 {
         with_locked(py, &self.state, |state| state.position)
     }
 
-    /// Flush (and fsync) the file, close it and return the hex SHA-256 of its whole content.
+    /// Wait for the queued chunks, flush (and fsync) the file, close it and return the hex
+    /// SHA-256 of its whole content; raise the pipeline's failure if there was one.
     #[pyo3(signature = (fsync = true))]
     fn finish(&self, py: Python<'_>, fsync: bool) -> PyResult<String> {
-        let Some(open) = with_locked(py, &self.state, |state| state.open.take()) else {
-            return Err(PyValueError::new_err(CLOSED_MESSAGE));
+        let Some(pipeline) = with_locked(py, &self.state, |state| state.pipeline.take()) else {
+            return Err(closed_error());
         };
-        py.detach(|| -> io::Result<String> {
-            let OpenFile { writer, hasher } = open;
+        let outcome = py.detach(|| pipeline.close(&self.shared));
+        if let Some(failure) = self.shared.failure() {
+            py.detach(|| drop(outcome));
+            return Err(failure_error(py, &failure, &self.path));
+        }
+        let (Some(writer), Some(sha256)) = (outcome.writer, outcome.sha256) else {
+            return Err(PyRuntimeError::new_err(
+                "a sink thread ended without its result",
+            ));
+        };
+        py.detach(|| -> io::Result<()> {
             let file = writer
                 .into_inner()
                 .map_err(io::IntoInnerError::into_error)?;
             if fsync {
                 file.sync_all()?;
             }
-            drop(file);
-            Ok(to_hex(&hasher.finalize()))
+            Ok(())
         })
-        .map_err(|err| os_error(py, &err, &self.path))
+        .map_err(|err| os_error(py, &err, &self.path))?;
+        let blake3 = outcome
+            .blake3
+            .map(|hasher| hasher.finalize().to_hex().to_string());
+        with_locked(py, &self.state, |state| state.blake3 = blake3);
+        Ok(to_hex(&sha256.finalize()))
     }
 
-    /// Close the file without finishing; the bytes written so far stay on disk.
+    /// The hex BLAKE3 of the whole file after `finish`; `None` before, or unless `blake3=True`.
+    fn blake3_hexdigest(&self, py: Python<'_>) -> Option<String> {
+        with_locked(py, &self.state, |state| state.blake3.clone())
+    }
+
+    /// Stop hashing, write what is queued and close the file without finishing; the bytes
+    /// accepted so far stay on disk.
     ///
-    /// Idempotent, and never raises: it is meant for cleanup paths. A failure to flush the last
-    /// buffered bytes is ignored (the file is then shorter than `tell()`).
+    /// Idempotent, and never raises: it is meant for cleanup paths. A failure to write the last
+    /// bytes is ignored (the file is then shorter than `tell()`).
     fn abort(&self, py: Python<'_>) {
-        if let Some(open) = with_locked(py, &self.state, |state| state.open.take()) {
-            py.detach(|| drop(open));
+        if let Some(pipeline) = with_locked(py, &self.state, |state| state.pipeline.take()) {
+            py.detach(|| drop(pipeline.cancel(&self.shared)));
         }
+    }
+}
+
+impl FileSink {
+    fn raise_failure(&self, py: Python<'_>) -> PyResult<()> {
+        match self.shared.failure() {
+            Some(failure) => Err(failure_error(py, &failure, &self.path)),
+            None => Ok(()),
+        }
+    }
+
+    /// Hand `bytes` to the pipeline once the budget has room for them, waiting without the GIL.
+    fn queue(&self, py: Python<'_>, bytes: ChunkBytes, on_disk: bool) -> PyResult<()> {
+        let len = bytes.len();
+        let mut acquired = self.budget.try_acquire(len);
+        while !acquired {
+            acquired = py.detach(|| self.budget.acquire_within(len, SIGNAL_CHECK_INTERVAL));
+            if !acquired {
+                py.check_signals()?;
+            }
+        }
+        let chunk = Arc::new(Chunk::new(bytes, on_disk, Arc::clone(&self.budget)));
+        let sent = with_locked(py, &self.state, |state| {
+            let pipeline = state.pipeline.as_ref()?;
+            if !on_disk {
+                state.position += len as u64;
+            }
+            Some(pipeline.send(&chunk))
+        });
+        match sent {
+            None => Err(closed_error()),
+            Some(true) => Ok(()),
+            Some(false) => {
+                stage_gone(&self.shared);
+                self.raise_failure(py)
+            }
+        }
+    }
+
+    /// Send the first `length` bytes of the file through the hashing and checking stages.
+    fn feed_prefix(&self, py: Python<'_>, length: u64) -> PyResult<()> {
+        let mut file = py
+            .detach(|| File::open(&self.path))
+            .map_err(|err| os_error(py, &err, &self.path))?;
+        let mut done = 0u64;
+        while done < length {
+            let want = usize::try_from(length - done)
+                .map_or(RESUME_READ_CHUNK, |n| n.min(RESUME_READ_CHUNK));
+            let block = py
+                .detach(|| read_block(&mut file, want))
+                .map_err(|err| os_error(py, &err, &self.path))?;
+            if block.len() < want {
+                return Err(PyValueError::new_err(format!(
+                    "cannot resume from byte {length}: {} holds only {} bytes",
+                    self.path.display(),
+                    done + block.len() as u64
+                )));
+            }
+            done += want as u64;
+            self.queue(py, ChunkBytes::Owned(block.into_boxed_slice()), true)?;
+            py.check_signals()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        // Dropped unfinished: the stages stop hashing, the writer writes what is queued and
+        // closes the file on its own thread.
+        self.shared.cancel();
     }
 }

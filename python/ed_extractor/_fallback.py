@@ -1,4 +1,4 @@
-"""Pure-Python backend (hashlib + a buffered file) with exactly the API of the native extension."""
+"""Pure-Python backend (hashlib, blake3, a buffered file) with the native extension's API."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import contextlib
 import hashlib
 import io
 import os
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
-import blake3
+from blake3 import blake3 as _blake3
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -61,14 +61,14 @@ class Sha256:
 
 
 class Blake3:
-    """A hashlib-shaped BLAKE3 hasher (the ``blake3`` package)."""
+    """A hashlib-shaped BLAKE3 hasher (the ``blake3`` package, multi-threaded for large inputs)."""
 
     name: Final = "blake3"
     digest_size: Final = 32
     block_size: Final = 64
 
     def __init__(self, data: Buffer | None = None) -> None:
-        self._hash = blake3.blake3()
+        self._hash = _blake3(max_threads=_blake3.AUTO)
         if data is not None:
             self.update(data)
 
@@ -76,13 +76,13 @@ class Blake3:
         """Feed a contiguous buffer into the hash."""
         self._hash.update(_contiguous(data))
 
-    def digest(self) -> bytes:
-        """Return the digest of everything fed so far."""
-        return self._hash.digest()
+    def digest(self, length: int = 32) -> bytes:
+        """Return the digest of everything fed so far (``length`` bytes of extendable output)."""
+        return self._hash.digest(_checked_length(length))
 
-    def hexdigest(self) -> str:
+    def hexdigest(self, length: int = 32) -> str:
         """Return the digest of everything fed so far as lowercase hex."""
-        return self._hash.hexdigest()
+        return self._hash.hexdigest(_checked_length(length))
 
     def copy(self) -> Blake3:
         """Return an independent copy of the hasher's state."""
@@ -91,14 +91,41 @@ class Blake3:
         return clone
 
 
-class FileSink:
-    """Write chunks to a file while hashing them; ``finish`` returns the whole file's SHA-256."""
+def _checked_length(length: int) -> int:
+    if length <= 0:
+        raise ValueError("length must be > 0")
+    return length
 
-    def __init__(self, path: str | os.PathLike[str], *, resume_from: int = 0) -> None:
+
+class StreamVerifier(Protocol):
+    """A content check fed chunk by chunk (``GzipVerifier``); ``feed`` raises ``ValueError``."""
+
+    def feed(self, data: Buffer) -> None:
+        """Check the next chunk of the stream."""
+
+
+class FileSink:
+    """Write chunks to a file while hashing them; ``finish`` returns the whole file's SHA-256.
+
+    ``blake3=True`` also computes BLAKE3 (``blake3_hexdigest()`` after ``finish``); a
+    ``verifier`` is fed every chunk, the resumed prefix included, and its ``ValueError`` raised.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        resume_from: int = 0,
+        blake3: bool = False,
+        verifier: StreamVerifier | None = None,
+    ) -> None:
         if resume_from < 0:
             raise ValueError("resume_from must be >= 0")
         self._path = os.fspath(path)  # as given, like open() reports it in OSError.filename
         self._hash = hashlib.sha256()
+        self._blake3 = _blake3() if blake3 else None
+        self._blake3_hex: str | None = None
+        self._verifier = verifier
         self._file: io.BufferedIOBase
         if resume_from:
             self._file = open(self._path, "r+b")  # noqa: SIM115 - lifetime is the sink's
@@ -123,7 +150,7 @@ class FileSink:
                     f"cannot resume from byte {length}: {self._path} holds only "
                     f"{length - remaining} bytes"
                 )
-            self._hash.update(chunk)
+            self._digest(chunk)
             remaining -= len(chunk)
         self._file.truncate(length)
         self._file.seek(length)
@@ -132,11 +159,19 @@ class FileSink:
         if self._closed:
             raise ValueError("I/O operation on a finished or aborted FileSink")
 
+    def _digest(self, view: Buffer) -> None:
+        """Hash and check bytes of the file."""
+        self._hash.update(view)
+        if self._blake3 is not None:
+            self._blake3.update(view)
+        if self._verifier is not None:
+            self._verifier.feed(view)
+
     def write(self, data: Buffer) -> int:
-        """Hash and write one chunk; return the number of bytes written."""
+        """Hash, check and write one chunk; return the number of bytes written."""
         self._check_open()
         view = _contiguous(data)
-        self._hash.update(view)
+        self._digest(view)
         try:
             self._file.write(view)
         except OSError as error:
@@ -163,7 +198,13 @@ class FileSink:
         except OSError as error:
             _add_filename(error, self._path)
             raise
+        if self._blake3 is not None:
+            self._blake3_hex = self._blake3.hexdigest()
         return self._hash.hexdigest()
+
+    def blake3_hexdigest(self) -> str | None:
+        """The hex BLAKE3 of the whole file after ``finish``; None before, or unless blake3=True."""
+        return self._blake3_hex
 
     def abort(self) -> None:
         """Close the file without finishing; the bytes written so far stay on disk.

@@ -1,4 +1,4 @@
-"""Type stubs for the native extension (``rust/``): SHA-256, a hashing file sink, gzip checks."""
+"""Type stubs for the native extension (``rust/``): SHA-256, BLAKE3, a pipelined sink, gzip."""
 
 import os
 import sys
@@ -9,7 +9,7 @@ if sys.version_info >= (3, 12):
 else:
     from typing_extensions import Buffer
 
-__all__ = ["HASH_IMPLEMENTATION", "FileSink", "GzipVerifier", "Sha256", "__version__"]
+__all__ = ["HASH_IMPLEMENTATION", "Blake3", "FileSink", "GzipVerifier", "Sha256", "__version__"]
 
 __version__: Final[str]
 HASH_IMPLEMENTATION: Final[str]
@@ -37,27 +37,62 @@ class Sha256:
         """Return an independent copy of the hasher's state."""
 
 @final
-class FileSink:
-    """Write chunks to a file while hashing them; ``finish`` returns the SHA-256 of the whole file.
+class Blake3:
+    """A hashlib-shaped BLAKE3 hasher; the GIL is released from 2 KiB, rayon from 512 KiB."""
 
-    ``resume_from=0`` creates or truncates ``path``. ``resume_from=N`` hashes the file's first N
-    bytes, drops anything after them and appends from there (``ValueError`` if the file is
-    shorter). I/O failures raise the matching ``OSError`` subclass with ``errno`` and
-    ``filename``; after one, the sink's state is unspecified: ``abort()`` it.
+    name: Final = "blake3"
+    digest_size: Final = 32
+    block_size: Final = 64
+
+    def __new__(cls, data: Buffer | None = None) -> Blake3: ...
+    def update(self, data: Buffer) -> None:
+        """Feed a C-contiguous buffer (any item format) into the hash, without copying it."""
+
+    def digest(self, length: int = 32) -> bytes:
+        """Return the digest of everything fed so far (``length`` bytes of extendable output)."""
+
+    def hexdigest(self, length: int = 32) -> str:
+        """Return the digest of everything fed so far as lowercase hex."""
+
+    def copy(self) -> Blake3:
+        """Return an independent copy of the hasher's state."""
+
+@final
+class FileSink:
+    """Queue chunks to Rust threads that write, hash and check them without the GIL.
+
+    ``write`` keeps a reference to a ``bytes`` chunk (any other buffer is copied) and returns
+    once it is queued; at most a few MiB are in flight (``write`` waits for room, the GIL
+    released). One thread writes, one hashes SHA-256, one BLAKE3 (``blake3=True``), one feeds
+    ``verifier`` in order. ``resume_from=0`` creates or truncates ``path``. ``resume_from=N``
+    keeps the file's first N bytes (``ValueError`` if it holds fewer), drops the rest, hashes and
+    checks the kept prefix and appends after it. A failure surfaces on a later ``write`` or on
+    ``finish``: an I/O error as the matching ``OSError`` subclass (``errno``, ``filename``), the
+    verifier's as its ``ValueError``; then ``abort()`` the sink.
     """
 
-    def __new__(cls, path: str | os.PathLike[str], *, resume_from: int = 0) -> FileSink: ...
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        resume_from: int = 0,
+        blake3: bool = False,
+        verifier: GzipVerifier | None = None,
+    ) -> FileSink: ...
     def write(self, data: Buffer) -> int:
-        """Hash and write one chunk with the GIL released; return the number of bytes written."""
+        """Queue one chunk; return its length. Raises the failure of an earlier chunk, if any."""
 
     def tell(self) -> int:
-        """Return the number of bytes in the file so far (including a resumed prefix)."""
+        """Return the bytes in the file so far (a resumed prefix and queued chunks included)."""
 
     def finish(self, fsync: bool = True) -> str:
-        """Flush (and fsync) the file, close it and return the hex SHA-256 of its whole content."""
+        """Wait for the queued chunks, flush (and fsync) and close the file; the hex SHA-256."""
+
+    def blake3_hexdigest(self) -> str | None:
+        """The hex BLAKE3 of the whole file after ``finish``; None before, or unless blake3."""
 
     def abort(self) -> None:
-        """Close the file without finishing; the bytes written so far stay on disk. Never raises."""
+        """Stop hashing, write what is queued and close the file. Never raises."""
 
 @final
 class GzipVerifier:

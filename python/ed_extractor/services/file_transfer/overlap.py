@@ -1,7 +1,8 @@
 """ChunkWorker: one consumer of a body's chunks on its own thread, so that the steps overlap.
 
 Reading the socket, hashing and writing, and verifying then run on separate cores (the heavy
-steps, the native sink and the inflater, release the GIL).
+steps release the GIL). The native FileSink has its own Rust threads: it is fed through
+``InlineFeed``, the same interface without a Python thread.
 """
 
 from __future__ import annotations
@@ -61,3 +62,23 @@ class ChunkWorker:
         """Drop what is still queued and stop the worker, without raising."""
         self._error = self._error or RuntimeError("cancelled")
         self._stop()
+
+
+class InlineFeed:
+    """``ChunkWorker``'s interface, calling ``consume`` at once (for a sink that queues itself)."""
+
+    def __init__(self, consume: Callable[[bytes], object]) -> None:
+        self._consume = consume
+
+    def put(self, chunk: bytes) -> None:
+        """Hand ``chunk`` over; raise what ``consume`` raises."""
+        self._consume(chunk)
+
+    def close(self) -> None:
+        """Nothing is queued here."""
+
+    def cancel(self) -> None:
+        """Nothing is queued here."""
+
+
+ChunkFeed = ChunkWorker | InlineFeed

@@ -19,7 +19,7 @@ from ed_extractor.errors import (
     TransferError,
     VerificationError,
 )
-from ed_extractor.hashing import FileSink
+from ed_extractor.hashing import BACKEND, FileSink, StreamVerifier
 from ed_extractor.headers import (
     if_range_validator,
     parse_content_length,
@@ -34,7 +34,7 @@ from ed_extractor.services.file_transfer.base import (
     DownloadResult,
     ProgressReporter,
 )
-from ed_extractor.services.file_transfer.overlap import ChunkWorker
+from ed_extractor.services.file_transfer.overlap import ChunkFeed, ChunkWorker, InlineFeed
 from ed_extractor.services.file_transfer.resume import (
     ResumePoint,
     discard_part,
@@ -141,22 +141,13 @@ def _check_announced_length(
         )
 
 
-def _open_sink(path: Path, resume_from: int, blake3: bool) -> FileSink:
-    """Open the part file's sink, asking for BLAKE3 too when wanted and the sink offers it."""
+def _open_sink(
+    path: Path, resume_from: int, verifier: StreamVerifier | None, blake3: bool
+) -> FileSink:
     try:
-        if blake3:
-            with contextlib.suppress(TypeError):  # a sink without BLAKE3: SHA-256 only
-                return FileSink(path, resume_from=resume_from, **{"blake3": True})
-        return FileSink(path, resume_from=resume_from)
+        return FileSink(path, resume_from=resume_from, blake3=blake3, verifier=verifier)
     except OSError as exc:
         raise StorageError(path, f"cannot open ({exc.strerror or exc})") from exc
-
-
-def _blake3_of(sink: FileSink) -> str | None:
-    """The BLAKE3 the finished sink computed, if it computed one."""
-    hexdigest = getattr(sink, "blake3_hexdigest", None)
-    result = hexdigest() if hexdigest is not None else None
-    return result if isinstance(result, str) else None
 
 
 def _feed_prefix(part: Path, length: int, checker: ChunkWorker) -> None:
@@ -189,9 +180,11 @@ def _store_body(
         if point is not None:
             save_resume_point(request.final_path, point)
             resumable = True
-    sink = _open_sink(part, offset, request.blake3)
-    writer = ChunkWorker(sink.write, name="sink")
-    checker = ChunkWorker(check.feed, name="check") if check is not None else None
+    # native: write, hash and check run on the sink's Rust threads (the prefix's check too)
+    verifier = getattr(check, "native_verifier", None) if BACKEND == "native" else None
+    sink = _open_sink(part, offset, verifier, request.blake3)
+    writer = ChunkWorker(sink.write, name="sink") if BACKEND == "python" else InlineFeed(sink.write)
+    checker = ChunkWorker(check.feed, name="check") if check and verifier is None else None
     progress.start(request.name, total, already=offset)
     received = 0
     try:
@@ -218,8 +211,8 @@ def _store_body(
         writer.close()
         if checker is not None:
             checker.close()
-        summary = check.finish() if check is not None else ContentSummary()
         digest = sink.finish(fsync=True)
+        summary = check.finish() if check is not None else ContentSummary()
     except BaseException as exc:
         keep = resumable and _worth_keeping(exc)
         if checker is not None:
@@ -232,6 +225,8 @@ def _store_body(
             discard_part(request.final_path)
         if isinstance(exc, OSError):
             raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
+        if isinstance(exc, ValueError) and verifier is not None:  # the sink's content check
+            raise VerificationError(url, str(exc)) from exc
         raise
     finally:
         progress.stop()
@@ -249,13 +244,13 @@ def _store_body(
         path=request.final_path,
         bytes=offset + received,
         sha256=digest,
-        blake3=_blake3_of(sink),
+        blake3=sink.blake3_hexdigest(),
         bytes_transferred=received,
         summary=summary,
     )
 
 
-def _drain(writer: ChunkWorker) -> None:
+def _drain(writer: ChunkFeed) -> None:
     """Let the writer finish what is queued; its own error (a full disk) is reported elsewhere."""
     with contextlib.suppress(Exception):
         writer.close()

@@ -115,6 +115,11 @@ class GzipCheck:
         self._url = url
         self._verifier = verifier if verifier is not None else new_verifier()
 
+    @property
+    def native_verifier(self) -> GzipVerifier | None:
+        """The verifier if the extension made it, for a native FileSink to feed on its threads."""
+        return self._verifier if type(self._verifier).__module__ == "ed_extractor._native" else None
+
     def feed(self, chunk: bytes) -> None:
         """Decompress the next compressed chunk, starting new members as they come."""
         try:
