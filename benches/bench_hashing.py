@@ -144,16 +144,9 @@ def test_filesink_threads(
     throughput_table.record(benchmark, "threads", f"{name}-{threads}", total * threads)
 
 
-def _native_blake3() -> Any:
-    native = backend_module("native")
-    if not hasattr(native, "Blake3"):
-        pytest.skip("this build of ed_extractor._native has no Blake3")
-    return native.Blake3()
-
-
 # The file digests `verify` can use, each fed whole-file slices as `verify` feeds them.
 DIGESTS: dict[str, tuple[str, Callable[[], Any]]] = {
-    "native Blake3": ("blake3", _native_blake3),
+    "native Blake3": ("blake3", lambda: backend_module("native").Blake3()),
     "blake3 package": ("blake3", lambda: blake3.blake3(max_threads=blake3.blake3.AUTO)),
     "native Sha256": ("sha256", lambda: backend_module("native").Sha256()),
     "hashlib sha256": ("sha256", hashlib.sha256),
