@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import os
 import pty
+import shutil
 import subprocess
 import sys
 import threading
@@ -359,3 +360,15 @@ def test_a_terminal_gets_a_progress_bar_and_stdout_stays_clean(dest: Path) -> No
     screen = drawn.decode(errors="replace")
     assert WITH_BLAKE3 in screen
     assert "3.1/3.1 MB" in screen  # rich's DownloadColumn at the end of the 3 MiB + 1 file
+
+
+def test_a_manifest_of_the_release_before_blake3_is_verified_with_sha256(tmp_path: Path) -> None:
+    copy = tmp_path / "v1"
+    shutil.copytree(Path(__file__).parent / "data" / "manifest-v1", copy)
+    result = cli("verify", "--manifest", str(copy / "manifest.sqlite3"), "--json")
+    assert result.returncode == 1  # the fixture records one file that is gone
+    assert {name: (c["status"], c["algo"]) for name, c in by_name(result).items()} == {
+        "galaxy_1day.json.gz": ("ok", "sha256"),
+        "galaxy_gone.json.gz": ("missing", "sha256"),
+        "systems_1week.bin": ("ok", "sha256"),
+    }
