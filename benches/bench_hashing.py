@@ -1,4 +1,4 @@
-"""Benchmarks of the hashing backends: SHA-256, the file sink (1 and 2 threads), file digests."""
+"""Benchmarks of the hashing backends: SHA-256, BLAKE3, the file sink (+BLAKE3), file digests."""
 
 from __future__ import annotations
 
@@ -57,6 +57,21 @@ def chunks_of(payload: memoryview, total: int) -> list[memoryview]:
     return [payload[offset % len(payload) :][:CHUNK] for offset in range(0, total, CHUNK)]
 
 
+def bytes_chunks_of(payload: memoryview, total: int) -> list[bytes]:
+    """``total`` bytes as ``CHUNK``-sized ``bytes`` (what httpx yields), cycling the payload.
+
+    Each distinct chunk is one object, however often it recurs (``bytes`` are immutable).
+    """
+    distinct: dict[int, bytes] = {}
+    pieces = []
+    for offset in range(0, total, CHUNK):
+        start = offset % len(payload)
+        if start not in distinct:
+            distinct[start] = bytes(payload[start : start + CHUNK])
+        pieces.append(distinct[start])
+    return pieces
+
+
 @pytest.mark.benchmark(group="sha256-update")
 def test_sha256_update(
     benchmark: Any,
@@ -89,7 +104,7 @@ def test_filesink_write(
 ) -> None:
     name, module = implementation
     total = SMOKE_TOTAL if benchmark.disabled else SINK_TOTAL
-    pieces = chunks_of(payload, total)
+    pieces = bytes_chunks_of(payload, total)
     path = scratch_dir / "sink.part"
 
     def fresh_file() -> None:
@@ -104,6 +119,43 @@ def test_filesink_write(
     benchmark.pedantic(write_all, setup=fresh_file, rounds=ROUNDS, warmup_rounds=1)
     assert path.stat().st_size == total
     throughput_table.record(benchmark, "FileSink.write", name, total)
+
+
+@pytest.mark.benchmark(group="filesink-blake3")
+@pytest.mark.parametrize("with_blake3", [False, True], ids=["sha256", "sha256+blake3"])
+def test_filesink_dual_hash(
+    benchmark: Any,
+    implementation: tuple[str, ModuleType],
+    with_blake3: bool,
+    payload: memoryview,
+    scratch_dir: Path,
+    throughput_table: ThroughputTable,
+) -> None:
+    """The sink with SHA-256 alone and with BLAKE3 beside it; both digests checked."""
+    name, module = implementation
+    total = SMOKE_TOTAL if benchmark.disabled else SINK_TOTAL
+    pieces = bytes_chunks_of(payload, total)
+    path = scratch_dir / "sink.part"
+    digests: list[tuple[str, str | None]] = []
+
+    def fresh_file() -> None:
+        path.unlink(missing_ok=True)
+
+    def write_all() -> None:
+        sink = module.FileSink(path, blake3=with_blake3)
+        for piece in pieces:
+            sink.write(piece)
+        digests.append((sink.finish(), sink.blake3_hexdigest()))
+
+    benchmark.pedantic(write_all, setup=fresh_file, rounds=ROUNDS, warmup_rounds=1)
+    sha256, blake3_hex = hashlib.sha256(), blake3.blake3()
+    for piece in pieces:
+        sha256.update(piece)
+        blake3_hex.update(piece)
+    expected = (sha256.hexdigest(), blake3_hex.hexdigest() if with_blake3 else None)
+    assert set(digests) == {expected}
+    column = f"{name}, {'sha256+blake3' if with_blake3 else 'sha256'}"
+    throughput_table.record(benchmark, "FileSink dual hash", column, total)
 
 
 @pytest.mark.benchmark(group="filesink-threads")

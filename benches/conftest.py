@@ -68,6 +68,20 @@ class ThroughputTable:
                 f"{'FileSink x threads, ' + implementation:32} {_num(one)} "
                 f"{_num(two):>10} {_ratio(two, one):>16}"
             )
+        dual = [
+            implementation
+            for implementation in ("native", "python")
+            if (("FileSink dual hash", f"{implementation}, sha256") in self.figures)
+        ]
+        if dual:
+            out.append(f"{'':32} {'sha256':>8} {'+blake3':>8} {'+blake3/sha256':>15}")
+        for implementation in dual:
+            alone = self.figures.get(("FileSink dual hash", f"{implementation}, sha256"))
+            both = self.figures.get(("FileSink dual hash", f"{implementation}, sha256+blake3"))
+            out.append(
+                f"{'FileSink + BLAKE3, ' + implementation:32} {_num(alone)} {_num(both)} "
+                f"{_ratio(both, alone):>15}"
+            )
         digests = {column: v for (what, column), v in self.figures.items() if what == "digest"}
         if digests:
             hashlib_sha256 = digests.get("hashlib sha256")

@@ -16,7 +16,7 @@ use sha2::Digest;
 use crate::buffer::{ContiguousBytes, DETACH_MIN_LEN};
 use crate::gzip::GzipVerifier;
 use crate::pipeline::{
-    stage_gone, Budget, Chunk, ChunkBytes, Failure, Pipeline, Shared, StreamCheck,
+    stage_gone, Batch, Budget, ChunkBytes, Failure, Pipeline, Shared, StreamCheck, BATCH_BYTES,
 };
 use crate::sha::to_hex;
 use crate::sync::with_locked;
@@ -123,6 +123,8 @@ fn stream_check(verifier: &Bound<'_, PyAny>) -> PyResult<Box<dyn StreamCheck>> {
 struct SinkState {
     /// `None` once finished or aborted.
     pipeline: Option<Pipeline>,
+    /// Chunks gathered until they make a batch (their budget already acquired).
+    pending: Option<Batch>,
     /// Bytes accepted so far, including a resumed prefix.
     position: u64,
     /// The BLAKE3 of the whole file, once finished with `blake3=True`.
@@ -164,6 +166,7 @@ impl FileSink {
             shared,
             state: Mutex::new(SinkState {
                 pipeline: Some(pipeline),
+                pending: None,
                 position: resume_from,
                 blake3: None,
             }),
@@ -202,7 +205,7 @@ impl FileSink {
     /// SHA-256 of its whole content; raise the pipeline's failure if there was one.
     #[pyo3(signature = (fsync = true))]
     fn finish(&self, py: Python<'_>, fsync: bool) -> PyResult<String> {
-        let Some(pipeline) = with_locked(py, &self.state, |state| state.pipeline.take()) else {
+        let Some(pipeline) = with_locked(py, &self.state, SinkState::close) else {
             return Err(closed_error());
         };
         let outcome = py.detach(|| pipeline.close(&self.shared));
@@ -243,7 +246,7 @@ impl FileSink {
     /// Idempotent, and never raises: it is meant for cleanup paths. A failure to write the last
     /// bytes is ignored (the file is then shorter than `tell()`).
     fn abort(&self, py: Python<'_>) {
-        if let Some(pipeline) = with_locked(py, &self.state, |state| state.pipeline.take()) {
+        if let Some(pipeline) = with_locked(py, &self.state, SinkState::close) {
             py.detach(|| drop(pipeline.cancel(&self.shared)));
         }
     }
@@ -258,23 +261,48 @@ impl FileSink {
     }
 
     /// Hand `bytes` to the pipeline once the budget has room for them, waiting without the GIL.
+    /// Written chunks are gathered into batches; a prefix block (`on_disk`) goes alone.
     fn queue(&self, py: Python<'_>, bytes: ChunkBytes, on_disk: bool) -> PyResult<()> {
         let len = bytes.len();
-        let mut acquired = self.budget.try_acquire(len);
-        while !acquired {
-            acquired = py.detach(|| self.budget.acquire_within(len, SIGNAL_CHECK_INTERVAL));
-            if !acquired {
+        if !self.budget.try_acquire(len) {
+            // What is gathered must move on before room can come.
+            let flushed = with_locked(py, &self.state, SinkState::flush);
+            self.sent(py, Some(flushed))?;
+            while !py.detach(|| self.budget.acquire_within(len, SIGNAL_CHECK_INTERVAL)) {
                 py.check_signals()?;
             }
         }
-        let chunk = Arc::new(Chunk::new(bytes, on_disk, Arc::clone(&self.budget)));
+        let budget = &self.budget;
         let sent = with_locked(py, &self.state, |state| {
-            let pipeline = state.pipeline.as_ref()?;
+            let SinkState {
+                pipeline,
+                pending,
+                position,
+                ..
+            } = state;
+            let Some(pipeline) = pipeline.as_ref() else {
+                budget.release(len);
+                return None;
+            };
+            let mut batch = pending
+                .take()
+                .unwrap_or_else(|| Batch::new(on_disk, Arc::clone(budget)));
+            batch.push(bytes);
             if !on_disk {
-                state.position += len as u64;
+                *position += len as u64;
             }
-            Some(pipeline.send(&chunk))
+            if on_disk || batch.len() >= BATCH_BYTES {
+                return Some(pipeline.send(batch));
+            }
+            *pending = Some(batch);
+            Some(true)
         });
+        self.sent(py, sent)
+    }
+
+    /// Turn the outcome of a hand-off into the caller's error: `None` the sink is closed,
+    /// `false` a stage is gone.
+    fn sent(&self, py: Python<'_>, sent: Option<bool>) -> PyResult<()> {
         match sent {
             None => Err(closed_error()),
             Some(true) => Ok(()),
@@ -312,10 +340,30 @@ impl FileSink {
     }
 }
 
+impl SinkState {
+    /// Send the gathered chunks on; false if a stage is gone. A closed sink has none.
+    fn flush(&mut self) -> bool {
+        match (self.pipeline.as_ref(), self.pending.take()) {
+            (Some(pipeline), Some(batch)) => pipeline.send(batch),
+            _ => true,
+        }
+    }
+
+    /// Send the gathered chunks on and take the pipeline, to close it.
+    fn close(&mut self) -> Option<Pipeline> {
+        self.flush();
+        self.pipeline.take()
+    }
+}
+
 impl Drop for FileSink {
     fn drop(&mut self) {
-        // Dropped unfinished: the stages stop hashing, the writer writes what is queued and
+        // Dropped unfinished: the stages stop hashing, the writer writes what was accepted and
         // closes the file on its own thread.
         self.shared.cancel();
+        self.state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flush();
     }
 }

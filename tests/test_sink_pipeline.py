@@ -216,3 +216,44 @@ def test_a_dropped_sink_still_writes_what_it_accepted(scratch: Path) -> None:
             break
         threading.Event().wait(0.01)
     assert scratch.read_bytes() == BLOB
+
+
+def test_write_waits_when_a_few_mib_are_in_flight(scratch: Path) -> None:
+    # A FIFO nobody reads yet: the writer thread blocks once the pipe is full, so write()
+    # stops accepting when the pipeline's bound is reached, and goes on once the reader drains.
+    native = backend_module("native")
+    fifo = scratch.with_suffix(".fifo")
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        sink = native.FileSink(fifo)
+        accepted = 0
+        done = threading.Event()
+
+        def write_all() -> None:
+            nonlocal accepted
+            for piece in chunks(BLOB[: 8 * MIB], 64 * KIB):
+                accepted += sink.write(bytes(piece))
+            done.set()
+
+        writer = threading.Thread(target=write_all, daemon=True)
+        writer.start()
+        assert not done.wait(1.0)
+        pipe_and_buffers = 1 * MIB + 128 * KIB  # the pipe (64 KiB to 1 MiB) and write buffer
+        assert 4 * MIB - 64 * KIB <= accepted <= 4 * MIB + pipe_and_buffers
+        received = bytearray()
+
+        def read_to_the_end() -> None:
+            os.set_blocking(reader, True)
+            while block := os.read(reader, 1 * MIB):
+                received.extend(block)
+
+        draining = threading.Thread(target=read_to_the_end, daemon=True)
+        draining.start()
+        writer.join()
+        assert sink.finish(fsync=False) == hashlib.sha256(BLOB[: 8 * MIB]).hexdigest()
+        draining.join()
+        assert bytes(received) == BLOB[: 8 * MIB]
+    finally:
+        os.close(reader)
+        fifo.unlink()
