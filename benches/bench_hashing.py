@@ -1,4 +1,4 @@
-"""Benchmarks of the hashing backends: SHA-256, BLAKE3, the file sink (with BLAKE3 too), threads."""
+"""Benchmarks of the hashing backends: SHA-256, BLAKE3, the file sink (+BLAKE3), file digests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import random
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +25,7 @@ HASH_TOTAL = 256 * MIB
 SINK_TOTAL = 512 * MIB
 SMOKE_TOTAL = 4 * MIB  # per round when benchmarks are disabled (the ordinary test run)
 ROUNDS = 5
+VERIFY_SLICE = 64 * MIB
 
 IMPLEMENTATIONS = ["native", "python"]
 
@@ -202,3 +203,49 @@ def test_filesink_threads(
     benchmark.pedantic(write_all_in_parallel, setup=fresh_files, rounds=ROUNDS, warmup_rounds=1)
     assert all(path.stat().st_size == total for path in paths)
     throughput_table.record(benchmark, "threads", f"{name}-{threads}", total * threads)
+
+
+# The file digests `verify` can use, each fed whole-file slices as `verify` feeds them.
+DIGESTS: dict[str, tuple[str, Callable[[], Any]]] = {
+    "native Blake3": ("blake3", lambda: backend_module("native").Blake3()),
+    "blake3 package": ("blake3", lambda: blake3.blake3(max_threads=blake3.blake3.AUTO)),
+    "native Sha256": ("sha256", lambda: backend_module("native").Sha256()),
+    "hashlib sha256": ("sha256", hashlib.sha256),
+}
+
+
+@pytest.fixture(scope="module")
+def reference_digests(payload: memoryview) -> dict[tuple[str, int], str]:
+    """The digests of the payload's prefixes, by the single-threaded reference implementations."""
+    references = {}
+    for total in (SMOKE_TOTAL, HASH_TOTAL):
+        references["blake3", total] = blake3.blake3(payload[:total]).hexdigest()
+        references["sha256", total] = hashlib.sha256(payload[:total]).hexdigest()
+    return references
+
+
+@pytest.mark.benchmark(group="file-digest")
+@pytest.mark.parametrize("implementation", list(DIGESTS))
+def test_file_digest(
+    benchmark: Any,
+    implementation: str,
+    payload: memoryview,
+    reference_digests: dict[tuple[str, int], str],
+    throughput_table: ThroughputTable,
+) -> None:
+    """What `verify` spends per file: 64 MiB slices into one hasher (BLAKE3 on every core)."""
+    algo, new_hasher = DIGESTS[implementation]
+    new_hasher()  # skips here, before any timing, when the implementation is not built
+    total = SMOKE_TOTAL if benchmark.disabled else HASH_TOTAL
+    slices = [payload[start : min(start + VERIFY_SLICE, total)]
+              for start in range(0, total, VERIFY_SLICE)]  # fmt: skip
+
+    def digest_all() -> str:
+        hasher = new_hasher()
+        for piece in slices:
+            hasher.update(piece)
+        return str(hasher.hexdigest())
+
+    digest = benchmark.pedantic(digest_all, rounds=ROUNDS, warmup_rounds=1)
+    assert digest == reference_digests[algo, total]
+    throughput_table.record(benchmark, "digest", implementation, total)

@@ -82,6 +82,12 @@ class ThroughputTable:
                 f"{'FileSink + BLAKE3, ' + implementation:32} {_num(alone)} {_num(both)} "
                 f"{_ratio(both, alone):>15}"
             )
+        digests = {column: v for (what, column), v in self.figures.items() if what == "digest"}
+        if digests:
+            hashlib_sha256 = digests.get("hashlib sha256")
+            out.append(f"{'file digest (64 MiB slices)':32} {'GB/s':>8} {'vs hashlib':>10}")
+            for implementation, gbps in digests.items():
+                out.append(f"{implementation:32} {_num(gbps)} {_ratio(gbps, hashlib_sha256):>10}")
         downloads = {column: v for (what, column), v in self.figures.items() if what == "download"}
         if downloads:
             curl = downloads.get("curl")

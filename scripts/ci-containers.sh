@@ -196,7 +196,7 @@ from k8s_render import render
 
 work, data, pushgateway, image = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 resources = render(Path("deploy/k8s"))
-[job] = [r for r in resources if r["kind"] == "CronJob"]
+[job] = [r for r in resources if r["kind"] == "CronJob" and r["metadata"]["name"] == "ed-extractor"]
 [config] = [r for r in resources if r["kind"] == "ConfigMap"]
 spec = copy.deepcopy(job["spec"]["jobTemplate"]["spec"]["template"]["spec"])
 spec["hostNetwork"] = True  # the mirror listens on the host's 127.0.0.1

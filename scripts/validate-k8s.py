@@ -252,11 +252,36 @@ def _resource_rules(resources: Resource, at: str) -> list[str]:
 
 
 def policy_problems(resources: list[Resource]) -> list[str]:
-    """The project's rules for the ed-extractor CronJob, and its settings and sources."""
+    """The project's rules for each CronJob, and that all of them share one volume."""
     jobs = [r for r in resources if r.get("kind") == "CronJob"]
-    if len(jobs) != 1:
-        return [f"expected one CronJob, found {len(jobs)}"]
-    job = jobs[0]
+    if not jobs:
+        return ["expected a CronJob, found none"]
+    problems = [p for job in jobs for p in _job_policy_problems(job, resources)]
+    claims = {kind_name(job): _dest_claim(job) for job in jobs}
+    if len(set(claims.values())) > 1:
+        problems.append(
+            "the CronJobs must keep ED_EXTRACTOR_DEST on the same PersistentVolumeClaim: "
+            + ", ".join(f"{where}: {claim}" for where, claim in sorted(claims.items()))
+        )
+    return problems
+
+
+def _dest_claim(job: Resource) -> str | None:
+    """The PVC mounted at a job's ED_EXTRACTOR_DEST (the settings' default when unset)."""
+    pod = job["spec"].get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+    container = (pod.get("containers") or [{}])[0]
+    env = {v["name"]: v.get("value", "") for v in container.get("env", [])}
+    dest = env.get("ED_EXTRACTOR_DEST") or "data"
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        if mount["mountPath"] == dest:
+            claim = volumes.get(mount["name"], {}).get("persistentVolumeClaim", {})
+            return claim.get("claimName")
+    return None
+
+
+def _job_policy_problems(job: Resource, resources: list[Resource]) -> list[str]:
+    """The project's requirements for one CronJob, and its settings and sources."""
     where = kind_name(job)
     spec = job["spec"]
     job_spec = spec.get("jobTemplate", {}).get("spec", {})
@@ -341,6 +366,10 @@ def _settings_problems(
     if late:
         problems.append(
             f"{where}: ED_EXTRACTOR_DEADLINE_S must end the run before the job's deadline"
+        )
+    if isinstance(deadline, int) and settings.lock_wait_s >= deadline:
+        problems.append(
+            f"{where}: ED_EXTRACTOR_LOCK_WAIT_S must end the wait before the job's deadline"
         )
     if settings.config is None:
         return problems

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, ClassVar
 
+import blake3
 import pytest
 
 from ed_extractor.demo.generator import generate_dump
@@ -23,7 +24,7 @@ from ed_extractor.pipeline.lock import LOCK_FILE_NAME
 from tests.httpd import QuietHandler, serve
 
 FETCH_KEYS = {
-    "name", "url", "status", "path", "bytes", "sha256", "regime", "mime_type", "etag",
+    "name", "url", "status", "path", "bytes", "sha256", "blake3", "regime", "mime_type", "etag",
     "last_modified", "error", "elapsed_s",
 }  # fmt: skip
 PROBE_KEYS = {
@@ -94,10 +95,12 @@ def test_fetch_stores_the_file_records_it_and_skips_it_when_unchanged(
     assert outcome["error"] is None
     assert stored.read_bytes() == (mirror_root / "galaxy_1day.json.gz").read_bytes()
     assert outcome["sha256"] == sha256_of(stored)
+    assert outcome["blake3"] == blake3.blake3(stored.read_bytes()).hexdigest()
     with ManifestStore(tmp_path / "manifest.sqlite3") as store:
         record = store.get("galaxy_1day.json.gz")
     assert record is not None
     assert record.sha256 == sha256_of(stored)
+    assert record.blake3 == outcome["blake3"]
     assert record.records == 3000
     assert record.etag == outcome["etag"]
 
@@ -106,11 +109,33 @@ def test_fetch_stores_the_file_records_it_and_skips_it_when_unchanged(
     [again] = json_lines(second.stdout)
     assert again["status"] == "unchanged"
     assert again["sha256"] == outcome["sha256"]
+    assert again["blake3"] == outcome["blake3"]
+    [listed] = json_lines(cli("manifest", "--dest", str(tmp_path), "--json").stdout)
+    assert listed["blake3"] == outcome["blake3"]
     written = {p.name for p in tmp_path.iterdir()} - {
         "manifest.sqlite3-wal",
         "manifest.sqlite3-shm",
     }
     assert written == {"galaxy_1day.json.gz", "manifest.sqlite3", ".ed-extractor.lock"}
+
+
+@pytest.mark.parametrize("backend", ["1", "0"], ids=["native", "python"])
+def test_blake3_is_recorded_unless_switched_off(
+    mirror_root: Path, tmp_path: Path, backend: str
+) -> None:
+    with start_mirror(mirror_root, prefer="python") as served:
+        url = served.url("galaxy_stations.json.gz")
+        env = {"ED_EXTRACTOR_NATIVE": backend}
+        on = cli("fetch", url, "--dest", str(tmp_path / "on"), "--json", env=env)
+        off = cli("fetch", url, "--dest", str(tmp_path / "off"), "--json",
+                  env={**env, "ED_EXTRACTOR_BLAKE3": "0"})  # fmt: skip
+    data = (mirror_root / "galaxy_stations.json.gz").read_bytes()
+    assert json_lines(on.stdout)[0]["blake3"] == blake3.blake3(data).hexdigest()
+    assert json_lines(off.stdout)[0]["blake3"] is None
+    assert json_lines(off.stdout)[0]["sha256"] == hashlib.sha256(data).hexdigest()
+    with ManifestStore(tmp_path / "off" / "manifest.sqlite3") as store:
+        [record] = store.records()
+    assert record.blake3 is None
 
 
 class _CountingHandler(StaticFileHandler):

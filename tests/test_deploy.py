@@ -37,17 +37,21 @@ def rendered() -> list[Resource]:
     return validate.render(K8S)  # type: ignore[no-any-return]
 
 
-def cron_job(resources: list[Resource]) -> Resource:
-    [job] = [r for r in resources if r["kind"] == "CronJob"]
+FETCH_JOB = "ed-extractor"
+VERIFY_JOB = "ed-extractor-verify"
+
+
+def cron_job(resources: list[Resource], name: str = FETCH_JOB) -> Resource:
+    [job] = [r for r in resources if r["kind"] == "CronJob" and r["metadata"]["name"] == name]
     return job
 
 
-def pod(resources: list[Resource]) -> Resource:
-    return cron_job(resources)["spec"]["jobTemplate"]["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+def pod(resources: list[Resource], name: str = FETCH_JOB) -> Resource:
+    return cron_job(resources, name)["spec"]["jobTemplate"]["spec"]["template"]["spec"]  # type: ignore[no-any-return]
 
 
-def container(resources: list[Resource]) -> Resource:
-    return pod(resources)["containers"][0]  # type: ignore[no-any-return]
+def container(resources: list[Resource], name: str = FETCH_JOB) -> Resource:
+    return pod(resources, name)["containers"][0]  # type: ignore[no-any-return]
 
 
 def problems_after(
@@ -73,6 +77,7 @@ def test_the_manifests_are_valid() -> None:
     assert sorted(validate.kind_name(r) for r in resources) == [
         "ConfigMap/ed-extractor-sources",
         "CronJob/ed-extractor",
+        "CronJob/ed-extractor-verify",
         "PersistentVolumeClaim/ed-extractor-data",
     ]
 
@@ -94,7 +99,7 @@ def test_the_script_exits_0_and_names_what_it_checked() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "3 resources valid" in result.stdout
+    assert "4 resources valid" in result.stdout
     assert "--strict" in result.stdout
 
 
@@ -119,6 +124,34 @@ def test_the_cron_job_has_the_settings_of_issue_5(rendered: list[Resource]) -> N
     env = {e["name"]: e.get("value") for e in container(rendered)["env"]}
     assert env["ED_EXTRACTOR_DEST"] == "/data"
     assert env["ED_EXTRACTOR_CONFIG"] == "/etc/ed-extractor/sources.toml"
+
+
+def test_the_verify_job_checks_the_fetch_jobs_volume_and_fails_on_damage(
+    rendered: list[Resource],
+) -> None:
+    verify = container(rendered, VERIFY_JOB)
+    assert verify["args"][0] == "verify"
+    assert "--record" in verify["args"]
+    assert cron_job(rendered, VERIFY_JOB)["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cron_job(rendered, VERIFY_JOB)["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+    claims = {
+        name: [v["persistentVolumeClaim"]["claimName"] for v in pod(rendered, name)["volumes"]
+               if "persistentVolumeClaim" in v]
+        for name in (FETCH_JOB, VERIFY_JOB)
+    }  # fmt: skip
+    assert claims == {FETCH_JOB: ["ed-extractor-data"], VERIFY_JOB: ["ed-extractor-data"]}
+    env = {e["name"]: e.get("value") for e in verify["env"]}
+    assert env["ED_EXTRACTOR_DEST"] == "/data"
+    assert int(env["ED_EXTRACTOR_LOCK_WAIT_S"]) > 0  # a nightly run still going is waited for
+
+
+def test_the_verify_command_line_of_the_job_parses() -> None:
+    from ed_extractor.cli import build_parser
+
+    args = container(validate.render(K8S), VERIFY_JOB)["args"]
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "verify"
+    assert parsed.record
 
 
 # --- each check catches what it is for ----------------------------------------------------------
@@ -254,6 +287,26 @@ def test_the_rules_the_schema_does_not_check(
         (
             lambda r: container(r)["env"][3].update(value="99999"),
             "before the job's deadline",
+        ),
+        (
+            lambda r: container(r, VERIFY_JOB)["env"][2].update(value="99999"),
+            "ED_EXTRACTOR_LOCK_WAIT_S must end the wait before the job's deadline",
+        ),
+        (
+            lambda r: pod(r, VERIFY_JOB)["volumes"][0]["persistentVolumeClaim"].update(
+                claimName="other-data"
+            ),
+            "the same PersistentVolumeClaim",
+        ),
+        (
+            lambda r: container(r, VERIFY_JOB)["securityContext"].update(
+                readOnlyRootFilesystem=False
+            ),
+            "CronJob/ed-extractor-verify: securityContext.readOnlyRootFilesystem must be true",
+        ),
+        (
+            lambda r: container(r, VERIFY_JOB)["env"][0].update(value="/tmp"),
+            "CronJob/ed-extractor-verify: ED_EXTRACTOR_DEST /tmp is not a PVC mount",
         ),
     ],
 )

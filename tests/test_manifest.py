@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -113,6 +114,58 @@ def test_an_older_database_is_migrated_step_by_step_keeping_its_data(
     assert conn.execute("SELECT note FROM files").fetchall() == [("migrated",)]
 
 
+V1_FIXTURE = Path(__file__).parent / "data" / "manifest-v1"
+
+
+def test_a_manifest_of_the_release_before_blake3_is_migrated_keeping_every_row(
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / "manifest-v1"
+    shutil.copytree(V1_FIXTURE, copy)
+    db = copy / "manifest.sqlite3"
+    before = raw(db)
+    assert before.execute("PRAGMA user_version").fetchone()[0] == 1
+    files_before = before.execute("SELECT * FROM files ORDER BY name").fetchall()
+    attempts_before = before.execute("SELECT * FROM attempts ORDER BY id").fetchall()
+    before.close()
+    assert len(files_before) == 3
+    assert len(attempts_before) == 5
+
+    with ManifestStore(db) as store:
+        records = store.records()
+        history = store.history(limit=None)
+        assert store.verifications() == []
+    conn = raw(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 2
+    files_after = conn.execute("SELECT * FROM files ORDER BY name").fetchall()
+    assert [row[:-1] for row in files_after] == files_before  # blake3 is the new last column
+    assert [row[-1] for row in files_after] == [None, None, None]
+    assert conn.execute("SELECT * FROM attempts ORDER BY id").fetchall() == attempts_before
+    conn.close()
+    assert [r.name for r in records] == [
+        "galaxy_1day.json.gz", "galaxy_gone.json.gz", "systems_1week.bin",
+    ]  # fmt: skip
+    assert all(r.blake3 is None for r in records)
+    assert records[0].path == str(copy / "galaxy_1day.json.gz")
+    assert records[0].records == 1
+    assert records[2].etag is None
+    assert [a.status for a in history] == [
+        "failed", "unchanged", "downloaded", "downloaded", "downloaded",
+    ]  # fmt: skip
+
+
+def test_a_migrated_manifest_takes_blake3_digests(tmp_path: Path) -> None:
+    copy = tmp_path / "manifest-v1"
+    shutil.copytree(V1_FIXTURE, copy)
+    with ManifestStore(copy / "manifest.sqlite3") as store:
+        old = store.get("systems_1week.bin")
+        assert old is not None
+        updated = old.model_copy(update={"blake3": "cd" * 32})
+        store.put(updated, elapsed_s=0.1, bytes_transferred=1)
+    with ManifestStore(copy / "manifest.sqlite3") as store:
+        assert store.get("systems_1week.bin") == updated
+
+
 def test_a_failing_migration_leaves_the_database_as_it_was(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,6 +253,37 @@ def test_records_are_ordered_by_name(db: Path, tmp_path: Path) -> None:
             "galaxy_1day.json.gz",
             "galaxy_stations.json.gz",
         ]
+
+
+def test_a_blake3_digest_is_stored_and_read_back(db: Path, tmp_path: Path) -> None:
+    record = make_record(tmp_path, blake3="ef" * 32)
+    with ManifestStore(db) as store:
+        store.put(record, elapsed_s=1.0, bytes_transferred=1)
+        assert store.get(record.name) == record
+        store.put(record.model_copy(update={"blake3": None}), elapsed_s=1.0, bytes_transferred=1)
+        stored = store.get(record.name)
+    assert stored is not None
+    assert stored.blake3 is None
+
+
+def test_verifications_are_a_history_of_their_own(db: Path, tmp_path: Path) -> None:
+    record = make_record(tmp_path)
+    with ManifestStore(db) as store:
+        store.put(record, elapsed_s=1.0, bytes_transferred=1)
+        store.record_verification(record.name, "ok", "blake3", bytes_found=1234, elapsed_s=0.5)
+        store.record_verification("other", "missing", "sha256", bytes_found=0, elapsed_s=0.0)
+        assert [(v.name, v.status, v.algo) for v in store.verifications()] == [
+            ("other", "missing", "sha256"),
+            (record.name, "ok", "blake3"),
+        ]
+        assert [v.bytes for v in store.verifications(record.name)] == [1234]
+        assert store.get(record.name) == record
+        assert len(store.history()) == 1
+    with raw(db) as conn, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute(
+            "INSERT INTO verifications (name, status, algo, bytes, elapsed_s, at) "
+            "VALUES ('x', 'fine', 'md5', 0, 0, 'now')"
+        )
 
 
 def test_record_attempt_logs_history_only(db: Path, tmp_path: Path) -> None:
@@ -394,6 +478,8 @@ def test_downloaded_at_is_kept_in_utc(db: Path, tmp_path: Path) -> None:
         {"path": "relative/galaxy.json.gz"},
         {"sha256": "zz" * 32},
         {"sha256": "ab"},
+        {"blake3": "ab"},
+        {"blake3": "AB" * 32},
         {"regime": "rar"},
         {"bytes": -1},
         {"unexpected": 1},

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, get_args
 
 from ed_extractor import __version__
+from ed_extractor.commands import verify as verify_command
 from ed_extractor.errors import EdExtractorError, UsageError
 from ed_extractor.hashing import BACKEND
 from ed_extractor.logs import configure_logging
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = commands.add_parser("manifest", help="list the files recorded in the manifest")
     _add_destination_options(manifest)
     manifest.add_argument("--json", action="store_true", help="one JSON object per source")
+    verify_command.add_parser(commands)
     return parser
 
 
@@ -165,6 +167,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             progress=progress_for_terminal,
             verify=settings.verify,
             connections=settings.connections,
+            blake3=settings.blake3,
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
                 initial_wait_s=settings.retry_initial_wait_s,
@@ -251,6 +254,7 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"probe": _cmd_probe, "fetch": _cmd_fetch, "run": _cmd_run, "manifest": _cmd_manifest}
+_COMMANDS |= {"verify": verify_command.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

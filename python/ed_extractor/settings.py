@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     connections: ConnectionsSetting = Field(
         default="auto", description="ranged connections per file"
     )
+    # BLAKE3 beside SHA-256: recorded at download, used by `verify`
+    blake3: bool = Field(default=True, description="also record each file's BLAKE3")
 
     def __init__(self, /, **values: Any) -> None:
         try:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 
 from ed_extractor.manifest import ManifestRecord, ManifestStore
@@ -126,7 +127,7 @@ def assert_stored(
     body: bytes,
     server: FaultServer | None = None,
 ) -> dict[str, Any]:
-    """Exit 0, one ``downloaded`` line; the file and the manifest's SHA-256 are the body's."""
+    """Exit 0, one ``downloaded`` line; the file and the manifest's digests are the body's."""
     why = explain(result, server)
     assert result.returncode == 0, why
     outcome = outcome_of(result)
@@ -138,10 +139,12 @@ def assert_stored(
     assert len(data) == len(body), why
     assert sha256(data) == sha256(body), f"stored bytes differ from the server's\n{why}"
     assert outcome["sha256"] == sha256(body)
+    assert outcome["blake3"] == blake3.blake3(body).hexdigest()  # a resumed prefix included
     assert outcome["bytes"] == len(body)
     record = record_of(dest, name)
     assert record is not None, why
     assert record.sha256 == sha256(body)
+    assert record.blake3 == outcome["blake3"]
     assert record.bytes == len(body)
     assert leftovers(dest) == {name}, f"stray files: {leftovers(dest)}\n{why}"
     return outcome

@@ -1,6 +1,14 @@
 """The manifest: a SQLite record of every stored file and every download attempt."""
 
-from ed_extractor.manifest.models import AttemptRecord, AttemptStatus, ManifestRecord, Regime
+from ed_extractor.manifest.models import (
+    AttemptRecord,
+    AttemptStatus,
+    HashAlgorithm,
+    ManifestRecord,
+    Regime,
+    VerificationRecord,
+    VerificationStatus,
+)
 from ed_extractor.manifest.store import (
     MANIFEST_FILENAME,
     ManifestStore,
@@ -13,9 +21,12 @@ __all__ = [
     "MANIFEST_FILENAME",
     "AttemptRecord",
     "AttemptStatus",
+    "HashAlgorithm",
     "ManifestRecord",
     "ManifestStore",
     "Regime",
+    "VerificationRecord",
+    "VerificationStatus",
     "default_manifest_path",
     "record_is_intact",
     "schema_version",

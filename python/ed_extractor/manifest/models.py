@@ -1,4 +1,4 @@
-"""What the manifest records: the current file of each source (ManifestRecord) and every attempt."""
+"""What the manifest records: each source's current file (ManifestRecord), attempts, re-checks."""
 
 from __future__ import annotations
 
@@ -18,9 +18,15 @@ AttemptStatus = Literal["downloaded", "unchanged", "failed"]
 Sha256Hex = Annotated[str, AfterValidator(normalize_sha256)]
 """A SHA-256 hex digest, lower-cased: the one check of every digest the program takes in."""
 
+VerificationStatus = Literal["ok", "mismatch", "missing", "size-mismatch"]
+HashAlgorithm = Literal["blake3", "sha256"]
+
 
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class ManifestRecord(BaseModel):
@@ -34,13 +40,16 @@ class ManifestRecord(BaseModel):
     path: str = Field(description="absolute path of the final file")
     bytes: int = Field(ge=0, description="size of the stored file")
     sha256: Sha256Hex = Field(description="lower-case hex SHA-256 of the file")
+    blake3: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="lower-case hex BLAKE3, when computed"
+    )
     regime: Regime
     mime_type: str
     etag: str | None = None
     last_modified: str | None = Field(default=None, description="Last-Modified as sent")
     uncompressed_bytes: int | None = Field(default=None, ge=0)
     records: int | None = Field(default=None, ge=0, description="JSON records, when counted")
-    downloaded_at: AwareDatetime = Field(description="when the download completed (UTC)")
+    downloaded_at: UtcDatetime = Field(description="when the download completed (UTC)")
 
     @field_validator("path")
     @classmethod
@@ -48,11 +57,6 @@ class ManifestRecord(BaseModel):
         if not Path(value).is_absolute():
             raise ValueError(f"path must be absolute, got {value!r}")
         return value
-
-    @field_validator("downloaded_at")
-    @classmethod
-    def _downloaded_at_utc(cls, value: datetime) -> datetime:
-        return _to_utc(value)
 
 
 class AttemptRecord(BaseModel):
@@ -67,9 +71,18 @@ class AttemptRecord(BaseModel):
     error: str | None = None
     bytes_transferred: int = Field(ge=0)
     elapsed_s: float = Field(ge=0)
-    at: AwareDatetime = Field(description="when the attempt ended (UTC)")
+    at: UtcDatetime = Field(description="when the attempt ended (UTC)")
 
-    @field_validator("at")
-    @classmethod
-    def _at_utc(cls, value: datetime) -> datetime:
-        return _to_utc(value)
+
+class VerificationRecord(BaseModel):
+    """One re-check of a stored file against its record (``verify --record``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    name: str
+    status: VerificationStatus
+    algo: HashAlgorithm
+    bytes: int = Field(ge=0, description="size found on disk (0 when missing)")
+    elapsed_s: float = Field(ge=0)
+    at: UtcDatetime = Field(description="when the check ended (UTC)")

@@ -15,9 +15,16 @@ from typing import Any, Self, TypeVar
 from pydantic import ValidationError
 
 from ed_extractor.errors import ManifestError
-from ed_extractor.manifest.models import AttemptRecord, AttemptStatus, ManifestRecord
+from ed_extractor.manifest.models import (
+    AttemptRecord,
+    AttemptStatus,
+    HashAlgorithm,
+    ManifestRecord,
+    VerificationRecord,
+    VerificationStatus,
+)
 
-M = TypeVar("M", ManifestRecord, AttemptRecord)
+M = TypeVar("M", ManifestRecord, AttemptRecord, VerificationRecord)
 
 MANIFEST_FILENAME = "manifest.sqlite3"
 BUSY_TIMEOUT_S = 30.0
@@ -57,6 +64,22 @@ MIGRATIONS: list[Sequence[str]] = [
         """,
         "CREATE INDEX attempts_by_name ON attempts (name, id)",
     ),
+    (
+        "ALTER TABLE files ADD COLUMN blake3 TEXT",
+        """
+        CREATE TABLE verifications (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('ok', 'mismatch', 'missing', 'size-mismatch')),
+            algo TEXT NOT NULL CHECK (algo IN ('blake3', 'sha256')),
+            bytes INTEGER NOT NULL CHECK (bytes >= 0),
+            elapsed_s REAL NOT NULL CHECK (elapsed_s >= 0),
+            at TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX verifications_by_name ON verifications (name, id)",
+    ),
 ]
 
 _FILE_COLUMNS = tuple(ManifestRecord.model_fields)
@@ -68,6 +91,12 @@ _UPSERT = (
     f"VALUES ({', '.join(':' + c for c in _FILE_COLUMNS)}) "
     "ON CONFLICT (name) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _FILE_COLUMNS if c != "name")
+)
+_VERIFICATION_COLUMNS = tuple(VerificationRecord.model_fields)
+_SELECT_VERIFICATIONS = f"SELECT {', '.join(_VERIFICATION_COLUMNS)} FROM verifications"
+_APPEND_VERIFICATION = (
+    f"INSERT INTO verifications ({', '.join(_VERIFICATION_COLUMNS[1:])}) "
+    f"VALUES ({', '.join('?' for _ in _VERIFICATION_COLUMNS[1:])})"
 )
 _APPEND = (
     "INSERT INTO attempts (name, url, status, error, bytes_transferred, elapsed_s, at) "
@@ -186,11 +215,38 @@ class ManifestStore:
 
     def history(self, name: str | None = None, *, limit: int | None = 100) -> list[AttemptRecord]:
         """Return attempts, newest first: all sources, or only ``name``; at most ``limit`` rows."""
-        where, params = ("WHERE name = ?", [name]) if name is not None else ("", [])
-        sql = f"{_SELECT_ATTEMPTS} {where} ORDER BY id DESC LIMIT ?"
+        return self._newest(AttemptRecord, _SELECT_ATTEMPTS, name, limit)
+
+    def record_verification(
+        self,
+        name: str,
+        status: VerificationStatus,
+        algo: HashAlgorithm,
+        *,
+        bytes_found: int,
+        elapsed_s: float,
+    ) -> None:
+        """Append one re-check of ``name``'s file; the current record is left as it is."""
+        at = datetime.now(UTC).isoformat()
+        with self._errors("write"), self._transaction():
+            self._conn.execute(
+                _APPEND_VERIFICATION, (name, status, algo, bytes_found, elapsed_s, at)
+            )
+
+    def verifications(
+        self, name: str | None = None, *, limit: int | None = 100
+    ) -> list[VerificationRecord]:
+        """Return re-checks, newest first: all files, or only ``name``; at most ``limit`` rows."""
+        return self._newest(VerificationRecord, _SELECT_VERIFICATIONS, name, limit)
+
+    def _newest(self, model: type[M], select: str, name: str | None, limit: int | None) -> list[M]:
+        """Rows of a log table (``select``), newest first, optionally of one name only."""
+        where = "WHERE name = ?" if name is not None else ""
+        params: list[object] = [name] if name is not None else []
+        sql = f"{select} {where} ORDER BY id DESC LIMIT ?"
         with self._errors("read"):
             rows = self._conn.execute(sql, [*params, -1 if limit is None else limit]).fetchall()
-        return [self._attempt(row) for row in rows]
+        return [self._validated(model, row) for row in rows]
 
     def _migrate(self) -> None:
         """Bring the schema to schema_version(), one transaction for all pending steps."""
@@ -239,9 +295,6 @@ class ManifestStore:
         # anywhere (a container's /data is the host's ./data); older rows hold absolute paths.
         data["path"] = os.path.normpath(os.path.join(self._base, data["path"]))
         return self._validated(ManifestRecord, data)
-
-    def _attempt(self, row: sqlite3.Row) -> AttemptRecord:
-        return self._validated(AttemptRecord, row)
 
     def _validated(self, model: type[M], row: sqlite3.Row | dict[str, Any]) -> M:
         data: dict[str, Any] = dict(row)

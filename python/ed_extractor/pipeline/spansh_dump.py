@@ -44,6 +44,7 @@ class SourceOutcome(BaseModel):
     path: str | None = None
     bytes: int | None = None
     sha256: str | None = None
+    blake3: str | None = None
     regime: str | None = None
     mime_type: str | None = None
     etag: str | None = None
@@ -63,6 +64,7 @@ class SourceOutcome(BaseModel):
             path=record.path,
             bytes=record.bytes,
             sha256=record.sha256,
+            blake3=record.blake3,
             regime=record.regime,
             mime_type=record.mime_type,
             etag=record.etag,
@@ -94,6 +96,7 @@ class DumpFetcher:
         progress: Callable[[], ProgressReporter],
         context: DownloadContext | None = None,
         verify: bool = True,
+        blake3: bool = True,
         retry: RetryPolicy | None = None,
         connections: Connections = 1,
     ) -> None:
@@ -105,6 +108,7 @@ class DumpFetcher:
         self._context = context or DownloadContext()
         self._progress = progress
         self._verify = verify
+        self._blake3 = blake3
         self._retry = retry or RetryPolicy()
 
     def fetch_all(self, specs: Iterable[SourceSpec]) -> Iterator[SourceOutcome]:
@@ -171,6 +175,7 @@ class DumpFetcher:
             if_none_match=intact.etag if intact else None,
             if_modified_since=intact.last_modified if intact else None,
             expect_sha256=spec.expect_sha256,
+            blake3=self._blake3,
             verify=self._verify and spec.verify,
             max_bytes=spec.max_bytes,
             deadline=self._retry.deadline,
@@ -202,6 +207,7 @@ class DumpFetcher:
             path=str(result.path),
             bytes=result.bytes,
             sha256=result.sha256,
+            blake3=result.blake3,
             regime=regime,
             mime_type=mime_type,
             etag=result.etag,

@@ -72,6 +72,7 @@ class DownloadRequest:
     if_none_match: str | None = None
     if_modified_since: str | None = None
     expect_sha256: str | None = None
+    blake3: bool = True  # also compute the BLAKE3 of the file, when the sink can
     verify: bool = True
     max_bytes: int | None = None
     deadline: float | None = None  # time.monotonic() after which the transfer stops
@@ -100,6 +101,7 @@ class DownloadResult:
     path: Path | None = None
     bytes: int = 0
     sha256: str | None = None
+    blake3: str | None = None
     bytes_transferred: int = 0
     summary: ContentSummary = ContentSummary()
 

@@ -54,13 +54,15 @@ class PartFile:
         save_resume_point(self.final_path, point)
         self._resumable = True
 
-    def open_sink(self, resume_from: int, verifier: SinkVerifier | None = None) -> FileSink:
+    def open_sink(
+        self, resume_from: int, verifier: SinkVerifier | None = None, *, blake3: bool = False
+    ) -> FileSink:
         """A FileSink appending to the part file after its first ``resume_from`` bytes.
 
         A native ``verifier`` (gzip, zstd) is fed in order on the sink's own threads.
         """
         try:
-            return FileSink(self.path, resume_from=resume_from, verifier=verifier)
+            return FileSink(self.path, resume_from=resume_from, blake3=blake3, verifier=verifier)
         except ValueError as exc:  # fewer bytes than the sidecar's resume point
             log.warning("part file shorter than its resume point; starting over",
                         extra={"path": str(self.path), "error": str(exc)})  # fmt: skip

@@ -190,7 +190,7 @@ def _store_body(
         with part:
             # native: write, hash and check run on the sink's Rust threads (the prefix's check too)
             verifier = getattr(check, "native_verifier", None) if BACKEND == "native" else None
-            sink = part.open_sink(offset, verifier)
+            sink = part.open_sink(offset, verifier, blake3=request.blake3)
             writer: ChunkFeed = (
                 ChunkWorker(sink.write, name="sink") if BACKEND == "python" else InlineFeed(sink.write)
             )
@@ -229,6 +229,7 @@ def _store_body(
         path=request.final_path,
         bytes=offset + received,
         sha256=digest,
+        blake3=sink.blake3_hexdigest(),
         bytes_transferred=received,
         summary=summary,
     )

@@ -1,0 +1,1 @@
+"""Subcommands in their own modules, each with ``add_parser(commands)`` and ``run(args)``."""
