@@ -24,6 +24,7 @@ from ed_extractor.pipeline.lock import destination_lock
 from ed_extractor.pipeline.progress import progress_for_terminal
 from ed_extractor.pipeline.spansh_dump import DumpFetcher, SourceOutcome
 from ed_extractor.retry import RetryPolicy
+from ed_extractor.services.s3.access import S3Access, S3Config
 from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.settings import Settings, SourceSpec, load_sources
 
@@ -148,6 +149,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             dest,
             progress=progress_for_terminal,
             verify=settings.verify,
+            s3=S3Access(S3Config.from_settings(settings)),
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
                 initial_wait_s=settings.retry_initial_wait_s,

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait for another run's lock")
     metrics_file: Path | None = Field(default=None, description="Prometheus text file to write")
     pushgateway_url: str | None = Field(default=None, description="Pushgateway to push metrics to")
+    # s3:// sources (credentials come from the standard AWS chain, never from these settings)
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (path-style addressing); None: AWS"
+    )
+    s3_region: str | None = Field(default=None, description="signing region; None: AWS config")
+    s3_anonymous: bool = Field(default=False, description="unsigned requests (public buckets)")
 
     def __init__(self, /, **values: Any) -> None:
         try:

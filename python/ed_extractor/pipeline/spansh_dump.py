@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 from pydantic import BaseModel
@@ -25,6 +25,9 @@ from ed_extractor.services.file_transfer import (
 from ed_extractor.services.source_probe.models import HeadInfo
 from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.settings import SourceSpec
+
+if TYPE_CHECKING:
+    from ed_extractor.services.s3.access import S3Access
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +94,13 @@ class DumpFetcher:
         context: DownloadContext | None = None,
         verify: bool = True,
         retry: RetryPolicy | None = None,
+        s3: S3Access | None = None,
     ) -> None:
         self._client = client
         self._store = store
         self._dest = dest
-        self._prober = SourceProber(client)
-        self._context = context or DownloadContext()
+        self._prober = SourceProber(client, s3=s3)
+        self._context = context or DownloadContext(s3=s3)
         self._progress = progress
         self._verify = verify
         self._retry = retry or RetryPolicy()
