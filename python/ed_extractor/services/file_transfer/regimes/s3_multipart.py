@@ -22,6 +22,7 @@ from ed_extractor.errors import (
     TransferError,
     VerificationError,
 )
+from ed_extractor.hashing import FileSink
 from ed_extractor.headers import parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors
 from ed_extractor.manifest.models import Regime
@@ -36,7 +37,6 @@ from ed_extractor.services.file_transfer.overlap import ChunkWorker
 from ed_extractor.services.file_transfer.resume import discard_part
 from ed_extractor.services.file_transfer.transfer import (
     _check_limits,
-    _drain,
     _feed_prefix,
     _move_into_place,
     _open_sink,
@@ -113,7 +113,6 @@ class S3MultipartRegime:
         part = part_path(request.final_path)
         check = self._checks(request, obj)
         sink = _open_sink(part, offset)
-        writer = ChunkWorker(sink.write, name="sink")
         checker = ChunkWorker(check.feed, name="check")
         progress.start(request.name, obj.size, already=offset)
         received = 0
@@ -121,24 +120,18 @@ class S3MultipartRegime:
             if offset:
                 _feed_prefix(part, offset, checker)
             for index, segment in enumerate(state.segments):
-                if index in state.done:
-                    continue
-                received += self._segment(client, request, obj, index, segment, writer, checker,
-                                          progress)  # fmt: skip
-                state.done.add(index)
-                state.save(request.final_path)
-            writer.close()
+                if index not in state.done:
+                    received += self._segment(client, request, obj, index, segment, sink,
+                                              checker, progress)  # fmt: skip
+                    state.done.add(index)
+                    state.save(request.final_path)
             checker.close()
             summary = check.finish()
             digest = sink.finish(fsync=True)
         except BaseException as exc:
-            keep = _worth_keeping(exc) and not isinstance(exc, ObjectChangedError)
             checker.cancel()
-            if keep:
-                _drain(writer)
-            writer.cancel()
             sink.abort()
-            if not keep:
+            if not _worth_keeping(exc) or isinstance(exc, ObjectChangedError):
                 discard_part(request.final_path)
             if isinstance(exc, OSError):
                 raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
@@ -170,11 +163,15 @@ class S3MultipartRegime:
         obj: S3Object,
         index: int,
         segment: tuple[int, int],
-        writer: ChunkWorker,
+        sink: FileSink,
         checker: ChunkWorker,
         progress: ProgressReporter,
     ) -> int:
-        """GET one segment (If-Match the version) and feed its bytes on; return their count."""
+        """GET one segment (If-Match the version) into the sink and the checks; return its size.
+
+        The segment's own writer is closed before returning, so that every byte of a segment
+        recorded complete has reached the sink.
+        """
         start, length = segment
         url = request.url
         headers = {"If-Match": obj.etag}
@@ -185,6 +182,7 @@ class S3MultipartRegime:
             headers["Range"] = f"bytes={start}-{start + length - 1}"
         http_request = self._access.request(client, "GET", url, headers=headers, **query)
         received = 0
+        writer = ChunkWorker(sink.write, name="sink")
         with httpx_errors_as_transfer_errors(url, "S3 GET"):
             response = self._access.send(client, http_request, stream=True)
             try:
