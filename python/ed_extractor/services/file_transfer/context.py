@@ -9,7 +9,6 @@ from ed_extractor.services.file_transfer.regimes import (
     BinaryRegime,
     GzipRegime,
     JsonRegime,
-    S3MultipartRegime,
     ZstdRegime,
 )
 from ed_extractor.services.s3.location import is_s3_url
@@ -49,9 +48,10 @@ class DownloadContext:
         regime = self.regime_for(probe.mime_type)()
         if not is_s3_url(probe.url):
             return regime
-        if self._s3 is None:
-            from ed_extractor.services.s3.access import S3Access
+        from ed_extractor.services.file_transfer.regimes.s3_multipart import S3MultipartRegime
+        from ed_extractor.services.s3.access import S3Access
 
+        if self._s3 is None:
             self._s3 = S3Access.from_environment()
         check = regime.content_check if isinstance(regime, BinaryRegime) else None
         return S3MultipartRegime(self._s3, check)

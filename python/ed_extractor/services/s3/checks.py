@@ -99,19 +99,20 @@ class S3ObjectCheck:
             raise VerificationError(
                 obj.url, f"MD5 mismatch: the ETag says {single}, got {self._part_md5s[0].hex()}"
             )
-        if (combined := obj.part_md5s_digest()) is not None:
-            self._check_parts(combined)
+        if obj.part_md5s_digest() is not None:
+            self._check_parts()
         return ContentSummary()
 
-    def _check_parts(self, combined: str) -> None:
+    def _check_parts(self) -> None:
         obj = self._obj
-        got = hashlib.md5(b"".join(self._part_md5s), usedforsecurity=False).hexdigest()
-        if len(self._part_md5s) == obj.parts and got == combined:
+        digest = hashlib.md5(b"".join(self._part_md5s), usedforsecurity=False).hexdigest()
+        got = f"{digest}-{len(self._part_md5s)}"
+        if got == obj.etag.strip('"').lower():
             return
         raise VerificationError(
             obj.url,
-            f"multipart ETag mismatch: {obj.etag} is not the MD5 of the {len(self._part_md5s)} "
-            f"part MD5s ({got}-{len(self._part_md5s)})",
+            f"multipart ETag mismatch: {obj.etag} is not the MD5 of the part MD5s and their "
+            f"count ({got})",
         )
 
 
