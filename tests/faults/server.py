@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import os
 import re
 import socket
 import struct
@@ -79,6 +80,20 @@ class Exchange:
         self.status: int | None = None
         self.sent = 0  # body bytes handed to the kernel
         self.done = threading.Event()
+        self.connection: socket.socket | None = None  # the connection it came on
+
+    def client_still_connected(self) -> bool:
+        """True while the client keeps this exchange's connection open (no FIN or RST seen)."""
+        if self.connection is None or self.connection.fileno() < 0:
+            return False
+        try:  # a non-blocking twin: the handler's own socket has a timeout
+            with socket.socket(fileno=os.dup(self.connection.fileno())) as twin:
+                twin.setblocking(False)
+                return twin.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True  # open, nothing to read
+        except OSError:
+            return False
 
     @property
     def range(self) -> str | None:
@@ -250,6 +265,7 @@ class FaultServer(ThreadingHTTPServer):
         headers = {k.lower(): v for k, v in handler.headers.items()}
         with self.lock:
             exchange = Exchange(len(self.exchanges), method, handler.path, headers)
+            exchange.connection = handler.connection
             self.exchanges.append(exchange)
         try:
             self._answer(handler, exchange, self._plan(exchange))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
 import httpx
 
+from ed_extractor.errors import DeadlineError, TransferError
 from ed_extractor.manifest.models import Regime
+
+#: Connections per file: a number, or ``"auto"`` (several for a large file whose server allows it).
+Connections = int | Literal["auto"]
 
 
 class ProgressReporter(Protocol):
@@ -70,6 +75,18 @@ class DownloadRequest:
     verify: bool = True
     max_bytes: int | None = None
     deadline: float | None = None  # time.monotonic() after which the transfer stops
+    expected_last_modified: str | None = None
+    ranges_supported: bool = False  # the probe saw Accept-Ranges: bytes (or a 206)
+    connections: Connections = 1
+
+    def check_limits(self, size: int) -> None:
+        """Stop a body that outgrows ``max_bytes`` or outlives the run's deadline at ``size``."""
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise TransferError(
+                self.url, f"body exceeds max_bytes ({self.max_bytes})", retryable=False
+            )
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineError(self.url, f"run deadline reached after {size} bytes")
 
 
 @dataclass(frozen=True)

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import time
 from pathlib import Path
 from typing import Final
 
 import httpx
 
-from ed_extractor.errors import (
-    DeadlineError,
-    IncompleteBodyError,
-    ProtocolError,
-    StorageError,
-    TransferError,
-    VerificationError,
-)
-from ed_extractor.hashing import FileSink
+from ed_extractor.errors import IncompleteBodyError, ProtocolError, VerificationError
 from ed_extractor.headers import (
     if_range_validator,
     parse_content_length,
     parse_content_range,
 )
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
-from ed_extractor.paths import part_path
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
     ContentSummary,
@@ -35,12 +24,8 @@ from ed_extractor.services.file_transfer.base import (
     ProgressReporter,
 )
 from ed_extractor.services.file_transfer.overlap import ChunkWorker
-from ed_extractor.services.file_transfer.resume import (
-    ResumePoint,
-    discard_part,
-    load_resume_point,
-    save_resume_point,
-)
+from ed_extractor.services.file_transfer.part_file import PartFile, PartFileStale
+from ed_extractor.services.file_transfer.resume import ResumePoint
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +41,24 @@ def transfer(
     """GET ``request.url`` and store the raw body atomically at ``request.final_path``.
 
     A kept part file is continued with ``Range``/``If-Range``; without one the GET is conditional
-    on the recorded validators (304: unchanged).
+    on the recorded validators (304: unchanged). A part file that turns out not to fit is
+    discarded once the response is closed, and the download starts over.
     """
-    resume = load_resume_point(request.final_path, request.url)
+    part = PartFile(request.final_path, request.url)
+    try:
+        return _attempt(client, request, check, progress, part)
+    except PartFileStale:
+        return _attempt(client, request, check, progress, PartFile(request.final_path, request.url))
+
+
+def _attempt(
+    client: httpx.Client,
+    request: DownloadRequest,
+    check: ContentCheck | None,
+    progress: ProgressReporter,
+    part: PartFile,
+) -> DownloadResult:
+    resume = part.resume
     headers = {"Accept-Encoding": "identity"}
     if resume is not None:
         headers["Range"] = f"bytes={resume.offset}-"
@@ -82,15 +82,15 @@ def transfer(
             )
         if status == httpx.codes.PARTIAL_CONTENT and resume is not None:
             if not _continues(response, resume):
-                discard_part(request.final_path)
-                return transfer(client, request, check, progress)
-            return _store_body(response, request, check, progress, resume)
+                part.discard()
+                raise PartFileStale("206 does not continue the part file")
+            return _store_body(response, request, check, progress, part)
         if status == httpx.codes.OK:
             if resume is not None:
                 log.info("server sent the whole file instead of the rest; starting over",
                          extra={"source": request.name})  # fmt: skip
-                discard_part(request.final_path)
-            return _store_body(response, request, check, progress, None)
+                part.discard()
+            return _store_body(response, request, check, progress, part)
         raise status_error(request.url, response, "GET")
 
 
@@ -141,13 +141,6 @@ def _check_announced_length(
         )
 
 
-def _open_sink(path: Path, resume_from: int) -> FileSink:
-    try:
-        return FileSink(path, resume_from=resume_from)
-    except OSError as exc:
-        raise StorageError(path, f"cannot open ({exc.strerror or exc})") from exc
-
-
 def _feed_prefix(part: Path, length: int, checker: ChunkWorker) -> None:
     """Run the content check over the bytes a resumed download already has on disk."""
     with part.open("rb") as file:
@@ -162,13 +155,12 @@ def _store_body(
     request: DownloadRequest,
     check: ContentCheck | None,
     progress: ProgressReporter,
-    resume: ResumePoint | None,
+    part: PartFile,
 ) -> DownloadResult:
     url = request.url
-    part = part_path(request.final_path)
+    resume = part.resume
     offset = resume.offset if resume is not None else 0
     announced = parse_content_length(response.headers.get("Content-Length"))
-    resumable = resume is not None
     if resume is not None:
         total: int | None = resume.total
     else:
@@ -176,60 +168,38 @@ def _store_body(
         _check_announced_length(response, request, announced)
         point = _resume_point_for(response, url, announced)
         if point is not None:
-            save_resume_point(request.final_path, point)
-            resumable = True
-    sink = _open_sink(part, offset)
-    writer = ChunkWorker(sink.write, name="sink")
-    checker = ChunkWorker(check.feed, name="check") if check is not None else None
+            part.allow_resume(point)
     progress.start(request.name, total, already=offset)
     received = 0
     try:
-        if checker is not None and offset:
-            _feed_prefix(part, offset, checker)
-        with httpx_errors_as_transfer_errors(url, "GET body"):
+        with part:
+            sink = part.open_sink(offset)
+            writer = ChunkWorker(sink.write, name="sink")
+            checker = ChunkWorker(check.feed, name="check") if check is not None else None
             try:
-                for chunk in response.iter_raw():
-                    received += len(chunk)
-                    _check_limits(request, offset + received)
-                    writer.put(chunk)
-                    if checker is not None:
-                        checker.put(chunk)
-                    progress.advance(len(chunk))
-            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                raise IncompleteBodyError(
-                    url,
-                    f"connection lost after {offset + received} of {total or '?'} bytes ({exc})",
-                ) from exc
-        if total is not None and offset + received != total:
-            raise IncompleteBodyError(
-                url, f"body ended at {offset + received} bytes but {total} were announced"
-            )
-        writer.close()
-        if checker is not None:
-            checker.close()
-        summary = check.finish() if check is not None else ContentSummary()
-        digest = sink.finish(fsync=True)
-    except BaseException as exc:
-        keep = resumable and _worth_keeping(exc)
-        if checker is not None:
-            checker.cancel()
-        if keep:
-            _drain(writer)  # every byte received reaches the part file: the next try asks for less
-        writer.cancel()
-        sink.abort()
-        if not keep:
-            discard_part(request.final_path)
-        if isinstance(exc, OSError):
-            raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
-        raise
+                if checker is not None and offset:
+                    _feed_prefix(part.path, offset, checker)
+                received = _receive(response, request, offset, total, writer, checker, progress)
+                writer.close()
+                if checker is not None:
+                    checker.close()
+                summary = check.finish() if check is not None else ContentSummary()
+                digest = sink.finish(fsync=True)
+            except BaseException as exc:
+                if checker is not None:
+                    checker.cancel()
+                if part.keeps(exc):
+                    _drain(writer)  # every byte received reaches the part file: less next time
+                writer.cancel()
+                sink.abort()
+                raise
+            if request.expect_sha256 is not None and digest != request.expect_sha256.lower():
+                raise VerificationError(
+                    url, f"SHA-256 mismatch: expected {request.expect_sha256}, got {digest}"
+                )
+            part.move_into_place()
     finally:
         progress.stop()
-    if request.expect_sha256 is not None and digest != request.expect_sha256.lower():
-        discard_part(request.final_path)
-        raise VerificationError(
-            url, f"SHA-256 mismatch: expected {request.expect_sha256}, got {digest}"
-        )
-    _move_into_place(part, request.final_path)
     return DownloadResult(
         status="downloaded",
         final_url=str(response.url),
@@ -243,40 +213,39 @@ def _store_body(
     )
 
 
+def _receive(
+    response: httpx.Response,
+    request: DownloadRequest,
+    offset: int,
+    total: int | None,
+    writer: ChunkWorker,
+    checker: ChunkWorker | None,
+    progress: ProgressReporter,
+) -> int:
+    """Hand every chunk of the body to the writer (and checker); return the bytes received."""
+    url = request.url
+    received = 0
+    with httpx_errors_as_transfer_errors(url, "GET body"):
+        try:
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                request.check_limits(offset + received)
+                writer.put(chunk)
+                if checker is not None:
+                    checker.put(chunk)
+                progress.advance(len(chunk))
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise IncompleteBodyError(
+                url, f"connection lost after {offset + received} of {total or '?'} bytes ({exc})"
+            ) from exc
+    if total is not None and offset + received != total:
+        raise IncompleteBodyError(
+            url, f"body ended at {offset + received} bytes but {total} were announced"
+        )
+    return received
+
+
 def _drain(writer: ChunkWorker) -> None:
     """Let the writer finish what is queued; its own error (a full disk) is reported elsewhere."""
     with contextlib.suppress(Exception):
         writer.close()
-
-
-def _check_limits(request: DownloadRequest, size: int) -> None:
-    if request.max_bytes is not None and size > request.max_bytes:
-        raise TransferError(
-            request.url, f"body exceeds max_bytes ({request.max_bytes})", retryable=False
-        )
-    if request.deadline is not None and time.monotonic() > request.deadline:
-        raise DeadlineError(request.url, f"run deadline reached after {size} bytes")
-
-
-def _worth_keeping(exc: BaseException) -> bool:
-    """Keep the part file (if it has a sidecar) when the next attempt may continue it."""
-    if isinstance(exc, DeadlineError | IncompleteBodyError):
-        return True
-    if isinstance(exc, TransferError):
-        return exc.retryable
-    return not isinstance(exc, Exception)  # interrupted (Ctrl-C, SIGTERM): continue next time
-
-
-def _move_into_place(part: Path, final_path: Path) -> None:
-    """Rename the verified part file over the final name and make the rename durable."""
-    try:
-        os.replace(part, final_path)
-        directory = os.open(final_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError as exc:
-        discard_part(final_path)
-        raise StorageError(final_path, f"cannot move into place ({exc.strerror or exc})") from exc
-    discard_part(final_path)  # the sidecar
