@@ -148,7 +148,7 @@ class ProxyRules:
     corrupt: str | None = None  # flip one byte of such a GET body
     slow: tuple[str, float] | None = None  # sleep this long per 64 KiB of such a body
     before: Callable[[str], None] | None = None  # called with the path first
-    seen: list[str] = field(default_factory=list)  # "METHOD /path?query" of every request
+    seen: list[str] = field(default_factory=list)  # "METHOD /path?query [range]" of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -164,7 +164,10 @@ def s3_proxy(upstream: str, rules: ProxyRules) -> Iterator[str]:
     class Handler(QuietHandler):
         def _forward(self) -> None:
             with rules.lock:
-                rules.seen.append(f"{self.command} {self.path}")
+                asked = self.headers.get("Range", "").removeprefix("bytes=")
+                rules.seen.append(
+                    f"{self.command} {self.path} bytes={asked}".removesuffix(" bytes=")
+                )
             if rules.before is not None:
                 rules.before(self.path)
             connection = http.client.HTTPConnection(host, int(port), timeout=60)

@@ -3,14 +3,16 @@
 Every request carries ``If-Match: <ETag>``: a 412 means the object was replaced, and the download
 starts over with the new version. The bytes stream into the part file in file order through the
 sink (SHA-256) and the checks: the content check of what the probe sniffed, and the object's own
-checksums (part MD5s against a multipart ETag, full-object CRCs). The sidecar records the complete
-segments, so an interrupted download continues with the first missing one.
+checksums (part MD5s against a multipart ETag, full-object CRCs). The sidecar records the object
+version (its ETag), so an interrupted download continues where its bytes stop: the rest of that
+part by ``Range``, the following parts by ``partNumber``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar, Final
 
 import httpx
@@ -18,7 +20,6 @@ import httpx
 from ed_extractor.errors import (
     IncompleteBodyError,
     ProtocolError,
-    StorageError,
     TransferError,
     VerificationError,
 )
@@ -26,7 +27,6 @@ from ed_extractor.hashing import FileSink
 from ed_extractor.headers import parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors
 from ed_extractor.manifest.models import Regime
-from ed_extractor.paths import part_path
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
     DownloadRequest,
@@ -34,18 +34,12 @@ from ed_extractor.services.file_transfer.base import (
     ProgressReporter,
 )
 from ed_extractor.services.file_transfer.overlap import ChunkWorker
-from ed_extractor.services.file_transfer.resume import discard_part
-from ed_extractor.services.file_transfer.transfer import (
-    _check_limits,
-    _feed_prefix,
-    _move_into_place,
-    _open_sink,
-    _worth_keeping,
-)
+from ed_extractor.services.file_transfer.part_file import PartFile
+from ed_extractor.services.file_transfer.resume import ResumePoint, discard_part
+from ed_extractor.services.file_transfer.transfer import _drain, _feed_prefix
 from ed_extractor.services.s3.access import S3Access, s3_error
 from ed_extractor.services.s3.checks import CombinedCheck, S3ObjectCheck
 from ed_extractor.services.s3.probe import S3Object, S3Prober
-from ed_extractor.services.s3.state import S3ResumeState, load_state
 
 log = logging.getLogger(__name__)
 
@@ -107,43 +101,40 @@ class S3MultipartRegime:
         obj: S3Object,
         progress: ProgressReporter,
     ) -> DownloadResult:
-        fresh = S3ResumeState(obj.url, obj.etag, obj.size, plan_segments(obj))
-        state, offset = load_state(request.final_path, fresh)
-        state.save(request.final_path)
-        part = part_path(request.final_path)
+        part = PartFile(request.final_path, request.url)
+        resume = part.resume
+        if resume is not None and (resume.validator, resume.total) != (obj.etag, obj.size):
+            part.discard()  # written for another version of the object
+        offset = part.resume.offset if part.resume is not None else 0
+        part.allow_resume(ResumePoint(request.url, obj.etag, obj.size))
         check = self._checks(request, obj)
-        sink = _open_sink(part, offset)
-        checker = ChunkWorker(check.feed, name="check")
         progress.start(request.name, obj.size, already=offset)
         received = 0
         try:
-            if offset:
-                _feed_prefix(part, offset, checker)
-            for index, segment in enumerate(state.segments):
-                if index not in state.done:
-                    received += self._segment(client, request, obj, index, segment, sink,
-                                              checker, progress)  # fmt: skip
-                    state.done.add(index)
-                    state.save(request.final_path)
-            checker.close()
-            summary = check.finish()
-            digest = sink.finish(fsync=True)
-        except BaseException as exc:
-            checker.cancel()
-            sink.abort()
-            if not _worth_keeping(exc) or isinstance(exc, ObjectChangedError):
-                discard_part(request.final_path)
-            if isinstance(exc, OSError):
-                raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
-            raise
+            with part:
+                sink = part.open_sink(offset)
+                checker = ChunkWorker(check.feed, name="check")
+                try:
+                    if offset:
+                        _feed_prefix(part.path, offset, checker)
+                    for segment in remaining_segments(obj, offset):
+                        received += self._segment(client, request, obj, segment, sink, checker,
+                                                  progress)  # fmt: skip
+                    checker.close()
+                    summary = check.finish()
+                    digest = sink.finish(fsync=True)
+                except BaseException:
+                    checker.cancel()
+                    sink.abort()
+                    raise
+                if request.expect_sha256 is not None and digest != request.expect_sha256.lower():
+                    raise VerificationError(
+                        request.url,
+                        f"SHA-256 mismatch: expected {request.expect_sha256}, got {digest}",
+                    )
+                part.move_into_place()
         finally:
             progress.stop()
-        if request.expect_sha256 is not None and digest != request.expect_sha256.lower():
-            discard_part(request.final_path)
-            raise VerificationError(
-                request.url, f"SHA-256 mismatch: expected {request.expect_sha256}, got {digest}"
-            )
-        _move_into_place(part, request.final_path)
         return DownloadResult(
             status="downloaded",
             final_url=obj.http_url,
@@ -161,55 +152,103 @@ class S3MultipartRegime:
         client: httpx.Client,
         request: DownloadRequest,
         obj: S3Object,
-        index: int,
-        segment: tuple[int, int],
+        segment: Segment,
         sink: FileSink,
         checker: ChunkWorker,
         progress: ProgressReporter,
     ) -> int:
         """GET one segment (If-Match the version) into the sink and the checks; return its size.
 
-        The segment's own writer is closed before returning, so that every byte of a segment
-        recorded complete has reached the sink.
+        The segment's writer is drained before returning, so that the part file holds every
+        byte received (the next attempt asks for less).
         """
-        start, length = segment
         url = request.url
         headers = {"If-Match": obj.etag}
         query: dict[str, str | int] = {}
-        if obj.parts > 1:
-            query["partNumber"] = index + 1
-        elif length:
-            headers["Range"] = f"bytes={start}-{start + length - 1}"
+        if segment.part is not None:
+            query["partNumber"] = segment.part
+        elif segment.length:
+            headers["Range"] = f"bytes={segment.start}-{segment.start + segment.length - 1}"
         http_request = self._access.request(client, "GET", url, headers=headers, **query)
-        received = 0
         writer = ChunkWorker(sink.write, name="sink")
-        with httpx_errors_as_transfer_errors(url, "S3 GET"):
-            response = self._access.send(client, http_request, stream=True)
-            try:
-                if response.status_code == httpx.codes.PRECONDITION_FAILED:
-                    raise ObjectChangedError(url, f"{obj.etag} is no longer the object's ETag")
-                if response.status_code not in (200, 206):
-                    raise s3_error(url, response, "S3 GET", response.read())
-                _check_range(url, response, start, length, obj.size)
+        try:
+            with httpx_errors_as_transfer_errors(url, "S3 GET"):
+                response = self._access.send(client, http_request, stream=True)
                 try:
-                    for chunk in response.iter_raw():
-                        received += len(chunk)
-                        if received > length:
-                            raise IncompleteBodyError(url, f"segment at {start} exceeds {length}")
-                        _check_limits(request, start + received)
-                        writer.put(chunk)
-                        checker.put(chunk)
-                        progress.advance(len(chunk))
-                except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                    raise IncompleteBodyError(
-                        url,
-                        f"connection lost after {received} of {length} bytes at {start} ({exc})",
-                    ) from exc
-            finally:
-                response.close()
-        if received != length:
-            raise IncompleteBodyError(url, f"segment at {start} ended after {received} of {length}")
+                    _accept(url, response, obj, segment)
+                    received = _receive(request, response, segment, writer, checker, progress)
+                finally:
+                    response.close()
+            writer.close()
+        except BaseException:
+            _drain(writer)
+            raise
         return received
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One request of a download: ``length`` bytes at ``start``, or the upload's part ``part``."""
+
+    start: int
+    length: int
+    part: int | None = None
+
+
+def remaining_segments(obj: S3Object, offset: int) -> list[Segment]:
+    """The requests still needed when the first ``offset`` bytes are on disk.
+
+    Whole parts go by ``partNumber``; the rest of a part begun earlier goes by ``Range``.
+    """
+    segments = []
+    for number, (start, length) in enumerate(plan_segments(obj), start=1):
+        end = start + length
+        if end <= offset and length:
+            continue
+        if start >= offset and obj.parts > 1:
+            segments.append(Segment(start, length, number))
+        else:
+            first = max(start, offset)
+            segments.append(Segment(first, end - first))
+    return segments
+
+
+def _accept(url: str, response: httpx.Response, obj: S3Object, segment: Segment) -> None:
+    """Go on only with exactly the asked bytes of the same object version."""
+    if response.status_code == httpx.codes.PRECONDITION_FAILED:
+        raise ObjectChangedError(url, f"{obj.etag} is no longer the object's ETag")
+    if response.status_code not in (200, 206):
+        raise s3_error(url, response, "S3 GET", response.read())
+    _check_range(url, response, segment.start, segment.length, obj.size)
+
+
+def _receive(
+    request: DownloadRequest,
+    response: httpx.Response,
+    segment: Segment,
+    writer: ChunkWorker,
+    checker: ChunkWorker,
+    progress: ProgressReporter,
+) -> int:
+    """Hand the segment's body to the writer and the checker; return its size."""
+    url, start, length = request.url, segment.start, segment.length
+    received = 0
+    try:
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if received > length:
+                raise IncompleteBodyError(url, f"segment at {start} exceeds {length} bytes")
+            request.check_limits(start + received)
+            writer.put(chunk)
+            checker.put(chunk)
+            progress.advance(len(chunk))
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise IncompleteBodyError(
+            url, f"connection lost after {received} of {length} bytes at {start} ({exc})"
+        ) from exc
+    if received != length:
+        raise IncompleteBodyError(url, f"segment at {start} ended after {received} of {length}")
+    return received
 
 
 def _check_range(url: str, response: httpx.Response, start: int, length: int, total: int) -> None:
