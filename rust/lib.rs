@@ -3,6 +3,7 @@
 
 mod buffer;
 mod gzip;
+mod segments;
 mod sha;
 mod sink;
 mod sync;
@@ -15,6 +16,8 @@ mod native {
 
     #[pymodule_export]
     use crate::gzip::GzipVerifier;
+    #[pymodule_export]
+    use crate::segments::PartWriter;
     #[pymodule_export]
     use crate::sha::Sha256;
     #[pymodule_export]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -95,21 +96,24 @@ def only_final_files(dest: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("parts", "crc64", "size"),
+    ("parts", "crc64", "size", "connections"),
     [
-        pytest.param(True, True, 3 * PART + 12345, id="multipart-crc64nvme"),
-        pytest.param(True, False, 2 * PART + 1, id="multipart-no-checksum"),
-        pytest.param(False, True, 20 << 20, id="single-put-crc64nvme-ranges"),
-        pytest.param(False, False, 4096, id="single-put-small"),
+        pytest.param(True, True, 3 * PART + 12345, "1", id="multipart-crc64nvme"),
+        pytest.param(True, True, 5 * PART + 12345, "8", id="multipart-crc64nvme-8-connections"),
+        pytest.param(True, False, 2 * PART + 1, "1", id="multipart-no-checksum"),
+        pytest.param(False, True, 20 << 20, "1", id="single-put-crc64nvme-ranges"),
+        pytest.param(False, True, 20 << 20, "8", id="single-put-crc64nvme-8-connections"),
+        pytest.param(False, False, 4096, "8", id="single-put-small"),
     ],
 )
 def test_an_object_is_stored_byte_for_byte_and_recorded_as_s3_multipart(
-    s3: SeaweedS3, tmp_path: Path, parts: bool, crc64: bool, size: int
+    s3: SeaweedS3, tmp_path: Path, parts: bool, crc64: bool, size: int, connections: str
 ) -> None:
     body = payload(size, seed=size)
-    key = f"exact/{size}/object.bin"
+    key = f"exact/{size}/{connections}/object.bin"
     etag = upload(s3, key, body, parts=parts, crc64=crc64)
-    code, [line], stderr = fetch(environment(s3.endpoint), tmp_path, f"s3://{BUCKET}/{key}")
+    env = environment(s3.endpoint, ED_EXTRACTOR_CONNECTIONS=connections)
+    code, [line], stderr = fetch(env, tmp_path, f"s3://{BUCKET}/{key}")
     assert code == 0, stderr
     assert line["status"] == "downloaded"
     assert line["regime"] == "s3-multipart"
@@ -140,16 +144,20 @@ def test_an_unchanged_object_is_not_downloaded_again_but_the_server_is_asked(
     assert (tmp_path / "galaxy.bin").read_bytes() == body
 
 
+@pytest.mark.parametrize("connections", ["1", "8"])
 def test_a_corrupted_part_fails_the_multipart_etag_and_the_good_file_stays(
-    s3: SeaweedS3, tmp_path: Path
+    s3: SeaweedS3, tmp_path: Path, connections: str
 ) -> None:
-    url = f"s3://{BUCKET}/corrupt/galaxy.bin"
+    url = f"s3://{BUCKET}/corrupt/{connections}/galaxy.bin"
     good = payload(3 * PART, seed=4)
-    upload(s3, "corrupt/galaxy.bin", good, parts=True, crc64=False)
+    upload(s3, f"corrupt/{connections}/galaxy.bin", good, parts=True, crc64=False)
     assert fetch(environment(s3.endpoint), tmp_path, url)[0] == 0
-    upload(s3, "corrupt/galaxy.bin", payload(3 * PART, seed=5), parts=True, crc64=False)
+    upload(
+        s3, f"corrupt/{connections}/galaxy.bin", payload(3 * PART, seed=5), parts=True, crc64=False
+    )
     with s3_proxy(s3.endpoint, ProxyRules(corrupt="partNumber=2")) as proxy:
-        code, [line], _ = fetch(environment(proxy), tmp_path, url)
+        env = environment(proxy, ED_EXTRACTOR_CONNECTIONS=connections)
+        code, [line], _ = fetch(env, tmp_path, url)
     assert code == 1
     assert "multipart ETag mismatch" in line["error"]
     assert (tmp_path / "galaxy.bin").read_bytes() == good
@@ -165,22 +173,23 @@ def test_a_corrupted_range_fails_the_full_object_crc64nvme(s3: SeaweedS3, tmp_pa
     assert only_final_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("connections", ["1", "8"])
 def test_an_object_replaced_mid_download_is_fetched_again_whole(
-    s3: SeaweedS3, tmp_path: Path
+    s3: SeaweedS3, tmp_path: Path, connections: str
 ) -> None:
     old, new = payload(3 * PART, seed=7), payload(2 * PART + 3, seed=8)
-    upload(s3, "replaced/galaxy.bin", old, parts=True)
+    key = f"replaced/{connections}/galaxy.bin"
+    upload(s3, key, old, parts=True)
     replaced: list[str] = []
 
     def replace_once(path: str) -> None:
         if "partNumber=2" in path and not replaced:
-            replaced.append(upload(s3, "replaced/galaxy.bin", new, parts=True))
+            replaced.append(upload(s3, key, new, parts=True))
 
     rules = ProxyRules(before=replace_once)
     with s3_proxy(s3.endpoint, rules) as proxy:
-        code, [line], stderr = fetch(
-            environment(proxy), tmp_path, f"s3://{BUCKET}/replaced/galaxy.bin"
-        )
+        env = environment(proxy, ED_EXTRACTOR_CONNECTIONS=connections)
+        code, [line], stderr = fetch(env, tmp_path, f"s3://{BUCKET}/{key}")
     assert code == 0, stderr
     assert "object replaced during the download; starting over" in stderr
     assert line["etag"] == replaced[0]
@@ -224,6 +233,58 @@ def test_a_run_killed_mid_download_resumes_where_its_bytes_stop(
     path = f"/{BUCKET}/killed/galaxy.bin"
     # the rest of part 3 by Range, then part 4; parts 1 and 2 are never asked for again
     assert gets == [f"GET {path} bytes={on_disk}-{3 * PART - 1}", f"GET {path}?partNumber=4"]
+    assert (tmp_path / "galaxy.bin").read_bytes() == body
+    assert line["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_run_over_8_connections_killed_resumes_each_part_where_it_stopped(
+    s3: SeaweedS3, tmp_path: Path
+) -> None:
+    body = payload(6 * PART, seed=10)
+    etag = upload(s3, "killed8/galaxy.bin", body, parts=True)
+    url = f"s3://{BUCKET}/killed8/galaxy.bin"
+    sidecar = tmp_path / "galaxy.bin.part.resume"
+    env = {"ED_EXTRACTOR_CONNECTIONS": "8"}
+    with s3_proxy(s3.endpoint, ProxyRules(slow=("partNumber=", 0.2))) as proxy:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "ed_extractor", "fetch", url, "--dest", str(tmp_path)],
+            env=environment(proxy, **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            written = 0
+            while time.monotonic() < deadline and written < 2 * PART:
+                time.sleep(0.1)
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    state = json.loads(sidecar.read_text())
+                    written = sum(done - start for start, done, _ in state["segments"])
+            run.send_signal(signal.SIGKILL)
+            run.wait(timeout=30)
+        finally:
+            run.kill()
+    state = json.loads(sidecar.read_text())
+    assert (state["validator"], state["total"]) == (etag, len(body))
+    segments = [tuple(segment) for segment in state["segments"]]
+    assert [(start, end) for start, _, end in segments] == [
+        (n * PART, (n + 1) * PART) for n in range(6)
+    ]  # one range per uploaded part
+    kept = sum(done - start for start, done, _ in segments)
+    assert kept >= 2 * PART
+
+    rules = ProxyRules()
+    with s3_proxy(s3.endpoint, rules) as proxy:
+        code, [line], stderr = fetch(environment(proxy, **env), tmp_path, url)
+    assert code == 0, stderr
+    gets = sorted(
+        seen for seen in rules.seen if seen.startswith("GET") and "bytes=0-1023" not in seen
+    )
+    path = f"/{BUCKET}/killed8/galaxy.bin"
+    expected = sorted(
+        f"GET {path}?partNumber={n + 1}" if done == start else f"GET {path} bytes={done}-{end - 1}"
+        for n, (start, done, end) in enumerate(segments)
+        if done < end
+    )
+    assert gets == expected  # every range goes on where its bytes stopped; complete ones rest
     assert (tmp_path / "galaxy.bin").read_bytes() == body
     assert line["sha256"] == hashlib.sha256(body).hexdigest()
 

@@ -142,3 +142,75 @@ class FileSink:
             self._closed = True
             with contextlib.suppress(OSError):
                 self._file.close()
+
+
+class PartWriter:
+    """A part file of a known size, written and read at offsets from any thread (os.pwrite)."""
+
+    def __init__(self, path: str | os.PathLike[str], size: int, *, keep: bool = False) -> None:
+        self._path = os.fspath(path)
+        self._size = size
+        flags = os.O_RDWR | (0 if keep else os.O_CREAT | os.O_TRUNC)
+        self._fd: int | None = os.open(self._path, flags, 0o666)
+        try:
+            if keep:
+                held = os.fstat(self._fd).st_size
+                if held != size:
+                    raise ValueError(
+                        f"cannot continue {self._path}: it holds {held} bytes, not {size}"
+                    )
+            else:
+                os.ftruncate(self._fd, size)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def size(self) -> int:
+        """The part file's size in bytes."""
+        return self._size
+
+    def _open_fd(self, offset: int, length: int) -> int:
+        if self._fd is None:
+            raise ValueError("I/O operation on a closed PartWriter")
+        if offset < 0 or offset + length > self._size:
+            raise ValueError(
+                f"bytes {offset}..{offset}+{length} lie outside the part file's {self._size} bytes"
+            )
+        return self._fd
+
+    def pwrite(self, data: Buffer, offset: int) -> int:
+        """Write all of ``data`` at ``offset``; return the number of bytes written."""
+        view = _contiguous(data)
+        fd = self._open_fd(offset, view.nbytes)
+        done = 0
+        try:
+            while done < view.nbytes:
+                done += os.pwrite(fd, view[done:], offset + done)
+        except OSError as error:
+            _add_filename(error, self._path)
+            raise
+        return done
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes at ``offset``."""
+        fd = self._open_fd(offset, length)
+        pieces = []
+        done = 0
+        while done < length:
+            piece = os.pread(fd, length - done, offset + done)
+            if not piece:
+                raise OSError(f"unexpected end of {self._path} at byte {offset + done}")
+            pieces.append(piece)
+            done += len(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def sync(self) -> None:
+        """Flush the file's data and metadata to the disk."""
+        os.fsync(self._open_fd(0, 0))
+
+    def close(self) -> None:
+        """Close the file (idempotent); writes already made stay on disk."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

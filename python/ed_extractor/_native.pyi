@@ -9,7 +9,14 @@ if sys.version_info >= (3, 12):
 else:
     from typing_extensions import Buffer
 
-__all__ = ["HASH_IMPLEMENTATION", "FileSink", "GzipVerifier", "Sha256", "__version__"]
+__all__ = [
+    "HASH_IMPLEMENTATION",
+    "FileSink",
+    "GzipVerifier",
+    "PartWriter",
+    "Sha256",
+    "__version__",
+]
 
 __version__: Final[str]
 HASH_IMPLEMENTATION: Final[str]
@@ -80,3 +87,31 @@ class GzipVerifier:
 
         ``ValueError`` unless the last member ended with its trailer (an empty stream included).
         """
+
+@final
+class PartWriter:
+    """A part file of a known size, written and read at offsets from any thread.
+
+    ``keep=False`` creates (or empties) ``path`` and sizes it; ``keep=True`` opens the existing
+    file, which must hold exactly ``size`` bytes (``ValueError`` otherwise). Offsets outside the
+    file raise ``ValueError``; I/O failures the matching ``OSError`` with ``filename``.
+    """
+
+    def __new__(
+        cls, path: str | os.PathLike[str], size: int, *, keep: bool = False
+    ) -> PartWriter: ...
+    @property
+    def size(self) -> int:
+        """The part file's size in bytes."""
+
+    def pwrite(self, data: Buffer, offset: int) -> int:
+        """Write all of ``data`` at ``offset`` with the GIL released; return the bytes written."""
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes at ``offset`` with the GIL released."""
+
+    def sync(self) -> None:
+        """Flush the file's data and metadata to the disk."""
+
+    def close(self) -> None:
+        """Close the file (idempotent); writes already made stay on disk."""

@@ -24,9 +24,10 @@ from ed_extractor.pipeline.lock import destination_lock
 from ed_extractor.pipeline.progress import progress_for_terminal
 from ed_extractor.pipeline.spansh_dump import DumpFetcher, SourceOutcome
 from ed_extractor.retry import RetryPolicy
+from ed_extractor.services.file_transfer.segments import connections_per_file
 from ed_extractor.services.s3.access import S3Access, S3Config
 from ed_extractor.services.source_probe.prober import SourceProber
-from ed_extractor.settings import Settings, SourceSpec, load_sources
+from ed_extractor.settings import ConnectionsSetting, Settings, SourceSpec, load_sources
 
 log = logging.getLogger("ed_extractor")
 
@@ -43,14 +44,12 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _connections(value: str) -> int:
+def _connections(value: str) -> ConnectionsSetting:
     if value == "auto":
-        return 1
+        return "auto"
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
-    if int(value) > 1:
-        raise argparse.ArgumentTypeError("more than one connection per file is not supported yet")
-    return 1
+    return int(value)
 
 
 def _sha256_hex(value: str) -> str:
@@ -79,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("urls", nargs="+", metavar="URL")
     _add_destination_options(fetch)
     fetch.add_argument("--name", help="file name to store a single URL under")
-    fetch.add_argument("--connections", type=_connections, default=1, metavar="N|auto")
+    fetch.add_argument(
+        "--connections",
+        type=_connections,
+        metavar="N|auto",
+        help="ranged connections per file (default: $ED_EXTRACTOR_CONNECTIONS or auto)",
+    )
     fetch.add_argument("--expect-sha256", type=_sha256_hex, metavar="HEX")
     fetch.add_argument("--no-verify", action="store_true", help="skip the content checks")
     fetch.add_argument("--json", action="store_true", help="one JSON object per source")
@@ -141,6 +145,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             max_redirects=settings.max_redirects,
+            connections_per_file=connections_per_file(settings.connections),
         ) as client,
     ):
         fetcher = DumpFetcher(
@@ -150,6 +155,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             progress=progress_for_terminal,
             verify=settings.verify,
             s3=S3Access(S3Config.from_settings(settings)),
+            connections=settings.connections,
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
                 initial_wait_s=settings.retry_initial_wait_s,
@@ -182,6 +188,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.no_verify:
         settings = settings.model_copy(update={"verify": False})
+    if args.connections is not None:
+        settings = settings.model_copy(update={"connections": args.connections})
     specs = [
         SourceSpec(url=url, name=args.name, expect_sha256=args.expect_sha256) for url in args.urls
     ]

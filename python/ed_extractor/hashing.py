@@ -29,9 +29,10 @@ def _select_backend() -> tuple[ModuleType, BackendName]:
 
 _backend, BACKEND = _select_backend()
 if TYPE_CHECKING:  # both backends have one API; the fallback's classes are its reference
-    from ed_extractor._fallback import FileSink, Sha256
+    from ed_extractor._fallback import FileSink, PartWriter, Sha256
 else:
     Sha256 = _backend.Sha256
     FileSink = _backend.FileSink
+    PartWriter = _backend.PartWriter
 
-__all__ = ["BACKEND", "BackendName", "FileSink", "Sha256"]
+__all__ = ["BACKEND", "BackendName", "FileSink", "PartWriter", "Sha256"]

@@ -23,15 +23,22 @@ def make_client(
     read_timeout: float = DEFAULT_READ_TIMEOUT_S,
     max_redirects: int = DEFAULT_MAX_REDIRECTS,
     transport: httpx.BaseTransport | None = None,
+    connections_per_file: int = 1,
 ) -> httpx.Client:
-    """Return the client shared by probing and downloading (one connection pool per run)."""
+    """Return the client shared by probing and downloading (one connection pool per run).
+
+    The pool holds every ranged connection of a segmented download, and a few more.
+    """
     return httpx.Client(
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
         follow_redirects=True,
         max_redirects=max_redirects,
         transport=transport,
-        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+        limits=httpx.Limits(
+            max_connections=max(16, connections_per_file + 4),
+            max_keepalive_connections=max(8, connections_per_file),
+        ),
     )
 
 

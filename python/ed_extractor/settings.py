@@ -2,7 +2,7 @@
 
 A sources file holds an optional ``[defaults]`` table and one ``[[source]]`` table per source::
 
-    [defaults]                 # optional: expect, enabled, verify, max_bytes
+    [defaults]                 # optional: expect, enabled, verify, max_bytes, connections
     expect = "gzip"
 
     [[source]]
@@ -14,6 +14,7 @@ A sources file holds an optional ``[defaults]`` table and one ``[[source]]`` tab
     expect_sha256 = "<64 hex>"     # optional
     max_bytes = 1000000            # optional, > 0
     verify = true                  # optional
+    connections = "auto"           # optional: "auto" or N ranged connections for this file
     description = "..."            # optional
 
 A key in a source overrides the same key in ``[defaults]``. Unknown keys, wrong types, invalid URLs
@@ -25,7 +26,7 @@ from __future__ import annotations
 import tomllib
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
@@ -35,6 +36,9 @@ from ed_extractor.errors import ConfigError, UsageError
 from ed_extractor.manifest.models import Regime
 from ed_extractor.manifest.store import default_manifest_path
 from ed_extractor.paths import name_from_url, sanitize_name, validate_url
+
+#: Connections per file: N >= 1, or "auto" (several for a large file whose server allows it).
+ConnectionsSetting = Annotated[int, Field(ge=1)] | Literal["auto"]
 
 ENV_PREFIX = "ED_EXTRACTOR_"
 DEFAULT_SOURCES = "default_sources.toml"
@@ -66,6 +70,10 @@ class Settings(BaseSettings):
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait for another run's lock")
     metrics_file: Path | None = Field(default=None, description="Prometheus text file to write")
     pushgateway_url: str | None = Field(default=None, description="Pushgateway to push metrics to")
+    # segmented downloads
+    connections: ConnectionsSetting = Field(
+        default="auto", description="ranged connections per file"
+    )
     # s3:// sources (credentials come from the standard AWS chain, never from these settings)
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint (path-style addressing); None: AWS"
@@ -101,6 +109,7 @@ class SourceDefaults(BaseModel):
     enabled: bool = True
     verify: bool = True
     max_bytes: int | None = Field(default=None, gt=0)
+    connections: ConnectionsSetting | None = None
 
 
 class SourceSpec(BaseModel):
@@ -120,6 +129,7 @@ class SourceSpec(BaseModel):
     expect_sha256: str | None = Field(default=None, description="64 hex digits, lower-cased")
     max_bytes: int | None = Field(default=None, gt=0, description="refuse a larger body")
     verify: bool = True
+    connections: ConnectionsSetting | None = Field(default=None, description="None: the run's")
     description: str = ""
 
     def __init__(self, /, **values: Any) -> None:

@@ -1,4 +1,4 @@
-"""A kept part file that no longer fits: discarded once its response is closed, then fetched anew."""
+"""A kept part file that no longer fits: discarded once its response is closed, fetched anew."""
 
 from __future__ import annotations
 

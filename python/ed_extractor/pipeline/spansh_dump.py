@@ -17,6 +17,7 @@ from ed_extractor.manifest import ManifestRecord, ManifestStore, Regime, record_
 from ed_extractor.paths import part_path, resolve_inside
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.file_transfer import (
+    Connections,
     DownloadContext,
     DownloadRequest,
     DownloadResult,
@@ -95,8 +96,10 @@ class DumpFetcher:
         verify: bool = True,
         retry: RetryPolicy | None = None,
         s3: S3Access | None = None,
+        connections: Connections = 1,
     ) -> None:
         self._client = client
+        self._connections = connections
         self._store = store
         self._dest = dest
         self._prober = SourceProber(client, s3=s3)
@@ -163,6 +166,9 @@ class DumpFetcher:
             final_path=final_path,
             expected_length=probe.content_length,
             expected_etag=probe.etag,
+            expected_last_modified=probe.last_modified,
+            ranges_supported=probe.is_range_supported,
+            connections=spec.connections or self._connections,
             if_none_match=intact.etag if intact else None,
             if_modified_since=intact.last_modified if intact else None,
             expect_sha256=spec.expect_sha256,

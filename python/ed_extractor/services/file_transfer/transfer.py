@@ -26,6 +26,11 @@ from ed_extractor.services.file_transfer.base import (
 from ed_extractor.services.file_transfer.overlap import ChunkWorker
 from ed_extractor.services.file_transfer.part_file import PartFile, PartFileStale
 from ed_extractor.services.file_transfer.resume import ResumePoint
+from ed_extractor.services.file_transfer.segments import (
+    SegmentedDownload,
+    SegmentsRefused,
+    connection_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,14 @@ def transfer(
     discarded once the response is closed, and the download starts over.
     """
     part = PartFile(request.final_path, request.url)
+    connections = connection_count(request, part.resume)
+    if connections > 1 or (part.resume is not None and part.resume.segments):
+        try:
+            return SegmentedDownload(client, request, part, connections).run(check, progress)
+        except (SegmentsRefused, PartFileStale) as exc:
+            log.info("segmented download refused; one connection from scratch",
+                     extra={"source": request.name, "reason": str(exc)})  # fmt: skip
+            part = PartFile(request.final_path, request.url)
     try:
         return _attempt(client, request, check, progress, part)
     except PartFileStale:

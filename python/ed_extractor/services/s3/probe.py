@@ -54,6 +54,13 @@ class S3Object:
         match = _PLAIN_ETAG.match(self.etag)
         return match.group(1).lower() if match and not self.encrypted else None
 
+    def part_number(self, first: int, end: int) -> int | None:
+        """The number of the uploaded part that is exactly ``[first, end)``, if one is."""
+        if self.parts <= 1 or self.part_size <= 0 or first % self.part_size:
+            return None
+        number = first // self.part_size + 1
+        return number if end == min(first + self.part_size, self.size) else None
+
     def part_ranges(self) -> list[tuple[int, int]]:
         """``(start, length)`` of each uploaded part, in order (all but the last of part_size)."""
         if self.parts <= 1 or self.part_size <= 0:
