@@ -15,7 +15,7 @@ import pytest
 from tests.seaweedfs import ACCESS_KEY, SECRET_KEY, seaweedfs
 
 from benches.bench_download import scratch_dir
-from benches.conftest import ThroughputTable
+from benches.conftest import S3_MULTIPART, ThroughputTable
 
 BENCH_SIZE = 256 << 20
 SMOKE_SIZE = 12 << 20
@@ -77,11 +77,12 @@ def test_s3_download(
 
     def fetch(dest: Path) -> None:
         try:
-            subprocess.run([*command, "--dest", str(dest)], env=env, check=True,
-                           capture_output=True, timeout=600)  # fmt: skip
+            done = subprocess.run([*command, "--dest", str(dest)], env=env, check=False,
+                                  capture_output=True, text=True, timeout=600)  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
             assert (dest / KEY).stat().st_size == size
         finally:
             shutil.rmtree(dest, ignore_errors=True)
 
     benchmark.pedantic(fetch, setup=fresh_destination, rounds=3, iterations=1)
-    throughput_table.record(benchmark, "s3 multipart (8 MiB parts)", f"{connections} conn", size)
+    throughput_table.record(benchmark, S3_MULTIPART, f"{connections} conn", size)

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,22 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def fetch(env: dict[str, str], dest: Path, *urls: str) -> tuple[int, list[dict[str, Any]], str]:
     done = cli(env, "fetch", *urls, "--dest", str(dest), "--json")
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stderr
+
+
+def kill_fetch_when(env: dict[str, str], url: str, dest: Path, reached: Callable[[], bool]) -> None:
+    """Start ``fetch url``; SIGKILL it as soon as ``reached()`` (or after a minute)."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "ed_extractor", "fetch", url, "--dest", str(dest)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not reached():
+            time.sleep(0.05)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+    finally:
+        run.kill()
 
 
 def only_final_files(dest: Path) -> list[str]:
@@ -204,20 +220,12 @@ def test_a_run_killed_mid_download_resumes_where_its_bytes_stop(
     url = f"s3://{BUCKET}/killed/galaxy.bin"
     part = tmp_path / "galaxy.bin.part"
     with s3_proxy(s3.endpoint, ProxyRules(slow=("partNumber=3", 0.3))) as proxy:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "ed_extractor", "fetch", url, "--dest", str(tmp_path)],
-            env=environment(proxy), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if part.exists() and part.stat().st_size > 2 * PART + (256 << 10):
-                    break
-                time.sleep(0.05)
-            run.send_signal(signal.SIGKILL)
-            run.wait(timeout=30)
-        finally:
-            run.kill()
+        kill_fetch_when(
+            environment(proxy),
+            url,
+            tmp_path,
+            lambda: part.exists() and part.stat().st_size > 2 * PART + (256 << 10),
+        )
     on_disk = part.stat().st_size
     assert 2 * PART < on_disk < 3 * PART  # killed inside part 3
     assert part.read_bytes() == body[:on_disk]
@@ -245,23 +253,15 @@ def test_a_run_over_8_connections_killed_resumes_each_part_where_it_stopped(
     url = f"s3://{BUCKET}/killed8/galaxy.bin"
     sidecar = tmp_path / "galaxy.bin.part.resume"
     env = {"ED_EXTRACTOR_CONNECTIONS": "8"}
+
+    def two_parts_written() -> bool:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            state = json.loads(sidecar.read_text())
+            return sum(done - start for start, done, _ in state["segments"]) >= 2 * PART
+        return False
+
     with s3_proxy(s3.endpoint, ProxyRules(slow=("partNumber=", 0.2))) as proxy:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "ed_extractor", "fetch", url, "--dest", str(tmp_path)],
-            env=environment(proxy, **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            written = 0
-            while time.monotonic() < deadline and written < 2 * PART:
-                time.sleep(0.1)
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    state = json.loads(sidecar.read_text())
-                    written = sum(done - start for start, done, _ in state["segments"])
-            run.send_signal(signal.SIGKILL)
-            run.wait(timeout=30)
-        finally:
-            run.kill()
+        kill_fetch_when(environment(proxy, **env), url, tmp_path, two_parts_written)
     state = json.loads(sidecar.read_text())
     assert (state["validator"], state["total"]) == (etag, len(body))
     segments = [tuple(segment) for segment in state["segments"]]

@@ -21,7 +21,7 @@ from typing import ClassVar, Final
 
 import httpx
 
-from ed_extractor.errors import IncompleteBodyError, ProtocolError, TransferError, VerificationError
+from ed_extractor.errors import IncompleteBodyError, ProtocolError, TransferError
 from ed_extractor.hashing import FileSink
 from ed_extractor.headers import parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors
@@ -186,11 +186,7 @@ class S3MultipartRegime:
                     checker.cancel()
                     sink.abort()
                     raise
-                if request.expect_sha256 is not None and digest != request.expect_sha256.lower():
-                    raise VerificationError(
-                        request.url,
-                        f"SHA-256 mismatch: expected {request.expect_sha256}, got {digest}",
-                    )
+                request.check_sha256(digest)
                 part.move_into_place()
         finally:
             progress.stop()
