@@ -302,9 +302,10 @@ def test_a_run_over_8_connections_killed_resumes_each_part_where_it_stopped(
          "no AWS credentials found"),
         (f"s3://{BUCKET}/errors/ok.bin", {"ED_EXTRACTOR_S3_ENDPOINT_URL": "http://127.0.0.1:9"},
          "cannot connect"),
+        (f"s3://{BUCKET}/errors/ok.bin", {"ED_EXTRACTOR_S3_ANONYMOUS": "1"}, "AccessDenied"),
     ],
     ids=["no-such-key", "no-such-bucket", "wrong-secret", "unknown-key", "no-credentials",
-         "bad-endpoint"],
+         "bad-endpoint", "anonymous-on-a-private-bucket"],
 )  # fmt: skip
 def test_a_failing_source_is_one_clear_line_exit_1_and_nothing_written(
     s3: SeaweedS3, tmp_path: Path, url: str, env: dict[str, str], message: str

@@ -33,9 +33,11 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ed_extractor.errors import ConfigError, UsageError
-from ed_extractor.manifest.models import Regime
 from ed_extractor.manifest.store import default_manifest_path
 from ed_extractor.paths import name_from_url, sanitize_name, validate_url
+
+#: What a body may be expected to be: the content regimes (not the transport ones, s3-multipart).
+Expect = Literal["gzip", "json", "zstd", "binary"]
 
 #: Connections per file: N >= 1, or "auto" (several for a large file whose server allows it).
 ConnectionsSetting = Annotated[int, Field(ge=1)] | Literal["auto"]
@@ -105,7 +107,7 @@ class SourceDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    expect: Regime | None = None
+    expect: Expect | None = None
     enabled: bool = True
     verify: bool = True
     max_bytes: int | None = Field(default=None, gt=0)
@@ -123,7 +125,7 @@ class SourceSpec(BaseModel):
 
     url: str = Field(description="absolute http(s) URL, as requested")
     name: str = Field(description="file name inside dest")
-    expect: Regime | None = Field(default=None, description="fail unless the body is this")
+    expect: Expect | None = Field(default=None, description="fail unless the body is this")
     enabled: bool = True
     large: bool = Field(default=False, description="documentation: very large, off by default")
     expect_sha256: str | None = Field(default=None, description="64 hex digits, lower-cased")
