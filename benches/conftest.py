@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 GB = 1e9
+S3_MULTIPART = "s3 multipart"
 
 
 @dataclass
@@ -94,6 +95,13 @@ class ThroughputTable:
             out.append(f"{'download from the local mirror':32} {'GB/s':>8} {'vs curl':>10}")
             for tool, gbps in downloads.items():
                 out.append(f"{tool:32} {_num(gbps)} {_ratio(gbps, curl):>10}")
+        s3 = {column: v for (what, column), v in self.figures.items() if what == S3_MULTIPART}
+        if s3:
+            one, eight = s3.get("1 conn"), s3.get("8 conn")
+            out.append(
+                f"{'s3 multipart, local SeaweedFS':32} {'1 conn':>8} {'8 conn':>8} {'8/1':>6}"
+            )
+            out.append(f"{'':32} {_num(one)} {_num(eight)} {_ratio(eight, one):>6}")
         return out
 
 

@@ -146,6 +146,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
     from ed_extractor.pipeline.spansh_dump import DumpFetcher
     from ed_extractor.retry import RetryPolicy
     from ed_extractor.services.file_transfer.segments import connections_per_file
+    from ed_extractor.services.s3.access import S3Access, S3Config
 
     deadline = None if settings.deadline_s is None else time.monotonic() + settings.deadline_s
     dest = settings.dest
@@ -166,6 +167,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             dest,
             progress=progress_for_terminal,
             verify=settings.verify,
+            s3=S3Access(S3Config.from_settings(settings)),
             connections=settings.connections,
             blake3=settings.blake3,
             retry=RetryPolicy(

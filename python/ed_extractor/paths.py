@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from ed_extractor.errors import ConfigError, InvalidURLError, StorageError
+from ed_extractor.services.s3.location import is_s3_url, parse_s3_url
 
 MAX_NAME_BYTES = 255
 PART_SUFFIX = ".part"
@@ -27,8 +28,9 @@ _EXTENSION = re.compile(r"(?:\.[A-Za-z0-9]{1,16}){1,3}$")
 
 
 def validate_url(url: str) -> str:
-    """Return ``url``, stripped of surrounding blanks, if it is an absolute http(s) URL with a host.
+    """Return ``url``, stripped of surrounding blanks, if it is an absolute http(s) or s3:// URL.
 
+    An http(s) URL needs a host; an ``s3://BUCKET/KEY`` needs a valid bucket name and a key.
     Raises InvalidURLError naming the reason: not absolute, unsupported scheme, missing host,
     whitespace or control characters inside, or otherwise malformed (bad port, bad IPv6 literal).
     """
@@ -37,6 +39,9 @@ def validate_url(url: str) -> str:
         raise InvalidURLError(url, "empty URL")
     if any(ch.isspace() or unicodedata.category(ch) in _DROPPED_CATEGORIES for ch in candidate):
         raise InvalidURLError(url, "contains whitespace or control characters")
+    if is_s3_url(candidate):
+        parse_s3_url(candidate)
+        return candidate
     try:
         parts = urlsplit(candidate)
         _ = parts.port  # raises ValueError unless the port is a number in range

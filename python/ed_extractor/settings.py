@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     )
     # BLAKE3 beside SHA-256: recorded at download, used by `verify`
     blake3: bool = Field(default=True, description="also record each file's BLAKE3")
+    # s3:// sources (credentials come from the standard AWS chain, never from these settings)
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (path-style addressing); None: AWS"
+    )
+    s3_region: str | None = Field(default=None, description="signing region; None: AWS config")
+    s3_anonymous: bool = Field(default=False, description="unsigned requests (public buckets)")
 
     def __init__(self, /, **values: Any) -> None:
         try:

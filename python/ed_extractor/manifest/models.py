@@ -11,7 +11,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from ed_extractor.vocabulary import ContentRegime as ContentRegime
 from ed_extractor.vocabulary import normalize_sha256
 
-Regime = Literal[ContentRegime]
+Regime = Literal[ContentRegime, "s3-multipart"]
 AttemptStatus = Literal["downloaded", "unchanged", "failed"]
 """What happened to a source in one attempt (also the ``status`` of ``fetch --json``)."""
 

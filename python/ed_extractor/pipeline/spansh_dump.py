@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import BaseModel
@@ -31,6 +32,9 @@ from ed_extractor.services.file_transfer import (
 from ed_extractor.services.source_probe.models import HeadInfo
 from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.settings import SourceSpec
+
+if TYPE_CHECKING:
+    from ed_extractor.services.s3.access import S3Access
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +102,15 @@ class DumpFetcher:
         verify: bool = True,
         blake3: bool = True,
         retry: RetryPolicy | None = None,
+        s3: S3Access | None = None,
         connections: Connections = 1,
     ) -> None:
         self._client = client
         self._connections = connections
         self._store = store
         self._dest = dest
-        self._prober = SourceProber(client)
-        self._context = context or DownloadContext()
+        self._prober = SourceProber(client, s3=s3)
+        self._context = context or DownloadContext(s3=s3)
         self._progress = progress
         self._verify = verify
         self._blake3 = blake3

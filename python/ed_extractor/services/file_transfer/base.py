@@ -9,7 +9,7 @@ from typing import ClassVar, Literal, Protocol
 
 import httpx
 
-from ed_extractor.errors import DeadlineError, TransferError
+from ed_extractor.errors import DeadlineError, TransferError, VerificationError
 from ed_extractor.manifest.models import Regime
 
 #: Connections per file: a number, or ``"auto"`` (several for a large file whose server allows it).
@@ -88,6 +88,13 @@ class DownloadRequest:
             )
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineError(self.url, f"run deadline reached after {size} bytes")
+
+    def check_sha256(self, digest: str) -> None:
+        """Raise VerificationError when ``expect_sha256`` is set and ``digest`` is not it."""
+        if self.expect_sha256 is not None and digest != self.expect_sha256.lower():
+            raise VerificationError(
+                self.url, f"SHA-256 mismatch: expected {self.expect_sha256}, got {digest}"
+            )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ed_extractor.services.file_transfer.base import DownloadStrategy
 from ed_extractor.services.file_transfer.regimes import (
     BinaryRegime,
@@ -9,8 +11,12 @@ from ed_extractor.services.file_transfer.regimes import (
     JsonRegime,
     ZstdRegime,
 )
+from ed_extractor.services.s3.location import is_s3_url
 from ed_extractor.services.source_probe.models import ProbeResult
 from ed_extractor.services.source_probe.sniff import GZIP, JSON, ZSTD
+
+if TYPE_CHECKING:
+    from ed_extractor.services.s3.access import S3Access
 
 DEFAULT_REGIMES: dict[str, type[DownloadStrategy]] = {
     GZIP: GzipRegime,
@@ -20,10 +26,14 @@ DEFAULT_REGIMES: dict[str, type[DownloadStrategy]] = {
 
 
 class DownloadContext:
-    """Maps canonical MIME types to regimes; anything unregistered is downloaded as binary."""
+    """Maps canonical MIME types to regimes; anything unregistered is downloaded as binary.
 
-    def __init__(self) -> None:
+    An ``s3://`` source is always S3-Multipart, with the content check of its sniffed type.
+    """
+
+    def __init__(self, *, s3: S3Access | None = None) -> None:
         self._registry: dict[str, type[DownloadStrategy]] = dict(DEFAULT_REGIMES)
+        self._s3 = s3
 
     def register(self, mime_type: str, regime: type[DownloadStrategy]) -> None:
         """Use ``regime`` for content sniffed as ``mime_type`` (replacing any earlier choice)."""
@@ -34,5 +44,14 @@ class DownloadContext:
         return self._registry.get(mime_type, BinaryRegime)
 
     def select(self, probe: ProbeResult) -> DownloadStrategy:
-        """A fresh regime for the content the probe sniffed."""
-        return self.regime_for(probe.mime_type)()
+        """A fresh regime for the content the probe sniffed (S3-Multipart for an s3:// source)."""
+        regime = self.regime_for(probe.mime_type)()
+        if not is_s3_url(probe.url):
+            return regime
+        from ed_extractor.services.file_transfer.regimes.s3_multipart import S3MultipartRegime
+        from ed_extractor.services.s3.access import S3Access
+
+        if self._s3 is None:
+            self._s3 = S3Access.from_environment()
+        check = regime.content_check if isinstance(regime, BinaryRegime) else None
+        return S3MultipartRegime(self._s3, check)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
@@ -12,9 +12,14 @@ from ed_extractor.headers import accepts_byte_ranges, parse_content_length, pars
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.manifest.models import ContentRegime
 from ed_extractor.paths import validate_url
+from ed_extractor.services.s3.location import is_s3_url
 
 from .models import HeadInfo, ProbeResult
 from .sniff import SAMPLE_SIZE, Expectation, check_expected, expectation_for, sniff_mime
+
+if TYPE_CHECKING:
+    from ed_extractor.services.s3.access import S3Access
+    from ed_extractor.services.s3.probe import S3Prober
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +54,20 @@ def _head_info(
 class SourceProber:
     """Find out what a URL serves, reading at most one small sample of its body."""
 
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.Client, *, s3: S3Access | None = None) -> None:
         self._client = client
+        self._s3_access = s3
+        self._s3_prober: S3Prober | None = None
+
+    def _s3(self) -> S3Prober:
+        """The prober of ``s3://`` sources (S3 settings read from the environment if not given)."""
+        if self._s3_prober is None:
+            from ed_extractor.services.s3.access import S3Access
+            from ed_extractor.services.s3.probe import S3Prober
+
+            access = self._s3_access or S3Access.from_environment()
+            self._s3_prober = S3Prober(self._client, access)
+        return self._s3_prober
 
     def probe(self, url: str, *, expect: ContentRegime | None = None) -> ProbeResult:
         """HEAD and sample ``url``; check the sniffed type against ``expect`` or the extension.
@@ -70,6 +87,8 @@ class SourceProber:
         a 200 without a length) is settled by the ranged GET, whose sample is kept for ``sample``.
         """
         validate_url(url)
+        if is_s3_url(url):
+            return self._s3().head(url)
         with httpx_errors_as_transfer_errors(url, "HEAD"):
             response = self._client.head(url)
         length = parse_content_length(response.headers.get("Content-Length"))
@@ -98,7 +117,7 @@ class SourceProber:
         got = head if head is not None and head.sample is not None and head.url == url else None
         if got is None:
             validate_url(url)
-            got = self._ranged_get(url)
+            got = self._s3().ranged_get(url) if is_s3_url(url) else self._ranged_get(url)
         base = head if head is not None else got
         content_length = base.content_length
         if got.is_range_supported and got.content_length is not None:

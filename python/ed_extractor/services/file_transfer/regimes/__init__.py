@@ -1,4 +1,7 @@
-"""The download regimes, one per kind of content: binary, gzip, JSON, zstd."""
+"""The download regimes, one per kind of content (binary, gzip, JSON, zstd), and S3-Multipart.
+
+``s3_multipart`` is imported when an ``s3://`` source is met (it brings botocore and awscrt).
+"""
 
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
 from ed_extractor.services.file_transfer.regimes.gzip import GzipRegime

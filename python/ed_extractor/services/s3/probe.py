@@ -1,0 +1,200 @@
+"""S3Prober: what an S3 object is (HEAD with checksums, the part layout) and its first bytes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+import httpx
+
+from ed_extractor.errors import ProbeError, TransferError
+from ed_extractor.headers import parse_content_length, parse_content_range
+from ed_extractor.http import httpx_errors_as_transfer_errors
+from ed_extractor.services.s3.access import S3Access, s3_error
+from ed_extractor.services.source_probe.models import HeadInfo
+from ed_extractor.services.source_probe.sniff import SAMPLE_SIZE
+
+CHECKSUM_HEADERS: Final = {
+    "crc64nvme": "x-amz-checksum-crc64nvme",
+    "crc32": "x-amz-checksum-crc32",
+    "crc32c": "x-amz-checksum-crc32c",
+}
+_MULTIPART_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})-([0-9]+)"?$')
+_PLAIN_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
+_ERROR_BODY_LIMIT: Final = 64 << 10
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """One version of an object: size, validators, part layout and full-object checksums."""
+
+    url: str
+    http_url: str
+    size: int
+    etag: str
+    last_modified: str | None
+    parts: int = 1  # the upload's part count (1: a single PUT)
+    part_size: int = 0  # size of every part but the last; 0 for a single-part object
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64, whole object
+    encrypted: bool = False  # SSE-KMS or SSE-C: the ETag is not an MD5
+
+    @property
+    def multipart(self) -> bool:
+        """True when the object was uploaded in parts (its ETag ends in ``-N``)."""
+        return _MULTIPART_ETAG.match(self.etag) is not None
+
+    def part_md5s_digest(self) -> str | None:
+        """The hex MD5 of the concatenated part MD5s the ETag carries, when it is an MD5 at all."""
+        match = _MULTIPART_ETAG.match(self.etag)
+        return match.group(1).lower() if match and not self.encrypted else None
+
+    def object_md5(self) -> str | None:
+        """The hex MD5 of the whole object a single-part ETag is, when it is an MD5 at all."""
+        match = _PLAIN_ETAG.match(self.etag)
+        return match.group(1).lower() if match and not self.encrypted else None
+
+    def part_number(self, first: int, end: int) -> int | None:
+        """The number of the uploaded part that is exactly ``[first, end)``, if one is."""
+        if self.parts <= 1 or self.part_size <= 0 or first % self.part_size:
+            return None
+        number = first // self.part_size + 1
+        return number if end == min(first + self.part_size, self.size) else None
+
+    def part_ranges(self) -> list[tuple[int, int]]:
+        """``(start, length)`` of each uploaded part, in order (all but the last of part_size)."""
+        if self.parts <= 1 or self.part_size <= 0:
+            return [(0, self.size)]
+        starts = range(0, self.size, self.part_size)
+        return [(start, min(self.part_size, self.size - start)) for start in starts]
+
+
+class S3Prober:
+    """HEADs and samples ``s3://`` objects through one S3Access and the shared client."""
+
+    def __init__(self, client: httpx.Client, access: S3Access) -> None:
+        self._client = client
+        self._access = access
+
+    def describe(self, url: str) -> S3Object:
+        """HEAD the object (checksums on); HEAD a multipart one's first part for the layout."""
+        response = self._head(url, {"x-amz-checksum-mode": "ENABLED"})
+        headers = response.headers
+        size = parse_content_length(headers.get("Content-Length"))
+        etag = headers.get("ETag")
+        if size is None or etag is None:
+            raise ProbeError(url, "S3 HEAD answered without Content-Length or ETag")
+        encrypted = (
+            headers.get("x-amz-server-side-encryption", "").lower().startswith("aws:kms")
+            or "x-amz-server-side-encryption-customer-algorithm" in headers
+        )
+        full_object = headers.get("x-amz-checksum-type", "FULL_OBJECT").upper() == "FULL_OBJECT"
+        checksums = {
+            name: value
+            for name, header in CHECKSUM_HEADERS.items()
+            if (value := headers.get(header)) and full_object and "-" not in value
+        }
+        obj = S3Object(
+            url=url,
+            http_url=str(response.url),
+            size=size,
+            etag=etag,
+            last_modified=headers.get("Last-Modified"),
+            checksums=checksums,
+            encrypted=encrypted,
+        )
+        if not obj.multipart:
+            return obj
+        first = self._head(url, {"If-Match": etag}, partNumber=1)
+        parts = parse_content_length(first.headers.get("x-amz-mp-parts-count"))
+        part_size = parse_content_length(first.headers.get("Content-Length"))
+        if not parts or not part_size:
+            raise ProbeError(url, "HEAD ?partNumber=1 gave no x-amz-mp-parts-count or length")
+        layout = S3Object(**{**obj.__dict__, "parts": parts, "part_size": part_size})
+        if len(layout.part_ranges()) != parts:
+            raise ProbeError(
+                url,
+                f"{parts} parts of {part_size} bytes cannot make {size} bytes "
+                "(parts of unequal size are not supported)",
+            )
+        return layout
+
+    def head(self, url: str) -> HeadInfo:
+        """The HeadInfo of the object (a signed HEAD; no body is asked for)."""
+        response = self._head(url, {})
+        return HeadInfo(
+            url=url,
+            final_url=str(response.url),
+            status_code=response.status_code,
+            content_length=parse_content_length(response.headers.get("Content-Length")),
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            is_range_supported=True,
+            content_type=response.headers.get("Content-Type"),
+            content_encoding=response.headers.get("Content-Encoding"),
+        )
+
+    def ranged_get(self, url: str) -> HeadInfo:
+        """The object's first SAMPLE_SIZE bytes (an empty object answers 416: no sample)."""
+        request = self._access.request(
+            self._client, "GET", url, headers={"Range": f"bytes=0-{SAMPLE_SIZE - 1}"}
+        )
+        with httpx_errors_as_transfer_errors(url, "S3 ranged GET"):
+            response = self._access.send(self._client, request, stream=True)
+            try:
+                body = response.read()  # at most SAMPLE_SIZE bytes, or a small error document
+            finally:
+                response.close()
+        length: int | None
+        if response.status_code == 416:
+            sample, length = b"", 0
+        elif response.status_code in (200, 206):
+            sample = body[:SAMPLE_SIZE]
+            value = response.headers.get("Content-Range")
+            length = (
+                parse_content_range(value, url).total
+                if value
+                else parse_content_length(response.headers.get("Content-Length"))
+            )
+        else:
+            raise s3_error(url, response, "S3 ranged GET", body)
+        return HeadInfo(
+            url=url,
+            final_url=str(response.url),
+            status_code=response.status_code,
+            method="GET",
+            content_length=length,
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            is_range_supported=True,
+            content_type=response.headers.get("Content-Type"),
+            content_encoding=response.headers.get("Content-Encoding"),
+            sample=sample,
+        )
+
+    def _head(self, url: str, headers: dict[str, str], **query: str | int) -> httpx.Response:
+        request = self._access.request(self._client, "HEAD", url, headers=headers, **query)
+        with httpx_errors_as_transfer_errors(url, f"S3 HEAD at {self._access.endpoint}"):
+            response = self._access.send(self._client, request)
+        if response.is_success:
+            return response
+        raise self._explain(url, response)
+
+    def _explain(self, url: str, head: httpx.Response) -> TransferError:
+        """A HEAD error has no body: ask for one byte to learn S3's error code, when it is 4xx."""
+        if not 400 <= head.status_code < 500 or head.status_code == 412:
+            return s3_error(url, head, "S3 HEAD")
+        request = self._access.request(self._client, "GET", url, headers={"Range": "bytes=0-0"})
+        with httpx_errors_as_transfer_errors(url, "S3 GET"):
+            response = self._access.send(self._client, request, stream=True)
+            try:
+                body = b""
+                for chunk in response.iter_raw():
+                    body += chunk
+                    if len(body) > _ERROR_BODY_LIMIT:
+                        break
+            finally:
+                response.close()
+        if response.is_success:  # the HEAD failure was transient
+            return s3_error(url, head, "S3 HEAD")
+        return s3_error(url, response, "S3 GET", body)

