@@ -25,7 +25,7 @@ from ed_extractor.pipeline.progress import progress_for_terminal
 from ed_extractor.pipeline.spansh_dump import DumpFetcher, SourceOutcome
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.source_probe.prober import SourceProber
-from ed_extractor.settings import Settings, SourceSpec, load_sources
+from ed_extractor.settings import Settings, SourceSpec, load_sources_file
 
 log = logging.getLogger("ed_extractor")
 
@@ -50,6 +50,21 @@ def _connections(value: str) -> int:
     if int(value) > 1:
         raise argparse.ArgumentTypeError("more than one connection per file is not supported yet")
     return 1
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _add_parallel_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parallel",
+        type=_positive,
+        metavar="K",
+        help="sources worked on at once (default: $ED_EXTRACTOR_PARALLEL, [defaults], else 2)",
+    )
 
 
 def _sha256_hex(value: str) -> str:
@@ -81,12 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--connections", type=_connections, default=1, metavar="N|auto")
     fetch.add_argument("--expect-sha256", type=_sha256_hex, metavar="HEX")
     fetch.add_argument("--no-verify", action="store_true", help="skip the content checks")
+    _add_parallel_option(fetch)
     fetch.add_argument("--json", action="store_true", help="one JSON object per source")
 
     run = commands.add_parser("run", help="fetch every enabled source of the configuration")
     run.add_argument("--config", type=Path, help="sources TOML (default: built-in Spansh list)")
     run.add_argument("--dest", type=Path, help="destination folder")
     run.add_argument("--only", nargs="+", metavar="NAME", help="fetch only these sources")
+    _add_parallel_option(run)
     run.add_argument("--json", action="store_true", help="one JSON object per source")
 
     manifest = commands.add_parser("manifest", help="list the files recorded in the manifest")
@@ -112,6 +129,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["manifest"] = args.manifest
     if getattr(args, "config", None) is not None:
         overrides["config"] = args.config
+    if getattr(args, "parallel", None) is not None:
+        overrides["parallel"] = args.parallel
     settings = Settings.from_environment(**overrides)
     configure_logging(settings.log_format)
     return settings
@@ -129,7 +148,9 @@ def _print_outcomes(outcomes: Iterable[SourceOutcome], as_json: bool) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: bool) -> int:
+def _fetch_sources(
+    settings: Settings, specs: Sequence[SourceSpec], as_json: bool, *, parallel: int
+) -> int:
     deadline = None if settings.deadline_s is None else time.monotonic() + settings.deadline_s
     dest = settings.dest
     dest.mkdir(parents=True, exist_ok=True)
@@ -146,7 +167,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             client,
             store,
             dest,
-            progress=progress_for_terminal,
+            progress=progress_for_terminal(),
             verify=settings.verify,
             retry=RetryPolicy(
                 attempts=settings.retry_attempts,
@@ -157,7 +178,8 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             ),
         )
         metrics = RunMetrics.from_settings(settings)  # keeps the outcomes as they are printed
-        code = _print_outcomes(metrics.observe(fetcher.fetch_all(specs)), as_json)
+        outcomes = fetcher.fetch_all(specs, parallel=parallel)
+        code = _print_outcomes(metrics.observe(outcomes), as_json)
         metrics.export(store)
         return code
 
@@ -183,12 +205,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     specs = [
         SourceSpec(url=url, name=args.name, expect_sha256=args.expect_sha256) for url in args.urls
     ]
-    return _fetch_sources(settings, specs, args.json)
+    return _fetch_sources(settings, specs, args.json, parallel=settings.sources_at_once())
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    specs = load_sources(settings.config)
+    sources = load_sources_file(settings.config)
+    specs = sources.sources
     if args.only:
         known = {spec.name for spec in specs}
         unknown = sorted(set(args.only) - known)
@@ -197,7 +220,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         specs = [spec for spec in specs if spec.name in args.only]
     else:
         specs = [spec for spec in specs if spec.enabled]
-    return _fetch_sources(settings, specs, args.json)
+    return _fetch_sources(settings, specs, args.json, parallel=settings.sources_at_once(sources))
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:
