@@ -5,7 +5,7 @@ BUILT  := $(VENV)/.built
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test lint bench image deploy-check system-deps build clean
+.PHONY: demo test lint bench bench-e2e image deploy-check system-deps build clean
 
 ## demo: the main job on a generated local mirror (download, then unchanged, then the manifest)
 demo: build
@@ -27,6 +27,13 @@ lint: build
 ## bench: the benchmarks, with figures
 bench: build
 	$(PY) -m pytest benches --benchmark-enable --benchmark-only --benchmark-columns=min,mean,max,rounds -p no:randomly
+
+## bench-e2e: one table (and docs/bench-e2e.png) of ed-extractor vs bare loops, curl and aria2c
+## on a local nginx; SIZE, RUNS and E2E_ARGS (e.g. "--payloads binary --destinations tmpfs") adjust it
+SIZE ?= 1GiB
+RUNS ?= 3
+bench-e2e: build
+	$(PY) benches/e2e.py --size $(SIZE) --runs $(RUNS) $(E2E_ARGS)
 
 ## image: the container image localhost/ed-extractor:dev with podman (local Debian bases without a registry)
 image:

@@ -5,6 +5,7 @@ need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v aria2c >/dev/null 2>&1 || need+=(aria2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -x /usr/bin/time ] || need+=(time)  # GNU time: the peak RSS in make bench-e2e
 [ -e /usr/share/misc/magic.mgc ] || ldconfig -p 2>/dev/null | grep -q libmagic.so.1 || need+=(libmagic1)
 command -v cargo >/dev/null 2>&1 || { echo "setup-system: cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
 if [ ${#need[@]} -eq 0 ]; then
