@@ -35,7 +35,7 @@ GB = 1e9
 CHUNK = 128 * 1024
 PAYLOADS = ("binary", "gzip")
 DESTINATIONS = ("tmpfs", "disk")
-ED = [sys.executable, "-m", "ed_extractor", "fetch"]
+ED = ["-m", "ed_extractor", "fetch"]  # after the interpreter of --ed-python
 TIME = "/usr/bin/time"  # GNU time (Debian package "time")
 Output = Literal["file", "count", "digest-and-file"]
 
@@ -83,6 +83,7 @@ class Tool:
 def _ed(connections: int) -> Callable[[str, Path], list[str]]:
     def argv(url: str, out: Path) -> list[str]:
         return [
+            ED_PYTHON[0],
             *ED,
             url,
             "--dest",
@@ -125,6 +126,7 @@ def _curl_null(url: str, out: Path) -> list[str]:
     return ["curl", "-sSf", "-o", "/dev/null", "-w", "%{size_download}", url]
 
 
+ED_PYTHON = [sys.executable]  # --ed-python: measure the ed-extractor of another environment
 NATIVE, PYTHON = {"ED_EXTRACTOR_NATIVE": "1"}, {"ED_EXTRACTOR_NATIVE": "0"}
 ED_1, ED_8 = "ed-extractor fetch, 1 connection", "ed-extractor fetch, 8 connections"
 BARE, NAIVE = (
@@ -409,7 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit-rate", default="20m", help="nginx limit_rate of the slow server")
     parser.add_argument("--disk-dir", type=Path, default=Path("/var/tmp"))
     parser.add_argument("--chart", type=Path, default=Path("docs/bench-e2e.png"))
+    parser.add_argument(
+        "--ed-python",
+        default=sys.executable,
+        help="interpreter whose ed-extractor is measured (default: this one)",
+    )
     options = parser.parse_args(args)
+    ED_PYTHON[0] = options.ed_python
     needed = {TIME, *(t.needs for t in TOOLS if t.needs)}
     missing = sorted(need for need in needed if shutil.which(need) is None)
     if missing:

@@ -178,6 +178,16 @@ def test_a_bad_parallel_value_is_one_line_and_exit_2(
     assert "parallel" in result.stderr
 
 
+def test_two_urls_stored_under_one_name_are_refused(tmp_path: Path) -> None:
+    result = cli("fetch", "http://127.0.0.1:9/a/x.bin", "http://127.0.0.1:9/b/x.bin",
+                 "--dest", str(tmp_path))  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "ed-extractor: error: several URLs would be stored as 'x.bin'; fetch them one by one"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sources_at_once_prefers_the_setting_then_the_file_then_two() -> None:
     file = parse_sources_file('[defaults]\nparallel = 5\n[[source]]\nurl = "http://h/x.gz"\n')
     assert file.parallel == 5

@@ -205,6 +205,10 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     specs = [
         SourceSpec(url=url, name=args.name, expect_sha256=args.expect_sha256) for url in args.urls
     ]
+    names = [spec.name for spec in specs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # they would share one part file and one manifest row
+        raise UsageError(f"several URLs would be stored as {twice[0]!r}; fetch them one by one")
     return _fetch_sources(settings, specs, args.json, parallel=settings.sources_at_once())
 
 
