@@ -6,7 +6,7 @@ READY  := $(VENV)/.ready
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test lint bench fuzz image deploy-check system-deps build clean
+.PHONY: demo test lint bench bench-e2e fuzz image deploy-check system-deps build clean
 
 ## demo: the main job on a generated local mirror (download, then unchanged, then the manifest)
 demo: build
@@ -32,6 +32,13 @@ bench: build
 ## fuzz: the property tests of the gzip and zstd checks with many more examples (default 5000)
 fuzz: build
 	ED_EXTRACTOR_FUZZ_EXAMPLES=$${ED_EXTRACTOR_FUZZ_EXAMPLES:-5000} $(PY) -m pytest tests/test_compressed_properties.py -p no:randomly --timeout=0
+
+## bench-e2e: one table (and docs/bench-e2e.png) of ed-extractor vs bare loops, curl and aria2c
+## on a local nginx; SIZE, RUNS and E2E_ARGS (e.g. "--payloads binary --destinations tmpfs") adjust it
+SIZE ?= 1GiB
+RUNS ?= 3
+bench-e2e: build
+	$(PY) benches/e2e.py --size $(SIZE) --runs $(RUNS) $(E2E_ARGS)
 
 ## image: the container image localhost/ed-extractor:dev with podman (local Debian bases without a registry)
 image:

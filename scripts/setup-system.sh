@@ -32,6 +32,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v aria2c >/dev/null 2>&1 || need+=(aria2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -x /usr/bin/time ] || need+=(time)  # GNU time: the peak RSS in make bench-e2e
 [ -e /usr/share/misc/magic.mgc ] || ldconfig -p 2>/dev/null | grep -q libmagic.so.1 || need+=(libmagic1)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

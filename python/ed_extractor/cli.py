@@ -47,6 +47,21 @@ def _connections(value: str) -> ConnectionsSetting:
     return int(value)
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _add_parallel_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parallel",
+        type=_positive,
+        metavar="K",
+        help="sources worked on at once (default: $ED_EXTRACTOR_PARALLEL, [defaults], else 2)",
+    )
+
+
 def _sha256_hex(value: str) -> str:
     try:
         return normalize_sha256(value)
@@ -86,12 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--expect-sha256", type=_sha256_hex, metavar="HEX")
     fetch.add_argument("--no-verify", action="store_true", help="skip the content checks")
+    _add_parallel_option(fetch)
     fetch.add_argument("--json", action="store_true", help="one JSON object per source")
 
     run = commands.add_parser("run", help="fetch every enabled source of the configuration")
     run.add_argument("--config", type=Path, help="sources TOML (default: built-in Spansh list)")
     run.add_argument("--dest", type=Path, help="destination folder")
     run.add_argument("--only", nargs="+", metavar="NAME", help="fetch only these sources")
+    _add_parallel_option(run)
     run.add_argument("--json", action="store_true", help="one JSON object per source")
 
     manifest = commands.add_parser("manifest", help="list the files recorded in the manifest")
@@ -120,6 +137,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["manifest"] = args.manifest
     if getattr(args, "config", None) is not None:
         overrides["config"] = args.config
+    if getattr(args, "parallel", None) is not None:
+        overrides["parallel"] = args.parallel
     settings = Settings.from_environment(**overrides)
     configure_logging(settings.log_format)
     return settings
@@ -137,7 +156,9 @@ def _print_outcomes(outcomes: Iterable[SourceOutcome], as_json: bool) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: bool) -> int:
+def _fetch_sources(
+    settings: Settings, specs: Sequence[SourceSpec], as_json: bool, *, parallel: int
+) -> int:
     from ed_extractor.http import make_client
     from ed_extractor.manifest import ManifestStore
     from ed_extractor.metrics import RunMetrics
@@ -165,7 +186,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             client,
             store,
             dest,
-            progress=progress_for_terminal,
+            progress=progress_for_terminal(),
             verify=settings.verify,
             s3=S3Access(S3Config.from_settings(settings)),
             connections=settings.connections,
@@ -179,7 +200,8 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             ),
         )
         metrics = RunMetrics.from_settings(settings)  # keeps the outcomes as they are printed
-        code = _print_outcomes(metrics.observe(fetcher.fetch_all(specs)), as_json)
+        outcomes = fetcher.fetch_all(specs, parallel=parallel)
+        code = _print_outcomes(metrics.observe(outcomes), as_json)
         metrics.export(store)
         return code
 
@@ -219,14 +241,19 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         SourceSpec(url=url, name=args.name, expect=args.expect, expect_sha256=args.expect_sha256)
         for url in args.urls
     ]
-    return _fetch_sources(settings, specs, args.json)
+    names = [spec.name for spec in specs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # they would share one part file and one manifest row
+        raise UsageError(f"several URLs would be stored as {twice[0]!r}; fetch them one by one")
+    return _fetch_sources(settings, specs, args.json, parallel=settings.sources_at_once())
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ed_extractor.settings import load_sources
+    from ed_extractor.settings import load_sources_file
 
     settings = _settings(args)
-    specs = load_sources(settings.config)
+    sources = load_sources_file(settings.config)
+    specs = sources.sources
     if args.only:
         known = {spec.name for spec in specs}
         unknown = sorted(set(args.only) - known)
@@ -235,7 +262,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         specs = [spec for spec in specs if spec.name in args.only]
     else:
         specs = [spec for spec in specs if spec.enabled]
-    return _fetch_sources(settings, specs, args.json)
+    return _fetch_sources(settings, specs, args.json, parallel=settings.sources_at_once(sources))
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:

@@ -2,8 +2,9 @@
 
 A sources file holds an optional ``[defaults]`` table and one ``[[source]]`` table per source::
 
-    [defaults]                 # optional: expect, enabled, verify, max_bytes, connections
+    [defaults]                 # optional: expect, enabled, verify, max_bytes, connections, parallel
     expect = "gzip"
+    parallel = 2               # sources a run works on at once (of the whole run, not per source)
 
     [[source]]
     url = "https://downloads.spansh.co.uk/galaxy_1day.json.gz"   # required
@@ -41,6 +42,7 @@ ConnectionsSetting = Annotated[int, Field(ge=1)] | Literal["auto"]
 
 ENV_PREFIX = "ED_EXTRACTOR_"
 DEFAULT_SOURCES = "default_sources.toml"
+DEFAULT_PARALLEL = 2
 
 # Network and retry defaults: written here only (http.make_client and RetryPolicy use them too).
 CONNECT_TIMEOUT_S = 10.0
@@ -92,6 +94,8 @@ class Settings(BaseSettings):
     )
     s3_region: str | None = Field(default=None, description="signing region; None: AWS config")
     s3_anonymous: bool = Field(default=False, description="unsigned requests (public buckets)")
+    # Several sources at once (ED_EXTRACTOR_PARALLEL); None: [defaults] parallel, else 2
+    parallel: int | None = Field(default=None, ge=1, description="sources worked on at once")
 
     def __init__(self, /, **values: Any) -> None:
         try:
@@ -111,6 +115,14 @@ class Settings(BaseSettings):
         """The manifest file: ``manifest`` if set, else ``<dest>/manifest.sqlite3``."""
         return self.manifest if self.manifest is not None else default_manifest_path(self.dest)
 
+    def sources_at_once(self, sources: SourcesFile | None = None) -> int:
+        """How many sources to work on at once: this setting, else the sources file's, else 2."""
+        if self.parallel is not None:
+            return self.parallel
+        if sources is not None and sources.parallel is not None:
+            return sources.parallel
+        return DEFAULT_PARALLEL
+
 
 class SourceDefaults(BaseModel):
     """The ``[defaults]`` table: values for keys a ``[[source]]`` table leaves out."""
@@ -122,6 +134,10 @@ class SourceDefaults(BaseModel):
     verify: bool = True
     max_bytes: int | None = Field(default=None, gt=0)
     connections: ConnectionsSetting | None = None
+    parallel: int | None = Field(default=None, gt=0, description="of the run, not per source")
+
+
+RUN_DEFAULTS = frozenset({"parallel"})  # [defaults] keys that belong to the run, not each source
 
 
 class SourceSpec(BaseModel):
@@ -168,11 +184,30 @@ class SourceSpec(BaseModel):
         return sanitize_name(value)
 
 
+class SourcesFile(BaseModel):
+    """A parsed sources file: its sources and the run-wide values of its ``[defaults]``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sources: list[SourceSpec]
+    parallel: int | None = None
+
+
 def load_sources(path: Path | None = None) -> list[SourceSpec]:
     """Read the sources file at ``path``, or the built-in list of Spansh dumps when None."""
+    return load_sources_file(path).sources
+
+
+def parse_sources(text: str, *, origin: str = "<string>") -> list[SourceSpec]:
+    """Parse the text of a sources file; ``origin`` names it in error messages."""
+    return parse_sources_file(text, origin=origin).sources
+
+
+def load_sources_file(path: Path | None = None) -> SourcesFile:
+    """Read the sources file at ``path`` (None: the built-in list), run-wide defaults included."""
     if path is None:
         text = files("ed_extractor").joinpath(DEFAULT_SOURCES).read_text(encoding="utf-8")
-        return parse_sources(text, origin=f"built-in {DEFAULT_SOURCES}")
+        return parse_sources_file(text, origin=f"built-in {DEFAULT_SOURCES}")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -181,10 +216,10 @@ def load_sources(path: Path | None = None) -> list[SourceSpec]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    return parse_sources(text, origin=str(path))
+    return parse_sources_file(text, origin=str(path))
 
 
-def parse_sources(text: str, *, origin: str = "<string>") -> list[SourceSpec]:
+def parse_sources_file(text: str, *, origin: str = "<string>") -> SourcesFile:
     """Parse the text of a sources file; ``origin`` names it in error messages."""
     try:
         document = tomllib.loads(text)
@@ -196,6 +231,7 @@ def parse_sources(text: str, *, origin: str = "<string>") -> list[SourceSpec]:
             f"{origin}: unknown top-level key {unknown[0]!r} (expected [defaults] and [[source]])"
         )
     defaults = _parse_defaults(document.get("defaults", {}), origin)
+    run_wide = {key: defaults.pop(key) for key in RUN_DEFAULTS & set(defaults)}
     tables = document.get("source")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{origin}: expected one or more [[source]] tables")
@@ -217,7 +253,7 @@ def parse_sources(text: str, *, origin: str = "<string>") -> list[SourceSpec]:
             )
         seen[spec.name] = number
         specs.append(spec)
-    return specs
+    return SourcesFile(sources=specs, **run_wide)
 
 
 def _parse_defaults(table: object, origin: str) -> dict[str, Any]:

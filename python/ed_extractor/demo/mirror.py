@@ -110,15 +110,19 @@ def start_mirror(
     port: int = 0,
     prefer: Preference = "auto",
     handler: type[StaticFileHandler] | None = None,
+    limit_rate: str | None = None,
 ) -> Mirror:
     """Serve ``root`` over HTTP on ``host:port`` (0: a free port) and return the running mirror.
 
     ``prefer="auto"`` uses nginx when installed and falls back to Python if nginx will not start;
     ``"nginx"`` requires nginx; ``"python"`` (or a custom ``handler`` class) uses the Python server.
+    ``limit_rate`` (nginx's syntax, e.g. ``"20m"``: bytes per second per connection) requires nginx.
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise MirrorError(f"not a directory: {root}")
+    if limit_rate is not None:
+        prefer = "nginx"
     if prefer == "python" or handler is not None:
         return _start_python(root, host, port, handler or StaticFileHandler)
     binary = nginx_path()
@@ -127,7 +131,7 @@ def start_mirror(
             raise MirrorError("nginx is not installed (looked on PATH and in /usr/sbin)")
         return _start_python(root, host, port, StaticFileHandler)
     try:
-        return _start_nginx(binary, root, host, port)
+        return _start_nginx(binary, root, host, port, limit_rate)
     except MirrorError as error:
         if prefer == "nginx":
             raise
@@ -176,7 +180,14 @@ def _nginx_build(binary: str) -> tuple[tuple[int, ...], set[str]]:
     return version, set(re.findall(r"--without-http_(\w+?)_module", info))
 
 
-def nginx_config(prefix: Path, root: Path, host: str, port: int, without: set[str]) -> str:
+def nginx_config(
+    prefix: Path,
+    root: Path,
+    host: str,
+    port: int,
+    without: set[str],
+    limit_rate: str | None = None,
+) -> str:
     """A minimal nginx.conf: everything nginx writes stays inside ``prefix``."""
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     user = ""
@@ -188,6 +199,7 @@ def nginx_config(prefix: Path, root: Path, host: str, port: int, without: set[st
         if module not in without
     )
     types = "".join(f"        {ctype} {ext};\n" for ext, ctype in CONTENT_TYPES.items())
+    throttle = "" if limit_rate is None else f"        limit_rate {limit_rate};\n"
     return (
         f"{user}worker_processes 1;\n"
         "daemon off;\n"
@@ -211,20 +223,21 @@ def nginx_config(prefix: Path, root: Path, host: str, port: int, without: set[st
         "        server_name localhost;\n"
         f'        root "{root}";\n'
         "        disable_symlinks on from=$document_root;\n"  # no way out of root via links
+        f"{throttle}"
         "        location / { }\n"
         "    }\n"
         "}\n"
     )
 
 
-def _start_nginx(binary: str, root: Path, host: str, port: int) -> Mirror:
+def _start_nginx(binary: str, root: Path, host: str, port: int, limit_rate: str | None) -> Mirror:
     version, without = _nginx_build(binary)
     attempts = 1 if port else 5  # a port picked here may be taken before nginx binds it
     for attempt in range(attempts):
         chosen = port or _free_port(host)
         prefix = Path(tempfile.mkdtemp(prefix="ed-extractor-nginx-"))
         conf = prefix / "nginx.conf"
-        conf.write_text(nginx_config(prefix, root, host, chosen, without))
+        conf.write_text(nginx_config(prefix, root, host, chosen, without, limit_rate))
         command = [binary, "-p", f"{prefix}/", "-c", str(conf)]
         if version >= (1, 19, 5):  # else the compiled-in error log is opened before the config
             command += ["-e", str(prefix / "error.log")]

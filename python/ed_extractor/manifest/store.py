@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -127,6 +128,7 @@ class ManifestStore:
     """The manifest at ``path``: opened (created and migrated when needed) on construction.
 
     Every public method is one transaction; a busy timeout lets several processes share the file.
+    Threads of one run may share the store: its methods take turns on the one connection.
     Any SQLite failure is raised as ManifestError naming the path.
     """
 
@@ -135,8 +137,11 @@ class ManifestStore:
         self._base = str(path.resolve().parent)
         if not create and not path.exists():
             raise ManifestError(f"no manifest at {path}")
+        self._lock = threading.RLock()
         try:
-            self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self._conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise ManifestError(f"cannot open manifest {path}: {exc}") from None
         try:
@@ -162,7 +167,8 @@ class ManifestStore:
 
     def close(self) -> None:
         """Close the connection; the store is unusable afterwards. Closing twice is harmless."""
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     def get(self, name: str) -> ManifestRecord | None:
         """Return the current record of ``name``, or None if it was never downloaded."""
@@ -283,11 +289,12 @@ class ManifestStore:
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
-        """Translate sqlite3 errors into ManifestError naming the file."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise ManifestError(f"cannot {action} manifest {self.path}: {exc}") from None
+        """Hold the connection for the block; translate sqlite3 errors into ManifestError."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise ManifestError(f"cannot {action} manifest {self.path}: {exc}") from None
 
     def _file(self, row: sqlite3.Row) -> ManifestRecord:
         data = dict(row)

@@ -21,6 +21,7 @@ from ed_extractor.manifest import (
     record_is_intact,
 )
 from ed_extractor.paths import part_path, resolve_inside
+from ed_extractor.pipeline.concurrency import completed
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.file_transfer import (
     Connections,
@@ -116,10 +117,19 @@ class DumpFetcher:
         self._blake3 = blake3
         self._retry = retry or RetryPolicy()
 
-    def fetch_all(self, specs: Iterable[SourceSpec]) -> Iterator[SourceOutcome]:
-        """Fetch each source in turn; one failing source does not stop the others."""
-        for spec in specs:
-            yield self.fetch(spec)
+    def fetch_all(
+        self, specs: Iterable[SourceSpec], *, parallel: int = 1
+    ) -> Iterator[SourceOutcome]:
+        """Fetch the sources, up to ``parallel`` at once, yielding each outcome as it finishes.
+
+        One failing source does not stop the others. Concurrent sources share the client's
+        connection pool and the manifest store (whose methods take turns).
+        """
+        pending = list(specs)
+        if parallel <= 1 or len(pending) <= 1:
+            yield from map(self.fetch, pending)
+        else:
+            yield from completed(self.fetch, pending, workers=parallel, name="source")
 
     def fetch(self, spec: SourceSpec) -> SourceOutcome:
         """Bring one source up to date; never raises for a per-source failure."""
