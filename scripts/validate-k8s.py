@@ -12,7 +12,8 @@
    restartPolicy, imagePullPolicy, seccomp, access modes...), quantities with requests <= limits,
    names, references (volumes, ConfigMaps, PVCs), and the project's rules for the CronJob: the
    securityContext of issue 5, the job's deadlines, the ED_EXTRACTOR_* variables (real settings,
-   valid values) and the sources.toml the ConfigMap carries (parsed by ed-extractor itself).
+   valid values) and the sources.toml the ConfigMap carries (parsed by ed-extractor itself);
+   and for the EDDN Deployment: one replica, Recreate, the same securityContext and settings.
 
 Prints one line per problem; exit status 0 when there is none, 1 otherwise.
 """
@@ -362,15 +363,55 @@ def _settings_problems(
     return problems
 
 
+# --- the project's rules for the EDDN Deployment ---------------------------------------------
+
+
+def deployment_problems(resources: list[Resource]) -> list[str]:
+    """The EDDN recorder's Deployment: one replica replaced by Recreate, hardened, data on a PVC."""
+    problems = []
+    for deployment in [r for r in resources if r.get("kind") == "Deployment"]:
+        where = kind_name(deployment)
+        spec = deployment.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {})
+        if spec.get("replicas") != 1:
+            problems.append(f"{where}: replicas must be 1 (one writer of the hourly files)")
+        if spec.get("strategy", {}).get("type") != "Recreate":
+            problems.append(f"{where}: strategy.type must be Recreate (never two writers)")
+        if not isinstance(pod.get("terminationGracePeriodSeconds"), int):
+            problems.append(f"{where}: terminationGracePeriodSeconds must be set")
+        containers = pod.get("containers", [])
+        if len(containers) != 1:
+            problems.append(f"{where}: expected one container")
+            continue
+        container = containers[0]
+        args = container.get("args", [])
+        if args[:1] != ["eddn"] or "--duration" in args:
+            problems.append(f"{where}: args must run `eddn` without --duration (until SIGTERM)")
+        problems += _security_problems(where, pod.get("securityContext", {}), container)
+        for section in ("requests", "limits"):
+            for name in ("cpu", "memory"):
+                if name not in (container.get("resources", {}).get(section) or {}):
+                    problems.append(f"{where}: resources.{section}.{name} must be set")
+        if container.get("image", "").split(":")[0] == "ed-extractor":
+            problems.append(
+                f"{where}: the image placeholder was not replaced (kustomization images)"
+            )
+        problems += _settings_problems(where, resources, pod, container, {})
+    return problems
+
+
 def problems_of(directory: Path) -> tuple[list[Resource], list[str]]:
     """Render ``directory`` and collect every problem (empty when valid)."""
     try:
         resources = render(directory)
     except (RenderError, yaml.YAMLError) as exc:
         return [], [f"render: {exc}"]
-    return resources, schema_problems(resources) + rule_problems(resources) + policy_problems(
-        resources
-    )
+    return resources, [
+        *schema_problems(resources),
+        *rule_problems(resources),
+        *policy_problems(resources),
+        *deployment_problems(resources),
+    ]
 
 
 def main(argv: list[str]) -> int:

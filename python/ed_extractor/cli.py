@@ -13,6 +13,8 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from ed_extractor import __version__
+from ed_extractor.commands import api as api_command
+from ed_extractor.commands import eddn as eddn_command
 from ed_extractor.errors import EdExtractorError, UsageError
 from ed_extractor.hashing import BACKEND
 from ed_extractor.http import make_client
@@ -92,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = commands.add_parser("manifest", help="list the files recorded in the manifest")
     _add_destination_options(manifest)
     manifest.add_argument("--json", action="store_true", help="one JSON object per source")
+    api_command.add_parser(commands)
+    eddn_command.add_parser(commands)
     return parser
 
 
@@ -216,6 +220,7 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"probe": _cmd_probe, "fetch": _cmd_fetch, "run": _cmd_run, "manifest": _cmd_manifest}
+_COMMANDS |= {"api": api_command.run, "eddn": eddn_command.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

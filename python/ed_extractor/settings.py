@@ -27,7 +27,15 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -66,6 +74,14 @@ class Settings(BaseSettings):
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait for another run's lock")
     metrics_file: Path | None = Field(default=None, description="Prometheus text file to write")
     pushgateway_url: str | None = Field(default=None, description="Pushgateway to push metrics to")
+    # API fetcher (`api dump`) and EDDN stream (`eddn`)
+    api_base_url: str = Field(default="https://spansh.co.uk", description="Spansh API root")
+    api_rate: float = Field(default=2.0, gt=0, description="API requests per second per host")
+    api_burst: int = Field(default=4, ge=1, description="API requests allowed back to back")
+    api_auth_header: SecretStr | None = Field(default=None, description="'Name: value' to send")
+    api_poll_total_s: float = Field(default=60.0, gt=0, description="longest wait for a search")
+    eddn_endpoint: str = Field(default="tcp://eddn.edcd.io:9500", description="EDDN relay")
+    eddn_silence_timeout_s: float = Field(default=60.0, gt=0, description="reconnect after")
 
     def __init__(self, /, **values: Any) -> None:
         try:
