@@ -278,14 +278,20 @@ def policy_problems(resources: list[Resource]) -> list[str]:
     if len(containers) != 1:
         return [*problems, f"{where}: expected one container"]
     container = containers[0]
-    problems += _security_problems(where, pod.get("securityContext", {}), container)
+    problems += _container_problems(where, pod, container)
+    return problems + _settings_problems(where, resources, pod, container, job_spec)
+
+
+def _container_problems(where: str, pod: Resource, container: Resource) -> list[str]:
+    """The securityContext, the cpu/memory requests and limits, the image replaced."""
+    problems = _security_problems(where, pod.get("securityContext", {}), container)
     for section in ("requests", "limits"):
         for name in ("cpu", "memory"):
             if name not in (container.get("resources", {}).get(section) or {}):
                 problems.append(f"{where}: resources.{section}.{name} must be set")
     if container.get("image", "").split(":")[0] == "ed-extractor":
         problems.append(f"{where}: the image placeholder was not replaced (kustomization images)")
-    return problems + _settings_problems(where, resources, pod, container, job_spec)
+    return problems
 
 
 def _security_problems(where: str, pod_context: Resource, container: Resource) -> list[str]:
@@ -387,15 +393,7 @@ def deployment_problems(resources: list[Resource]) -> list[str]:
         args = container.get("args", [])
         if args[:1] != ["eddn"] or "--duration" in args:
             problems.append(f"{where}: args must run `eddn` without --duration (until SIGTERM)")
-        problems += _security_problems(where, pod.get("securityContext", {}), container)
-        for section in ("requests", "limits"):
-            for name in ("cpu", "memory"):
-                if name not in (container.get("resources", {}).get(section) or {}):
-                    problems.append(f"{where}: resources.{section}.{name} must be set")
-        if container.get("image", "").split(":")[0] == "ed-extractor":
-            problems.append(
-                f"{where}: the image placeholder was not replaced (kustomization images)"
-            )
+        problems += _container_problems(where, pod, container)
         problems += _settings_problems(where, resources, pod, container, {})
     return problems
 

@@ -152,13 +152,7 @@ def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: boo
             dest,
             progress=progress_for_terminal,
             verify=settings.verify,
-            retry=RetryPolicy(
-                attempts=settings.retry_attempts,
-                initial_wait_s=settings.retry_initial_wait_s,
-                max_wait_s=settings.retry_max_wait_s,
-                total_s=settings.retry_total_s,
-                deadline=deadline,
-            ),
+            retry=RetryPolicy.from_settings(settings, deadline),
         )
         metrics = RunMetrics.from_settings(settings)  # keeps the outcomes as they are printed
         code = _print_outcomes(metrics.observe(fetcher.fetch_all(specs)), as_json)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ed_extractor.commands import positive_number
 from ed_extractor.http import make_client
 from ed_extractor.logs import configure_logging
 from ed_extractor.manifest import ManifestStore
@@ -30,16 +31,6 @@ def _id64(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
@@ -53,7 +44,7 @@ def add_parser(commands: Any) -> None:
     dump = actions.add_parser("dump", help="store systems' dumps as <dest>/api/dump/<id64>.json")
     dump.add_argument("ids", nargs="+", type=_id64, metavar="ID64")
     dump.add_argument("--base-url", help="API root (default: $ED_EXTRACTOR_API_BASE_URL or Spansh)")
-    dump.add_argument("--rate", type=_positive_float, metavar="PER_SECOND",
+    dump.add_argument("--rate", type=positive_number, metavar="PER_SECOND",
                       help="requests per second per host (default 2)")  # fmt: skip
     dump.add_argument("--burst", type=_positive_int, metavar="N",
                       help="requests allowed back to back (default 4)")  # fmt: skip
@@ -76,19 +67,16 @@ def run(args: argparse.Namespace) -> int:
         destination_lock(dest, wait_s=settings.lock_wait_s),
         ManifestStore(settings.manifest_path) as store,
         make_client(
-            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_redirects=settings.max_redirects,
         ) as client,
     ):
         api = ApiFetcher(
             client,
             base_url=base_url,
             limiter=HostRateLimiter(settings.api_rate, settings.api_burst),
-            retry=RetryPolicy(
-                attempts=settings.retry_attempts,
-                initial_wait_s=settings.retry_initial_wait_s,
-                max_wait_s=settings.retry_max_wait_s,
-                total_s=settings.retry_total_s,
-            ),
+            retry=RetryPolicy.from_settings(settings),
             auth_header=auth,
             poll=PollSchedule(total_s=settings.api_poll_total_s),
         )

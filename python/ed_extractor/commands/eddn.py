@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ed_extractor.commands import positive_number
 from ed_extractor.errors import UsageError
 from ed_extractor.logs import configure_logging
 from ed_extractor.manifest import ManifestStore
@@ -21,16 +22,6 @@ from ed_extractor.pipeline.lock import destination_lock
 from ed_extractor.settings import Settings
 
 EXIT_OK = 0
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def add_parser(commands: Any) -> None:
@@ -49,13 +40,13 @@ def add_parser(commands: Any) -> None:
     )
     eddn.add_argument(
         "--duration",
-        type=_seconds,
+        type=positive_number,
         metavar="SECONDS",
         help="stop after this long (default: run until SIGTERM)",
     )
     eddn.add_argument(
         "--silence-timeout",
-        type=_seconds,
+        type=positive_number,
         metavar="SECONDS",
         help="reconnect after this long without a message (default 60)",
     )
