@@ -244,6 +244,26 @@ def test_a_killed_writers_part_file_is_recovered_up_to_its_last_whole_line(tmp_p
     assert not part.exists()
 
 
+def test_a_part_file_left_by_a_killed_run_is_finished_and_recorded_at_start(
+    relay: Relay, tmp_path: Path
+) -> None:
+    final = tmp_path / "eddn" / "journal-1" / "2026-12-03T05.jsonl.gz"
+    killed = GzipLineFile(final)
+    for n in range(3):
+        killed.write_line(json.dumps(journal(n)).encode())
+    killed.flush()
+    killed.abort()
+    recording = Recording(tmp_path, relay.endpoint)
+    stats = recording.finish()
+    assert stats.files == 1
+    assert lines_of(final) == [journal(n) for n in range(3)]
+    assert not final.with_name(final.name + ".part").exists()
+    with ManifestStore(tmp_path / "manifest.sqlite3") as store:
+        record = store.get("eddn/journal-1/2026-12-03T05.jsonl.gz")
+    assert record is not None
+    assert record.records == 3
+
+
 # --- the command ----------------------------------------------------------------------------------
 
 

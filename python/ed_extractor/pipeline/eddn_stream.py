@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import zmq
 
 from ed_extractor.manifest import ManifestRecord, ManifestStore
-from ed_extractor.paths import resolve_inside
+from ed_extractor.paths import PART_SUFFIX, resolve_inside
 from ed_extractor.pipeline.gzip_lines import GzipLineFile
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
 
@@ -32,6 +32,8 @@ POLL_INTERVAL_S = 0.2  # how quickly a stop request, the end of --duration or a 
 DRAIN_BATCH = 1000  # messages taken per wake-up before the clocks are looked at again
 FLUSH_INTERVAL_S = 5.0  # the compressor is flushed this often, so a killed run loses less
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+$")
+_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
+_FILE_SUFFIX = ".jsonl.gz"
 
 
 class MalformedMessageError(ValueError):
@@ -157,6 +159,22 @@ class EddnRecorder:
             self._close(schema)
         return hour
 
+    def recover(self) -> int:
+        """Finish the part files a killed run left (up to their last whole line); return how many.
+
+        Each is published and recorded like a file whose hour has ended; a later message of the
+        same hour continues the published file.
+        """
+        recovered = 0
+        for part in sorted(self._dest.glob(f"eddn/*/*{_FILE_SUFFIX}{PART_SUFFIX}")):
+            schema, hour = part.parent.name, part.name.removesuffix(_FILE_SUFFIX + PART_SUFFIX)
+            if schema in self._open or not _SCHEMA_NAME.match(schema) or not _HOUR.match(hour):
+                continue
+            self._file_for(schema, hour)
+            self._close(schema)
+            recovered += 1
+        return recovered
+
     def flush(self) -> None:
         """Push compressed data of every open file to disk."""
         for entry in self._open.values():
@@ -182,7 +200,7 @@ class EddnRecorder:
 
     @staticmethod
     def _name(schema: str, hour: str) -> str:
-        return f"eddn/{schema}/{hour}.jsonl.gz"
+        return f"eddn/{schema}/{hour}{_FILE_SUFFIX}"
 
     def _close(self, schema: str) -> None:
         entry = self._open.pop(schema)
@@ -237,10 +255,11 @@ def run_stream(
     """Subscribe to ``endpoint`` and feed ``recorder`` until ``stop``, or ``duration_s`` is over.
 
     A stream silent for ``silence_timeout_s`` gets a new socket (a relay restart can leave a TCP
-    session dead without either side noticing); every such reconnect is counted. On return,
-    every open file is closed and recorded.
+    session dead without either side noticing); every such reconnect is counted. Part files a
+    killed run left are finished first; on return, every open file is closed and recorded.
     """
     stop = stop or threading.Event()
+    recorder.recover()
     deadline = None if duration_s is None else time.monotonic() + duration_s
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     socket = _subscribe(context, endpoint, silence_timeout_s)
