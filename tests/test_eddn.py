@@ -284,7 +284,7 @@ def test_sigterm_closes_every_file_cleanly(relay: Relay, tmp_path: Path) -> None
     for n in range(200):
         sent.append(commodity(n) if n % 3 else journal(n))
         relay.send(sent[-1])
-    time.sleep(1.0)
+    time.sleep(2.0)  # for the recorder to take them in; it then closes its files on SIGTERM
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr

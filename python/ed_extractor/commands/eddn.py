@@ -108,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
             metrics = RunMetrics.from_settings(settings)
             list(metrics.observe(recorder.outcomes))
             metrics.export(store)
+    counters = stats.as_dict()
     if args.json:
-        print(json.dumps(stats.as_dict()), flush=True)
+        print(json.dumps(counters), flush=True)
+    else:
+        print(", ".join(f"{name} {value}" for name, value in counters.items()), flush=True)
     return EXIT_OK
