@@ -22,8 +22,8 @@ from ed_extractor.logs import configure_logging
 from ed_extractor.manifest import ManifestStore
 from ed_extractor.metrics import RunMetrics
 from ed_extractor.paths import validate_url
-from ed_extractor.pipeline.lock import destination_lock
 from ed_extractor.pipeline.progress import progress_for_terminal
+from ed_extractor.pipeline.session import destination_session
 from ed_extractor.pipeline.spansh_dump import DumpFetcher, SourceOutcome
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.source_probe.prober import SourceProber
@@ -135,21 +135,11 @@ def _print_outcomes(outcomes: Iterable[SourceOutcome], as_json: bool) -> int:
 
 def _fetch_sources(settings: Settings, specs: Sequence[SourceSpec], as_json: bool) -> int:
     deadline = None if settings.deadline_s is None else time.monotonic() + settings.deadline_s
-    dest = settings.dest
-    dest.mkdir(parents=True, exist_ok=True)
-    with (
-        destination_lock(dest, wait_s=settings.lock_wait_s),
-        ManifestStore(settings.manifest_path) as store,
-        make_client(
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_redirects=settings.max_redirects,
-        ) as client,
-    ):
+    with destination_session(settings) as (store, client):
         fetcher = DumpFetcher(
             client,
             store,
-            dest,
+            settings.dest,
             progress=progress_for_terminal,
             verify=settings.verify,
             retry=RetryPolicy.from_settings(settings, deadline),

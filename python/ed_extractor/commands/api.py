@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ed_extractor.commands import positive_number
-from ed_extractor.http import make_client
 from ed_extractor.logs import configure_logging
-from ed_extractor.manifest import ManifestStore
 from ed_extractor.metrics import RunMetrics
 from ed_extractor.paths import validate_url
 from ed_extractor.pipeline.api_dump import SystemDumpFetcher, parse_id64
-from ed_extractor.pipeline.lock import destination_lock
+from ed_extractor.pipeline.session import destination_session
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.api_client import (
     ApiFetcher,
@@ -61,17 +59,7 @@ def run(args: argparse.Namespace) -> int:
     base_url = validate_url(settings.api_base_url)
     secret = settings.api_auth_header
     auth = parse_auth_header(secret.get_secret_value()) if secret is not None else None
-    dest = settings.dest
-    dest.mkdir(parents=True, exist_ok=True)
-    with (
-        destination_lock(dest, wait_s=settings.lock_wait_s),
-        ManifestStore(settings.manifest_path) as store,
-        make_client(
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_redirects=settings.max_redirects,
-        ) as client,
-    ):
+    with destination_session(settings) as (store, client):
         api = ApiFetcher(
             client,
             base_url=base_url,
@@ -83,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from ed_extractor.cli import _print_outcomes  # here: cli imports this module
 
         metrics = RunMetrics.from_settings(settings)
-        fetcher = SystemDumpFetcher(api, store, dest)
+        fetcher = SystemDumpFetcher(api, store, settings.dest)
         code = _print_outcomes(metrics.observe(fetcher.fetch_all(args.ids)), args.json)
         metrics.export(store)
         return code
