@@ -38,10 +38,10 @@ def _positive_int(text: str) -> int:
 def add_parser(commands: Any) -> None:
     """Register ``api`` and its ``dump`` subcommand on the top-level subparsers."""
     api = commands.add_parser("api", help="fetch from the Spansh API, rate-limited")
-    actions = api.add_subparsers(dest="api_command", required=True)
+    actions = api.add_subparsers(dest="api_command", required=True, metavar="dump")
     dump = actions.add_parser("dump", help="store systems' dumps as <dest>/api/dump/<id64>.json")
     dump.add_argument("ids", nargs="+", type=_id64, metavar="ID64")
-    dump.add_argument("--base-url", help="API root (default: $ED_EXTRACTOR_API_BASE_URL or Spansh)")
+    dump.add_argument("--base-url", metavar="URL", help="API root (default: Spansh)")
     dump.add_argument("--rate", type=positive_number, metavar="PER_SECOND",
                       help="requests per second per host (default 2)")  # fmt: skip
     dump.add_argument("--burst", type=_positive_int, metavar="N",
