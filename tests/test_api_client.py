@@ -266,3 +266,23 @@ def test_a_bad_id_is_a_usage_error_before_any_request(
     assert "id64" in result.stderr
     assert api.requests == 0
     assert not (tmp_path / "api").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "reason"),
+    [
+        (["--base-url", "ftp://example.org"], {}, "unsupported scheme"),
+        (["--rate", "0"], {}, "positive number"),
+        (["--burst", "0"], {}, "positive integer"),
+        ([], {"ED_EXTRACTOR_API_AUTH_HEADER": "Bearer token-without-a-name"}, "Name: value"),
+    ],
+)
+def test_bad_options_are_usage_errors_before_any_request(
+    base_url: str, api: SpanshApi, tmp_path: Path, args: list[str], env: dict[str, str], reason: str
+) -> None:
+    options = ["--base-url", base_url, *args]
+    result = cli("api", "dump", "1", *options, "--dest", str(tmp_path), env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert reason in line
+    assert api.requests == 0
