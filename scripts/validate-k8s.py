@@ -10,10 +10,11 @@
    checks; a missing schema (unknown kind or apiVersion) is a failure, not a warning.
 3. Check what the schema leaves out: cron syntax and time zone, enum values (concurrencyPolicy,
    restartPolicy, imagePullPolicy, seccomp, access modes...), quantities with requests <= limits,
-   names, references (volumes, ConfigMaps, PVCs), and the project's rules for the CronJob: a
+   names, references (volumes, ConfigMaps, PVCs), and the project's rules for each CronJob: a
    hardened securityContext (non-root, read-only root, no capabilities), the job's deadlines, the
    ED_EXTRACTOR_* variables (real settings, valid values) and the sources.toml the ConfigMap
-   carries (parsed by ed-extractor itself).
+   carries (parsed by ed-extractor itself); and for the EDDN Deployment: one replica, Recreate,
+   the same securityContext and settings.
 
 Prints one line per problem; exit status 0 when there is none, 1 otherwise.
 """
@@ -303,14 +304,20 @@ def _job_policy_problems(job: Resource, resources: list[Resource]) -> list[str]:
     if len(containers) != 1:
         return [*problems, f"{where}: expected one container"]
     container = containers[0]
-    problems += _security_problems(where, pod.get("securityContext", {}), container)
+    problems += _container_problems(where, pod, container)
+    return problems + _settings_problems(where, resources, pod, container, job_spec)
+
+
+def _container_problems(where: str, pod: Resource, container: Resource) -> list[str]:
+    """The securityContext, the cpu/memory requests and limits, the image replaced."""
+    problems = _security_problems(where, pod.get("securityContext", {}), container)
     for section in ("requests", "limits"):
         for name in ("cpu", "memory"):
             if name not in (container.get("resources", {}).get(section) or {}):
                 problems.append(f"{where}: resources.{section}.{name} must be set")
     if container.get("image", "").split(":")[0] == "ed-extractor":
         problems.append(f"{where}: the image placeholder was not replaced (kustomization images)")
-    return problems + _settings_problems(where, resources, pod, container, job_spec)
+    return problems
 
 
 def _security_problems(where: str, pod_context: Resource, container: Resource) -> list[str]:
@@ -392,15 +399,47 @@ def _settings_problems(
     return problems
 
 
+# --- the project's rules for the EDDN Deployment ---------------------------------------------
+
+
+def deployment_problems(resources: list[Resource]) -> list[str]:
+    """The EDDN recorder's Deployment: one replica replaced by Recreate, hardened, data on a PVC."""
+    problems = []
+    for deployment in [r for r in resources if r.get("kind") == "Deployment"]:
+        where = kind_name(deployment)
+        spec = deployment.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {})
+        if spec.get("replicas") != 1:
+            problems.append(f"{where}: replicas must be 1 (one writer of the hourly files)")
+        if spec.get("strategy", {}).get("type") != "Recreate":
+            problems.append(f"{where}: strategy.type must be Recreate (never two writers)")
+        if not isinstance(pod.get("terminationGracePeriodSeconds"), int):
+            problems.append(f"{where}: terminationGracePeriodSeconds must be set")
+        containers = pod.get("containers", [])
+        if len(containers) != 1:
+            problems.append(f"{where}: expected one container")
+            continue
+        container = containers[0]
+        args = container.get("args", [])
+        if args[:1] != ["eddn"] or "--duration" in args:
+            problems.append(f"{where}: args must run `eddn` without --duration (until SIGTERM)")
+        problems += _container_problems(where, pod, container)
+        problems += _settings_problems(where, resources, pod, container, {})
+    return problems
+
+
 def problems_of(directory: Path) -> tuple[list[Resource], list[str]]:
     """Render ``directory`` and collect every problem (empty when valid)."""
     try:
         resources = render(directory)
     except (RenderError, yaml.YAMLError) as exc:
         return [], [f"render: {exc}"]
-    return resources, schema_problems(resources) + rule_problems(resources) + policy_problems(
-        resources
-    )
+    return resources, [
+        *schema_problems(resources),
+        *rule_problems(resources),
+        *policy_problems(resources),
+        *deployment_problems(resources),
+    ]
 
 
 def main(argv: list[str]) -> int:

@@ -65,7 +65,11 @@ def problems_after(
     change(resources)
     if schema:
         return validate.schema_problems(resources)  # type: ignore[no-any-return]
-    return [*validate.rule_problems(resources), *validate.policy_problems(resources)]
+    return [
+        *validate.rule_problems(resources),
+        *validate.policy_problems(resources),
+        *validate.deployment_problems(resources),
+    ]
 
 
 # --- the manifests as shipped -------------------------------------------------------------------
@@ -78,7 +82,9 @@ def test_the_manifests_are_valid() -> None:
         "ConfigMap/ed-extractor-sources",
         "CronJob/ed-extractor",
         "CronJob/ed-extractor-verify",
+        "Deployment/ed-extractor-eddn",
         "PersistentVolumeClaim/ed-extractor-data",
+        "PersistentVolumeClaim/ed-extractor-eddn",
     ]
 
 
@@ -99,7 +105,7 @@ def test_the_script_exits_0_and_names_what_it_checked() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "4 resources valid" in result.stdout
+    assert "6 resources valid" in result.stdout
     assert "--strict" in result.stdout
 
 
@@ -311,6 +317,57 @@ def test_the_rules_the_schema_does_not_check(
     ],
 )
 def test_the_project_rules_for_the_cron_job(
+    rendered: list[Resource], change: Callable[[list[Resource]], None], expected: str
+) -> None:
+    problems = problems_after(rendered, change)
+    assert any(expected in p for p in problems), problems
+
+
+def eddn_deployment(resources: list[Resource]) -> Resource:
+    [deployment] = [r for r in resources if r["kind"] == "Deployment"]
+    return deployment
+
+
+def eddn_container(resources: list[Resource]) -> Resource:
+    return eddn_deployment(resources)["spec"]["template"]["spec"]["containers"][0]  # type: ignore[no-any-return]
+
+
+def test_the_eddn_deployment_records_until_stopped_into_its_own_volume(
+    rendered: list[Resource],
+) -> None:
+    spec = eddn_deployment(rendered)["spec"]
+    assert (spec["replicas"], spec["strategy"]["type"]) == (1, "Recreate")
+    assert eddn_container(rendered)["args"] == ["eddn", "--json"]
+    assert eddn_container(rendered)["image"] == "localhost/ed-extractor:dev"
+    [volume] = [v for v in spec["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    assert volume["persistentVolumeClaim"]["claimName"] == "ed-extractor-eddn"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: eddn_deployment(r)["spec"].update(replicas=2), "replicas must be 1"),
+        (
+            lambda r: eddn_deployment(r)["spec"].update(strategy={"type": "RollingUpdate"}),
+            "must be Recreate",
+        ),
+        (lambda r: eddn_container(r)["args"].extend(["--duration", "60"]), "without --duration"),
+        (
+            lambda r: eddn_container(r)["securityContext"].update(readOnlyRootFilesystem=False),
+            "readOnlyRootFilesystem must be true",
+        ),
+        (lambda r: eddn_container(r)["resources"].pop("requests"), "resources.requests.cpu"),
+        (
+            lambda r: eddn_container(r)["env"][3].update(value="0"),
+            "eddn_silence_timeout_s",
+        ),
+        (
+            lambda r: eddn_container(r)["env"][0].update(value="/tmp"),
+            "ED_EXTRACTOR_DEST /tmp is not a PVC mount",
+        ),
+    ],
+)
+def test_the_project_rules_for_the_eddn_deployment(
     rendered: list[Resource], change: Callable[[list[Resource]], None], expected: str
 ) -> None:
     problems = problems_after(rendered, change)

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, get_args
 
 from ed_extractor import __version__
+from ed_extractor.commands import api as api_command
+from ed_extractor.commands import eddn as eddn_command
 from ed_extractor.commands import verify as verify_command
 from ed_extractor.errors import EdExtractorError, UsageError
 from ed_extractor.hashing import BACKEND
@@ -115,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_destination_options(manifest)
     manifest.add_argument("--json", action="store_true", help="one JSON object per source")
     verify_command.add_parser(commands)
+    api_command.add_parser(commands)
+    eddn_command.add_parser(commands)
     return parser
 
 
@@ -159,45 +163,25 @@ def _print_outcomes(outcomes: Iterable[SourceOutcome], as_json: bool) -> int:
 def _fetch_sources(
     settings: Settings, specs: Sequence[SourceSpec], as_json: bool, *, parallel: int
 ) -> int:
-    from ed_extractor.http import make_client
-    from ed_extractor.manifest import ManifestStore
     from ed_extractor.metrics import RunMetrics
-    from ed_extractor.pipeline.lock import destination_lock
     from ed_extractor.pipeline.progress import progress_for_terminal
+    from ed_extractor.pipeline.session import destination_session
     from ed_extractor.pipeline.spansh_dump import DumpFetcher
     from ed_extractor.retry import RetryPolicy
-    from ed_extractor.services.file_transfer.segments import connections_per_file
     from ed_extractor.services.s3.access import S3Access, S3Config
 
     deadline = None if settings.deadline_s is None else time.monotonic() + settings.deadline_s
-    dest = settings.dest
-    dest.mkdir(parents=True, exist_ok=True)
-    with (
-        destination_lock(dest, wait_s=settings.lock_wait_s),
-        ManifestStore(settings.manifest_path) as store,
-        make_client(
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_redirects=settings.max_redirects,
-            connections_per_file=connections_per_file(settings.connections),
-        ) as client,
-    ):
+    with destination_session(settings) as (store, client):
         fetcher = DumpFetcher(
             client,
             store,
-            dest,
+            settings.dest,
             progress=progress_for_terminal(),
             verify=settings.verify,
             s3=S3Access(S3Config.from_settings(settings)),
             connections=settings.connections,
             blake3=settings.blake3,
-            retry=RetryPolicy(
-                attempts=settings.retry_attempts,
-                initial_wait_s=settings.retry_initial_wait_s,
-                max_wait_s=settings.retry_max_wait_s,
-                total_s=settings.retry_total_s,
-                deadline=deadline,
-            ),
+            retry=RetryPolicy.from_settings(settings, deadline),
         )
         metrics = RunMetrics.from_settings(settings)  # keeps the outcomes as they are printed
         outcomes = fetcher.fetch_all(specs, parallel=parallel)
@@ -283,7 +267,7 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"probe": _cmd_probe, "fetch": _cmd_fetch, "run": _cmd_run, "manifest": _cmd_manifest}
-_COMMANDS |= {"verify": verify_command.run}
+_COMMANDS |= {"verify": verify_command.run, "api": api_command.run, "eddn": eddn_command.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tenacity import (
     RetryCallState,
@@ -25,6 +26,9 @@ from ed_extractor.settings import (
     RETRY_TOTAL_S,
 )
 
+if TYPE_CHECKING:
+    from ed_extractor.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +41,17 @@ class RetryPolicy:
     max_wait_s: float = RETRY_MAX_WAIT_S
     total_s: float = RETRY_TOTAL_S
     deadline: float | None = None  # time.monotonic() of the run's deadline
+
+    @classmethod
+    def from_settings(cls, settings: Settings, deadline: float | None = None) -> RetryPolicy:
+        """The policy the run's settings describe (``retry_*``), ending at ``deadline``."""
+        return cls(
+            attempts=settings.retry_attempts,
+            initial_wait_s=settings.retry_initial_wait_s,
+            max_wait_s=settings.retry_max_wait_s,
+            total_s=settings.retry_total_s,
+            deadline=deadline,
+        )
 
     def retrying(self) -> Retrying:
         """A tenacity controller for one source under this policy."""

@@ -28,7 +28,15 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -96,6 +104,14 @@ class Settings(BaseSettings):
     s3_anonymous: bool = Field(default=False, description="unsigned requests (public buckets)")
     # Several sources at once (ED_EXTRACTOR_PARALLEL); None: [defaults] parallel, else 2
     parallel: int | None = Field(default=None, ge=1, description="sources worked on at once")
+    # API fetcher (`api dump`) and EDDN stream (`eddn`)
+    api_base_url: str = Field(default="https://spansh.co.uk", description="Spansh API root")
+    api_rate: float = Field(default=2.0, gt=0, description="API requests per second per host")
+    api_burst: int = Field(default=4, ge=1, description="API requests allowed back to back")
+    api_auth_header: SecretStr | None = Field(default=None, description="'Name: value' to send")
+    api_poll_total_s: float = Field(default=60.0, gt=0, description="longest wait for a search")
+    eddn_endpoint: str = Field(default="tcp://eddn.edcd.io:9500", description="EDDN relay")
+    eddn_silence_timeout_s: float = Field(default=60.0, gt=0, description="reconnect after")
 
     def __init__(self, /, **values: Any) -> None:
         try:

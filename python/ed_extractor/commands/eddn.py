@@ -1,0 +1,116 @@
+"""``ed-extractor eddn``: record the EDDN relay into hourly gzip files until SIGTERM/--duration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ed_extractor.commands import positive_number
+from ed_extractor.errors import UsageError
+from ed_extractor.logs import configure_logging
+from ed_extractor.manifest import ManifestStore
+from ed_extractor.metrics import RunMetrics
+from ed_extractor.pipeline.eddn_stream import EddnRecorder, run_stream
+from ed_extractor.pipeline.lock import destination_lock
+from ed_extractor.settings import Settings
+
+EXIT_OK = 0
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``eddn`` on the top-level subparsers."""
+    eddn = commands.add_parser("eddn", help="record the EDDN relay into hourly gzip files")
+    eddn.add_argument(
+        "--endpoint",
+        metavar="tcp://HOST:PORT",
+        help="relay to subscribe to (default: tcp://eddn.edcd.io:9500)",
+    )
+    eddn.add_argument(
+        "--schemas",
+        nargs="+",
+        metavar="NAME",
+        help="schemas to keep, e.g. commodity-3 journal-1 (default: all)",
+    )
+    eddn.add_argument(
+        "--duration",
+        type=positive_number,
+        metavar="SECONDS",
+        help="stop after this long (default: run until SIGTERM)",
+    )
+    eddn.add_argument(
+        "--silence-timeout",
+        type=positive_number,
+        metavar="SECONDS",
+        help="reconnect after this long without a message (default 60)",
+    )
+    eddn.add_argument("--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST)")
+    eddn.add_argument("--json", action="store_true", help="print the counters as JSON on exit")
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (the handlers are restored after)."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Record until stopped; print the counters; exit 0 unless a file could not be written."""
+    options = {
+        "dest": args.dest,
+        "eddn_endpoint": args.endpoint,
+        "eddn_silence_timeout_s": args.silence_timeout,
+    }
+    settings = Settings.from_environment(**{k: v for k, v in options.items() if v is not None})
+    configure_logging(settings.log_format)
+    endpoint = settings.eddn_endpoint
+    if not endpoint.startswith(("tcp://", "ipc://")):
+        raise UsageError(f"invalid EDDN endpoint {endpoint!r}: expected tcp://HOST:PORT")
+    folder = settings.dest / "eddn"
+    folder.mkdir(parents=True, exist_ok=True)
+    # The lock of <dest>/eddn: one recorder per folder, while dump runs keep using <dest>.
+    with (
+        destination_lock(folder, wait_s=settings.lock_wait_s),
+        ManifestStore(settings.manifest_path) as store,
+        _stop_on_signals() as stop,
+    ):
+        recorder = EddnRecorder(
+            settings.dest,
+            store,
+            endpoint,
+            schemas=frozenset(args.schemas) if args.schemas else None,
+        )
+        try:
+            stats = run_stream(
+                recorder,
+                endpoint,
+                silence_timeout_s=settings.eddn_silence_timeout_s,
+                duration_s=args.duration,
+                stop=stop,
+            )
+        finally:
+            metrics = RunMetrics.from_settings(settings)
+            list(metrics.observe(recorder.outcomes))
+            metrics.export(store)
+    counters = stats.as_dict()
+    if args.json:
+        print(json.dumps(counters), flush=True)
+    else:
+        print(", ".join(f"{name} {value}" for name, value in counters.items()), flush=True)
+    return EXIT_OK

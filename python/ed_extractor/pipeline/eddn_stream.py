@@ -1,0 +1,297 @@
+"""Record the EDDN relay (ZeroMQ, zlib JSON) into ``<dest>/eddn/<schema>/<hour>.jsonl.gz``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import zmq
+
+from ed_extractor.manifest import ManifestRecord, ManifestStore
+from ed_extractor.paths import PART_SUFFIX, resolve_inside
+from ed_extractor.pipeline.gzip_lines import GzipLineFile
+from ed_extractor.pipeline.spansh_dump import SourceOutcome
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "tcp://eddn.edcd.io:9500"
+HEADER_FIELDS = ("uploaderID", "softwareName", "softwareVersion", "gatewayTimestamp")
+HOUR_FORMAT = "%Y-%m-%dT%H"
+GZIP_MIME_TYPE = "application/gzip"
+POLL_INTERVAL_S = 0.2  # how quickly a stop request, the end of --duration or a new hour is seen
+DRAIN_BATCH = 1000  # messages taken per wake-up before the clocks are looked at again
+FLUSH_INTERVAL_S = 5.0  # the compressor is flushed this often, so a killed run loses less
+_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+$")
+_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
+_FILE_SUFFIX = ".jsonl.gz"
+
+
+class MalformedMessageError(ValueError):
+    """A message that is not zlib-compressed JSON of EDDN's envelope."""
+
+
+@dataclass(frozen=True)
+class EddnMessage:
+    """A decoded message: its schema name (``commodity-3``), whether it is a test, the object."""
+
+    schema: str
+    test: bool
+    document: dict[str, Any]
+
+
+def schema_name(schema_ref: str) -> tuple[str, bool]:
+    """``https://eddn.edcd.io/schemas/commodity/3`` -> (``commodity-3``, is a ``/test`` schema)."""
+    segments = [part for part in urlsplit(schema_ref).path.split("/") if part]
+    test = bool(segments) and segments[-1] == "test"
+    if test:
+        segments = segments[:-1]
+    name = "-".join(segments[-2:])
+    if len(segments) < 2 or not _SCHEMA_NAME.match(name):
+        raise MalformedMessageError(f"unusable $schemaRef {schema_ref!r}")
+    return name, test
+
+
+def decode_message(raw: bytes) -> EddnMessage:
+    """Decompress and parse one relay message; MalformedMessageError says what is wrong."""
+    try:
+        text = zlib.decompress(raw)
+    except zlib.error as exc:
+        raise MalformedMessageError(f"not zlib data ({exc})") from None
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedMessageError(f"not JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise MalformedMessageError("not a JSON object")
+    ref = document.get("$schemaRef")
+    header = document.get("header")
+    if not isinstance(ref, str):
+        raise MalformedMessageError("no $schemaRef")
+    if not isinstance(header, dict) or any(
+        not isinstance(header.get(f), str) for f in HEADER_FIELDS
+    ):
+        raise MalformedMessageError(f"header lacks one of {', '.join(HEADER_FIELDS)}")
+    if not isinstance(document.get("message"), dict):
+        raise MalformedMessageError("no message object")
+    name, test = schema_name(ref)
+    return EddnMessage(name, test, document)
+
+
+@dataclass
+class StreamStats:
+    """The counters ``eddn --json`` prints on exit."""
+
+    received: int = 0
+    written: int = 0
+    dropped: int = 0
+    malformed: int = 0
+    reconnects: int = 0
+    files: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return asdict(self)
+
+
+@dataclass
+class _OpenFile:
+    hour: str
+    file: GzipLineFile
+    opened: float = field(default_factory=time.monotonic)
+
+
+class EddnRecorder:
+    """Writes accepted messages to one file per schema and UTC hour, and records closed files.
+
+    ``clock`` gives the time of receipt (UTC); a test may pass its own to roll the hour.
+    ``schemas``: the schema names to keep (None: all). Test schemas are always dropped.
+    """
+
+    def __init__(
+        self,
+        dest: Path,
+        store: ManifestStore,
+        endpoint: str,
+        *,
+        schemas: frozenset[str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._dest = dest
+        self._store = store
+        self._endpoint = endpoint
+        self._schemas = schemas
+        self._clock = clock
+        self._open: dict[str, _OpenFile] = {}
+        self.stats = StreamStats()
+        self.outcomes: list[SourceOutcome] = []
+
+    def handle(self, raw: bytes) -> None:
+        """Take one relay message: write it, drop it, or count it as malformed."""
+        self.stats.received += 1
+        try:
+            message = decode_message(raw)
+        except MalformedMessageError as exc:
+            self.stats.malformed += 1
+            log.warning("malformed message: %s", exc, extra={"bytes": len(raw)})
+            return
+        if message.test or (self._schemas is not None and message.schema not in self._schemas):
+            self.stats.dropped += 1
+            return
+        hour = self.roll()
+        line = json.dumps(message.document, ensure_ascii=False, separators=(",", ":"))
+        self._file_for(message.schema, hour).write_line(line.encode())
+        self.stats.written += 1
+
+    def roll(self) -> str:
+        """Close the files of hours that are over; return the current hour."""
+        hour = self._clock().astimezone(UTC).strftime(HOUR_FORMAT)
+        for schema in [s for s, f in self._open.items() if f.hour != hour]:
+            self._close(schema)
+        return hour
+
+    def recover(self) -> int:
+        """Finish the part files a killed run left (up to their last whole line); return how many.
+
+        Each is published and recorded like a file whose hour has ended; a later message of the
+        same hour continues the published file.
+        """
+        recovered = 0
+        for part in sorted(self._dest.glob(f"eddn/*/*{_FILE_SUFFIX}{PART_SUFFIX}")):
+            schema, hour = part.parent.name, part.name.removesuffix(_FILE_SUFFIX + PART_SUFFIX)
+            if schema in self._open or not _SCHEMA_NAME.match(schema) or not _HOUR.match(hour):
+                continue
+            self._file_for(schema, hour)
+            self._close(schema)
+            recovered += 1
+        return recovered
+
+    def flush(self) -> None:
+        """Push compressed data of every open file to disk."""
+        for entry in self._open.values():
+            entry.file.flush()
+
+    def close_all(self) -> None:
+        """Close, hash and record every open file (on exit); every one is tried."""
+        errors: list[BaseException] = []
+        for schema in list(self._open):
+            try:
+                self._close(schema)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def _file_for(self, schema: str, hour: str) -> GzipLineFile:
+        entry = self._open.get(schema)
+        if entry is None:
+            final = resolve_inside(self._dest, self._name(schema, hour))
+            entry = self._open[schema] = _OpenFile(hour, GzipLineFile(final))
+        return entry.file
+
+    @staticmethod
+    def _name(schema: str, hour: str) -> str:
+        return f"eddn/{schema}/{hour}{_FILE_SUFFIX}"
+
+    def _close(self, schema: str) -> None:
+        entry = self._open.pop(schema)
+        closed = entry.file.close()
+        record = ManifestRecord(
+            name=self._name(schema, entry.hour),
+            url=self._endpoint,
+            final_url=self._endpoint,
+            path=str(closed.path),
+            bytes=closed.bytes,
+            sha256=closed.sha256,
+            regime="gzip",
+            mime_type=GZIP_MIME_TYPE,
+            uncompressed_bytes=closed.uncompressed_bytes,
+            records=closed.records,
+            downloaded_at=datetime.now(UTC),
+        )
+        elapsed = time.monotonic() - entry.opened
+        self._store.put(record, elapsed_s=elapsed, bytes_transferred=closed.bytes)
+        self.stats.files += 1
+        self.outcomes.append(SourceOutcome.from_record(record, "downloaded", elapsed))
+        log.info("file closed", extra={"source": record.name, "records": closed.records})
+
+
+def _subscribe(
+    context: zmq.Context[zmq.Socket[bytes]], endpoint: str, silence_s: float
+) -> zmq.Socket[bytes]:
+    """A SUB socket on ``endpoint`` for every topic, with ZMTP heartbeats and TCP keepalive."""
+    socket = context.socket(zmq.SUB)
+    heartbeat_ms = max(100, int(silence_s * 1000 / 3))
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.RECONNECT_IVL, 100)
+    socket.setsockopt(zmq.RECONNECT_IVL_MAX, 10_000)
+    socket.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
+    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, heartbeat_ms * 2)
+    socket.setsockopt(zmq.HEARTBEAT_TTL, heartbeat_ms * 3)
+    socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, max(1, int(silence_s)))
+    socket.setsockopt(zmq.SUBSCRIBE, b"")
+    socket.connect(endpoint)
+    return socket
+
+
+def run_stream(
+    recorder: EddnRecorder,
+    endpoint: str,
+    *,
+    silence_timeout_s: float,
+    duration_s: float | None = None,
+    stop: threading.Event | None = None,
+) -> StreamStats:
+    """Subscribe to ``endpoint`` and feed ``recorder`` until ``stop``, or ``duration_s`` is over.
+
+    A stream silent for ``silence_timeout_s`` gets a new socket (a relay restart can leave a TCP
+    session dead without either side noticing); every such reconnect is counted. Part files a
+    killed run left are finished first; on return, every open file is closed and recorded.
+    """
+    stop = stop or threading.Event()
+    recorder.recover()
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    socket = _subscribe(context, endpoint, silence_timeout_s)
+    last_message = last_flush = time.monotonic()
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            wait = POLL_INTERVAL_S if deadline is None else min(POLL_INTERVAL_S, deadline - now)
+            if socket.poll(max(1, int(wait * 1000)), zmq.POLLIN):
+                for _ in range(DRAIN_BATCH):
+                    try:
+                        raw = socket.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    recorder.handle(raw)
+                last_message = time.monotonic()
+            recorder.roll()
+            now = time.monotonic()
+            if now - last_message > silence_timeout_s:
+                log.warning("no message for %.1f s; reconnecting", now - last_message,
+                            extra={"endpoint": endpoint})  # fmt: skip
+                socket.close(linger=0)
+                socket = _subscribe(context, endpoint, silence_timeout_s)
+                recorder.stats.reconnects += 1
+                last_message = now
+            if now - last_flush >= FLUSH_INTERVAL_S:
+                recorder.flush()
+                last_flush = now
+    finally:
+        socket.close(linger=0)
+        context.term()
+        recorder.close_all()
+    return recorder.stats

@@ -1,0 +1,34 @@
+"""One run's hold on a destination: the folder locked, its manifest open, the shared HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import httpx
+
+from ed_extractor.http import make_client
+from ed_extractor.manifest import ManifestStore
+from ed_extractor.pipeline.lock import destination_lock
+from ed_extractor.services.file_transfer.segments import connections_per_file
+
+if TYPE_CHECKING:
+    from ed_extractor.settings import Settings
+
+
+@contextmanager
+def destination_session(settings: Settings) -> Iterator[tuple[ManifestStore, httpx.Client]]:
+    """Create ``settings.dest`` if needed, lock it, and yield its manifest and an HTTP client."""
+    settings.dest.mkdir(parents=True, exist_ok=True)
+    with (
+        destination_lock(settings.dest, wait_s=settings.lock_wait_s),
+        ManifestStore(settings.manifest_path) as store,
+        make_client(
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_redirects=settings.max_redirects,
+            connections_per_file=connections_per_file(settings.connections),
+        ) as client,
+    ):
+        yield store, client

@@ -1,0 +1,288 @@
+"""The rate-limited API fetcher and ``api dump``, against a local server that enforces a limit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ed_extractor.errors import TransferError, VerificationError
+from ed_extractor.http import make_client
+from ed_extractor.manifest import ManifestStore
+from ed_extractor.pipeline.api_dump import MAX_ID64, parse_id64
+from ed_extractor.retry import RetryPolicy
+from ed_extractor.services.api_client import (
+    ApiFetcher,
+    HostRateLimiter,
+    PollSchedule,
+    TokenBucket,
+    cursor_pages,
+    offset_pages,
+)
+from tests.spansh_api import BAD_JSON_ID, QUEUED_POLLS, SpanshApi, serve_api, system_dump
+from tests.test_cli import FETCH_KEYS, cli, json_lines
+
+QUICK_RETRY = RetryPolicy(attempts=3, initial_wait_s=0.01, max_wait_s=5.0)
+
+
+@pytest.fixture
+def api() -> SpanshApi:
+    return SpanshApi()
+
+
+@pytest.fixture
+def base_url(api: SpanshApi) -> Iterator[str]:
+    with serve_api(api) as url:
+        yield url
+
+
+def fetcher(
+    base_url: str, *, rate: float = 1000.0, burst: int = 1000, **options: Any
+) -> ApiFetcher:
+    options.setdefault("retry", QUICK_RETRY)
+    return ApiFetcher(
+        make_client(), base_url=base_url, limiter=HostRateLimiter(rate, burst), **options
+    )
+
+
+# --- the token bucket ---------------------------------------------------------------------------
+
+
+def test_a_bucket_gives_its_burst_at_once_then_one_token_per_interval() -> None:
+    now = [100.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0], sleep=sleep)
+    taken = [bucket.acquire() for _ in range(6)]
+    assert taken == [0.0, 0.0, 0.0, pytest.approx(0.5), pytest.approx(0.5), pytest.approx(0.5)]
+    now[0] += 10.0  # a long pause refills only up to the burst
+    assert [bucket.acquire() for _ in range(4)] == [0, 0, 0, pytest.approx(0.5)]
+
+
+def test_a_hold_off_delays_the_next_token() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=10.0, burst=5, clock=lambda: now[0], sleep=lambda s: None)
+    bucket.hold_off(2.0)
+    assert bucket.acquire() == pytest.approx(2.0)
+
+
+def test_rate_and_burst_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="rate > 0"):
+        HostRateLimiter(0, 1)
+    with pytest.raises(ValueError, match="burst >= 1"):
+        HostRateLimiter(1, 0)
+
+
+# --- against the rate-limited server --------------------------------------------------------------
+
+
+def test_at_its_configured_rate_the_fetcher_never_causes_a_429(
+    base_url: str, api: SpanshApi
+) -> None:
+    api.limit_per_s = 6  # rate 4 with burst 1: at most 5 requests in any second
+    api_fetcher = fetcher(base_url, rate=4.0, burst=1, retry=RetryPolicy(attempts=1))
+    ids = range(20, 34)
+    documents = [api_fetcher.get(f"/api/dump/{i}").document for i in ids]
+    assert documents == [system_dump(i) for i in ids]
+    assert api.too_many == 0
+    assert api.requests == 14
+
+
+def test_without_the_limit_the_same_requests_are_refused(base_url: str, api: SpanshApi) -> None:
+    api.limit_per_s = 6
+    api_fetcher = fetcher(base_url, retry=RetryPolicy(attempts=1))
+
+    def fetch_all() -> None:
+        for i in range(20, 34):
+            api_fetcher.get(f"/api/dump/{i}")
+
+    with pytest.raises(TransferError, match="HTTP 429") as caught:
+        fetch_all()
+    assert caught.value.retry_after == 1.0
+    assert api.too_many == 1
+
+
+def test_a_429_with_retry_after_is_waited_out_and_then_succeeds(
+    base_url: str, api: SpanshApi
+) -> None:
+    api.throttle_once.add("/api/dump/7")
+    started = time.monotonic()
+    answer = fetcher(base_url).get("/api/dump/7")
+    assert answer.document == system_dump(7)
+    assert api.too_many == 1
+    assert api.requests == 2
+    assert time.monotonic() - started >= 1.0  # the server's Retry-After: 1, not the 10 ms backoff
+
+
+def test_a_404_is_not_retried(base_url: str, api: SpanshApi) -> None:
+    api.missing.add(5)
+    with pytest.raises(TransferError, match="HTTP 404"):
+        fetcher(base_url).get("/api/dump/5")
+    assert api.requests == 1
+
+
+def test_a_body_that_is_not_json_fails_without_retrying(base_url: str, api: SpanshApi) -> None:
+    with pytest.raises(VerificationError, match="not JSON"):
+        fetcher(base_url).get(f"/api/dump/{BAD_JSON_ID}")
+    assert api.requests == 1
+
+
+def test_the_auth_header_is_sent_with_every_request(base_url: str, api: SpanshApi) -> None:
+    api_fetcher = fetcher(base_url, auth_header=("Authorization", "Bearer s3cret"))
+    api_fetcher.get("/api/dump/1")
+    api_fetcher.post("/api/systems/search", {"filters": {}})
+    assert api.auth_headers == ["Bearer s3cret", "Bearer s3cret"]
+
+
+# --- the search flow and pagination ------------------------------------------------------------
+
+
+def test_a_search_polls_its_job_until_it_is_no_longer_queued(base_url: str, api: SpanshApi) -> None:
+    pauses: list[float] = []
+    api_fetcher = fetcher(base_url, poll=PollSchedule(first_s=0.5, total_s=60), sleep=pauses.append)
+    result = api_fetcher.search("/api/systems/search", {"filters": {"name": {"value": "Sol"}}})
+    assert result == {"status": "ok", "results": [{"name": "Sol"}]}
+    assert api.result_polls == QUEUED_POLLS + 1
+    assert pauses == [0.5, 1.0, 2.0]
+
+
+def test_a_search_still_queued_at_the_end_of_the_schedule_fails(
+    base_url: str, api: SpanshApi
+) -> None:
+    api.queued_polls = 10**6
+    pauses: list[float] = []
+    schedule = PollSchedule(first_s=1.0, factor=2.0, max_interval_s=4.0, total_s=15.0)
+    api_fetcher = fetcher(base_url, poll=schedule, sleep=pauses.append)
+    with pytest.raises(TransferError, match="still queued after 6 polls"):
+        api_fetcher.search("/api/systems/search", {})
+    assert pauses == [1.0, 2.0, 4.0, 4.0, 4.0]
+    assert sum(pauses) <= schedule.total_s
+
+
+def test_offset_pages_walk_until_a_short_page(base_url: str, api: SpanshApi) -> None:
+    api_fetcher = fetcher(base_url)
+
+    def page(number: int, offset: int) -> list[int]:
+        document = api_fetcher.get("/api/items", params={"page": number, "size": 10}).document
+        assert offset == number * 10
+        return list(document["results"])
+
+    assert list(offset_pages(page, page_size=10)) == api.items
+    assert api.requests == 3
+
+
+def test_cursor_pages_follow_the_next_cursor(base_url: str, api: SpanshApi) -> None:
+    api_fetcher = fetcher(base_url)
+
+    def page(cursor: str | None) -> tuple[list[int], str | None]:
+        params = {} if cursor is None else {"cursor": cursor}
+        document = api_fetcher.get("/api/feed", params=params).document
+        following = document["next"]
+        return list(document["results"]), None if following is None else str(following)
+
+    assert list(cursor_pages(page)) == api.items
+    assert api.requests == 3
+
+
+# --- ed-extractor api dump --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["0", "10477373803", str(MAX_ID64)])
+def test_valid_id64s(text: str) -> None:
+    assert parse_id64(text) == int(text)
+
+
+@pytest.mark.parametrize("text", ["-1", str(MAX_ID64 + 1), "12a", "", " 1", "1.0", "١٢"])
+def test_invalid_id64s(text: str) -> None:
+    with pytest.raises(ValueError, match="id64"):
+        parse_id64(text)
+
+
+def test_api_dump_stores_each_id_and_a_failing_id_does_not_stop_the_others(
+    base_url: str, api: SpanshApi, tmp_path: Path
+) -> None:
+    api.missing.add(404)
+    ids = ["10477373803", "404", str(BAD_JSON_ID), "3"]
+    auth = {"ED_EXTRACTOR_API_AUTH_HEADER": "Authorization: Bearer t"}
+    result = cli("api", "dump", *ids, "--base-url", base_url, "--rate", "50", "--dest",
+                 str(tmp_path), "--json", env=auth)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = json_lines(result.stdout)
+    assert [line["status"] for line in lines] == ["downloaded", "failed", "failed", "downloaded"]
+    assert all(set(line) == FETCH_KEYS for line in lines)
+    assert "HTTP 404" in str(lines[1]["error"])
+    assert "not JSON" in str(lines[2]["error"])
+    for id64 in (10477373803, 3):
+        path = tmp_path / "api" / "dump" / f"{id64}.json"
+        assert json.loads(path.read_bytes()) == system_dump(id64)
+        [line] = [x for x in lines if x["name"] == f"api/dump/{id64}.json"]
+        assert line["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert line["regime"] == "json"
+        assert line["path"] == str(path)
+    assert sorted(p.name for p in (tmp_path / "api" / "dump").iterdir()) == [
+        "10477373803.json",
+        "3.json",
+    ]
+    with ManifestStore(tmp_path / "manifest.sqlite3") as store:
+        assert [r.name for r in store.records()] == ["api/dump/10477373803.json", "api/dump/3.json"]
+        assert store.history("api/dump/404.json")[0].status == "failed"
+    assert set(api.auth_headers) == {"Bearer t"}
+
+
+def test_a_failed_refresh_leaves_the_previous_dump_and_its_record(
+    base_url: str, api: SpanshApi, tmp_path: Path
+) -> None:
+    first = cli("api", "dump", "7", "--base-url", base_url, "--dest", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    path = tmp_path / "api" / "dump" / "7.json"
+    before = path.read_bytes()
+    api.bad_json.add(7)
+    second = cli("api", "dump", "7", "--base-url", base_url, "--dest", str(tmp_path), "--json")
+    assert second.returncode == 1
+    assert path.read_bytes() == before
+    assert not (tmp_path / "api" / "dump" / "7.json.part").exists()
+    with ManifestStore(tmp_path / "manifest.sqlite3") as store:
+        record = store.get("api/dump/7.json")
+    assert record is not None
+    assert record.sha256 == hashlib.sha256(before).hexdigest()
+
+
+@pytest.mark.parametrize("bad", ["18446744073709551616", "-5", "sol"])
+def test_a_bad_id_is_a_usage_error_before_any_request(
+    base_url: str, api: SpanshApi, tmp_path: Path, bad: str
+) -> None:
+    result = cli("api", "dump", "1", bad, "--base-url", base_url, "--dest", str(tmp_path))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "id64" in result.stderr
+    assert api.requests == 0
+    assert not (tmp_path / "api").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "reason"),
+    [
+        (["--base-url", "ftp://example.org"], {}, "unsupported scheme"),
+        (["--rate", "0"], {}, "positive number"),
+        (["--burst", "0"], {}, "positive integer"),
+        ([], {"ED_EXTRACTOR_API_AUTH_HEADER": "Bearer token-without-a-name"}, "Name: value"),
+    ],
+)
+def test_bad_options_are_usage_errors_before_any_request(
+    base_url: str, api: SpanshApi, tmp_path: Path, args: list[str], env: dict[str, str], reason: str
+) -> None:
+    options = ["--base-url", base_url, *args]
+    result = cli("api", "dump", "1", *options, "--dest", str(tmp_path), env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert reason in line
+    assert api.requests == 0
