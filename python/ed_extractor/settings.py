@@ -15,6 +15,11 @@ A sources file holds an optional ``[defaults]`` table and one ``[[source]]`` tab
     max_bytes = 1000000            # optional, > 0
     verify = true                  # optional
     description = "..."            # optional
+    peers = ["host:port"]          # optional: BitTorrent peers to contact
+
+    [[source]]
+    torrent = "dumps/galaxy.json.gz.torrent"   # a local torrent file instead of a url (relative
+                                               # to the sources file)
 
 A key in a source overrides the same key in ``[defaults]``. Unknown keys, wrong types, invalid URLs
 and duplicate names are errors. Every problem is a ConfigError of one line naming the file.
@@ -66,6 +71,16 @@ class Settings(BaseSettings):
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait for another run's lock")
     metrics_file: Path | None = Field(default=None, description="Prometheus text file to write")
     pushgateway_url: str | None = Field(default=None, description="Pushgateway to push metrics to")
+    # BitTorrent regime: the libtorrent session of torrent and magnet sources
+    bt_listen: str = Field(default="0.0.0.0:6881,[::]:6881", description="listen interfaces")
+    bt_peers: str = Field(default="", description="extra peers, comma-separated host:port")
+    bt_dht: bool = Field(default=True, description="use the DHT to find peers and metadata")
+    bt_lsd: bool = Field(default=True, description="local service discovery")
+    bt_upnp: bool = Field(default=True, description="map the listen port with UPnP")
+    bt_natpmp: bool = Field(default=True, description="map the listen port with NAT-PMP")
+    bt_utp: bool = Field(default=True, description="uTP connections besides TCP")
+    bt_stall_s: float = Field(default=300.0, gt=0, description="no progress for this long: failed")
+    bt_seed_s: float = Field(default=0.0, ge=0, description="seed this long after a download")
 
     def __init__(self, /, **values: Any) -> None:
         try:
@@ -106,7 +121,7 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    url: str = Field(description="absolute http(s) URL, as requested")
+    url: str = Field(description="absolute http(s) URL or magnet link, as requested")
     name: str = Field(description="file name inside dest")
     expect: Regime | None = Field(default=None, description="fail unless the body is this")
     enabled: bool = True
@@ -115,6 +130,8 @@ class SourceSpec(BaseModel):
     max_bytes: int | None = Field(default=None, gt=0, description="refuse a larger body")
     verify: bool = True
     description: str = ""
+    torrent: str | None = Field(default=None, description="a local torrent file (no url then)")
+    peers: list[str] = Field(default_factory=list, description="BitTorrent peers, host:port")
 
     def __init__(self, /, **values: Any) -> None:
         try:
@@ -125,7 +142,15 @@ class SourceSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _derive_name(cls, data: Any) -> Any:
-        """Fill in a missing name from the URL (raises InvalidURLError if the URL has none)."""
+        """Fill in a missing name from the URL (raises InvalidURLError if the URL has none).
+
+        A local ``torrent`` stands for the URL: ``file://`` + its absolute path.
+        """
+        if isinstance(data, dict) and isinstance(data.get("torrent"), str):
+            if data.get("url") is not None:
+                raise ConfigError("give either url or torrent, not both")
+            path = Path(data["torrent"]).expanduser().absolute()
+            data = {**data, "torrent": str(path), "url": path.as_uri()}
         if isinstance(data, dict) and data.get("name") is None and isinstance(data.get("url"), str):
             return {**data, "name": name_from_url(data["url"])}
         return data
@@ -133,7 +158,15 @@ class SourceSpec(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        if value.startswith("file:"):  # set from ``torrent`` by _derive_name, checked there
+            return value
         return validate_url(value)
+
+    @model_validator(mode="after")
+    def _file_url_needs_torrent(self) -> SourceSpec:
+        if self.url.startswith("file:") and self.torrent is None:
+            raise ValueError("a local file is given with torrent = \"path\", not as a url")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -164,11 +197,16 @@ def load_sources(path: Path | None = None) -> list[SourceSpec]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    return parse_sources(text, origin=str(path))
+    return parse_sources(text, origin=str(path), base=path.parent)
 
 
-def parse_sources(text: str, *, origin: str = "<string>") -> list[SourceSpec]:
-    """Parse the text of a sources file; ``origin`` names it in error messages."""
+def parse_sources(
+    text: str, *, origin: str = "<string>", base: Path | None = None
+) -> list[SourceSpec]:
+    """Parse the text of a sources file; ``origin`` names it in error messages.
+
+    A relative ``torrent`` path is taken relative to ``base`` (the sources file's folder).
+    """
     try:
         document = tomllib.loads(text)
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
@@ -190,6 +228,8 @@ def parse_sources(text: str, *, origin: str = "<string>") -> list[SourceSpec]:
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: must be a table ([[source]])")
         where += _label(table)
+        if base is not None and isinstance(table.get("torrent"), str):
+            table = {**table, "torrent": str(base / Path(table["torrent"]).expanduser())}
         try:
             spec = SourceSpec(**{**defaults, **table})
         except UsageError as exc:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-Regime = Literal["gzip", "json", "zstd", "binary"]
+Regime = Literal["gzip", "json", "zstd", "binary", "bittorrent"]
 AttemptStatus = Literal["downloaded", "unchanged", "failed"]
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
 import httpx
 
-from ed_extractor.manifest.models import Regime
+from ed_extractor.manifest.models import ManifestRecord, Regime
 
 
 class ProgressReporter(Protocol):
@@ -70,6 +71,23 @@ class DownloadRequest:
     verify: bool = True
     max_bytes: int | None = None
     deadline: float | None = None  # time.monotonic() after which the transfer stops
+    peers: tuple[str, ...] = ()  # host:port peers to contact (peer-to-peer regimes)
+    # The manifest's current records whose validator (etag) is the given one: how a regime whose
+    # validator names the content (a torrent's info-hash) finds what is already stored.
+    recorded_with: Callable[[str], Sequence[ManifestRecord]] | None = None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One verified file of a download that stores several (a torrent), one manifest row each."""
+
+    name: str
+    path: Path
+    bytes: int
+    sha256: str
+    mime_type: str
+    summary: ContentSummary = ContentSummary()
+    bytes_transferred: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,7 @@ class DownloadResult:
     sha256: str | None = None
     bytes_transferred: int = 0
     summary: ContentSummary = ContentSummary()
+    files: tuple[StoredFile, ...] = ()  # set by regimes that store files under their own names
 
 
 class DownloadStrategy(Protocol):

@@ -5,17 +5,19 @@ from __future__ import annotations
 from ed_extractor.services.file_transfer.base import DownloadStrategy
 from ed_extractor.services.file_transfer.regimes import (
     BinaryRegime,
+    BitTorrentRegime,
     GzipRegime,
     JsonRegime,
     ZstdRegime,
 )
 from ed_extractor.services.source_probe.models import ProbeResult
-from ed_extractor.services.source_probe.sniff import GZIP, JSON, ZSTD
+from ed_extractor.services.source_probe.sniff import BITTORRENT, GZIP, JSON, ZSTD
 
 DEFAULT_REGIMES: dict[str, type[DownloadStrategy]] = {
     GZIP: GzipRegime,
     JSON: JsonRegime,
     ZSTD: ZstdRegime,
+    BITTORRENT: BitTorrentRegime,
 }
 
 

@@ -270,13 +270,21 @@ def _worth_keeping(exc: BaseException) -> bool:
 def _move_into_place(part: Path, final_path: Path) -> None:
     """Rename the verified part file over the final name and make the rename durable."""
     try:
-        os.replace(part, final_path)
+        replace_durably(part, final_path)
+    except StorageError:
+        discard_part(final_path)
+        raise
+    discard_part(final_path)  # the sidecar
+
+
+def replace_durably(source: Path, final_path: Path) -> None:
+    """Rename a verified file over ``final_path`` and fsync its folder; StorageError on failure."""
+    try:
+        os.replace(source, final_path)
         directory = os.open(final_path.parent, os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
             os.close(directory)
     except OSError as exc:
-        discard_part(final_path)
         raise StorageError(final_path, f"cannot move into place ({exc.strerror or exc})") from exc
-    discard_part(final_path)  # the sidecar

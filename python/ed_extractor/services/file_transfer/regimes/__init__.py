@@ -1,8 +1,9 @@
-"""The download regimes, one per kind of content: binary, gzip, JSON, zstd."""
+"""The download regimes, one per kind of content: binary, gzip, JSON, zstd, BitTorrent."""
 
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
+from ed_extractor.services.file_transfer.regimes.bittorrent import BitTorrentRegime
 from ed_extractor.services.file_transfer.regimes.gzip import GzipRegime
 from ed_extractor.services.file_transfer.regimes.json import JsonRegime
 from ed_extractor.services.file_transfer.regimes.zstd import ZstdRegime
 
-__all__ = ["BinaryRegime", "GzipRegime", "JsonRegime", "ZstdRegime"]
+__all__ = ["BinaryRegime", "BitTorrentRegime", "GzipRegime", "JsonRegime", "ZstdRegime"]
