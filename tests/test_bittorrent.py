@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+import libtorrent as lt
 import pytest
 
 from ed_extractor.demo.generator import generate_dump
@@ -148,13 +149,19 @@ def test_a_multi_file_torrent_is_a_folder_with_one_record_per_file(
                      "--json", env=peers_env(seeder.endpoint))  # fmt: skip
     assert result.returncode == 0, result.stderr
     [line] = json_lines(result.stdout)
-    assert (line["name"], line["status"], line["path"]) == ("spansh", "downloaded", str(dest / "spansh"))
+    assert (line["name"], line["status"], line["path"]) == (
+        "spansh",
+        "downloaded",
+        str(dest / "spansh"),
+    )
     with ManifestStore(dest / "manifest.sqlite3") as store:
         records = {r.name: r for r in store.records()}
     assert sorted(records) == ["spansh/daily/galaxy_1day.json.gz", "spansh/systems.json"]
     assert records["spansh/systems.json"].records == 2
     assert records["spansh/daily/galaxy_1day.json.gz"].sha256 == sha256_of(dump)
-    assert (dest / "spansh" / "systems.json").read_bytes() == (content / "systems.json").read_bytes()
+    assert (dest / "spansh" / "systems.json").read_bytes() == (
+        content / "systems.json"
+    ).read_bytes()
 
 
 def _corrupt_copy(source: Path, target: Path) -> None:
@@ -182,14 +189,10 @@ def test_a_peer_serving_bad_pieces_next_to_a_good_one(dump: Path, tmp_path: Path
 
 def _hostile_torrent(seed_root: Path) -> bytes:
     """A v1 torrent whose names try to leave the destination: ``..``, absolute, over-long."""
-    import libtorrent as lt
-
     piece = 16 << 10
     names = [[b"..", b"..", b"escape.json"], [b"/", b"etc", b"passwd"], [b"x" * 300 + b".json"]]
     bodies = [b'{"a": 1}\n', b"root:x:0:0\n", b"[1, 2]\n"]
     joined = b"".join(bodies)
-    import hashlib
-
     pieces = b"".join(
         hashlib.sha1(joined[i : i + piece]).digest() for i in range(0, len(joined), piece)
     )
@@ -241,11 +244,11 @@ def test_an_aria2_seeder_serves_a_v1_torrent(dump: Path, tmp_path: Path) -> None
 
 
 @pytest.fixture
-def big_payload(tmp_path: Path) -> Iterator[Path]:
+def big_payload(tmp_path: Path) -> Path:
     path = tmp_path / "seed" / "big.bin"
     path.parent.mkdir()
     path.write_bytes(os.urandom(8 << 20))
-    yield path
+    return path
 
 
 def _start_fetch(link: str, dest: Path, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -297,7 +300,9 @@ def test_a_stalled_swarm_fails_within_the_timeout_and_keeps_the_part(
     metainfo = make_torrent(big_payload, "v1", piece_size=64 << 10)
     dest = tmp_path / "data"
     with seeding(metainfo, big_payload.parent, upload_limit=1 << 20) as seeder:
-        env = peers_env(seeder.endpoint, ED_EXTRACTOR_BT_STALL_S="3", ED_EXTRACTOR_RETRY_ATTEMPTS="1")
+        env = peers_env(
+            seeder.endpoint, ED_EXTRACTOR_BT_STALL_S="3", ED_EXTRACTOR_RETRY_ATTEMPTS="1"
+        )
         process = _start_fetch(magnet_of(metainfo, "big.bin"), dest, env)
         _wait_for_part_bytes(dest / "big.bin.part", 1 << 20)
         seeder.stop()

@@ -1,4 +1,4 @@
-"""Real BitTorrent peers on 127.0.0.1 for tests: torrents made with libtorrent, libtorrent and aria2 seeders."""
+"""Real BitTorrent peers on 127.0.0.1 for tests: torrents, libtorrent and aria2 seeders."""
 
 from __future__ import annotations
 

@@ -165,7 +165,7 @@ class SourceSpec(BaseModel):
     @model_validator(mode="after")
     def _file_url_needs_torrent(self) -> SourceSpec:
         if self.url.startswith("file:") and self.torrent is None:
-            raise ValueError("a local file is given with torrent = \"path\", not as a url")
+            raise ValueError('a local file is given with torrent = "path", not as a url')
         return self
 
     @field_validator("name")

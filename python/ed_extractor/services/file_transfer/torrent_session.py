@@ -190,7 +190,9 @@ class TorrentSession:
                 while True:
                     status = self._handle.status()
                     if status.errc.value():
-                        raise StorageError(status.save_path, f"torrent error: {status.errc.message()}")
+                        raise StorageError(
+                            status.save_path, f"torrent error: {status.errc.message()}"
+                        )
                     if status.total_wanted_done > done:
                         progress.advance(status.total_wanted_done - done)
                         done = status.total_wanted_done

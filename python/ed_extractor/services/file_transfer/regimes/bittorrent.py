@@ -1,4 +1,4 @@
-"""BitTorrentRegime: a torrent's payload through libtorrent, verified per file and moved into place."""
+"""BitTorrentRegime: a torrent's payload through libtorrent, verified per file, moved into place."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ _READ: Final = 4 << 20
 
 
 def validator_of(hashes: Any) -> str:
-    """The manifest validator of a torrent: ``btih:<hex>`` (v1 or hybrid), else ``btmh:1220<hex>``."""
+    """A torrent's manifest validator: ``btih:<hex>`` (v1, hybrid), else ``btmh:1220<hex>`` (v2)."""
     if hashes.has_v1():
         return f"btih:{hashes.v1}"
     return f"btmh:1220{hashes.v2}"  # a multihash: sha2-256, 32 bytes, as in magnet links
