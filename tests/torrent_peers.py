@@ -70,7 +70,6 @@ class Seeder:
         save_path: Path,
         *,
         upload_limit: int = 0,
-        claim_complete: bool = False,
     ) -> None:
         self.session: Any = lt.session(_SESSION)
         params = lt.add_torrent_params()
@@ -78,8 +77,6 @@ class Seeder:
         params.save_path = str(save_path)
         params.upload_limit = upload_limit
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
-        if claim_complete:  # serve whatever the files hold, unchecked (a corrupt peer)
-            params.flags |= lt.torrent_flags.seed_mode
         self.handle: Any = self.session.add_torrent(params)
         deadline = time.monotonic() + 60
         while self.handle.status().state != lt.torrent_status.seeding:

@@ -122,6 +122,7 @@ class TorrentSession:
         self._handle: Any = None
         self._peers = [parse_peer(p) for p in options.peers]
         self._last_resume = time.monotonic()
+        self._scratch = resume_file.with_name(resume_file.name + ".tmp")
 
     def __enter__(self) -> TorrentSession:
         return self
@@ -144,6 +145,7 @@ class TorrentSession:
             log.info("continuing a kept torrent download", extra={"url": self._url})
         params.save_path = str(save_path)
         params.flags &= ~(self._lt.torrent_flags.auto_managed | self._lt.torrent_flags.paused)
+        self._scratch = save_path / ".resume.tmp"  # no payload name starts with a dot
         self._peers += [parse_peer(p) for p in extra_peers]
         self._handle = self._session.add_torrent(params)
         self._connect_peers()
@@ -243,10 +245,9 @@ class TorrentSession:
 
     def _write_resume(self, params: Any) -> None:
         data = self._lt.write_resume_data_buf(params)
-        scratch = self._resume_file.with_name(self._resume_file.name + ".tmp")
         try:
-            scratch.write_bytes(data)
-            os.replace(scratch, self._resume_file)
+            self._scratch.write_bytes(data)
+            os.replace(self._scratch, self._resume_file)
         except OSError as exc:
             log.warning("cannot save torrent resume data: %s", exc)
 
