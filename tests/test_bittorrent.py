@@ -320,3 +320,35 @@ def test_a_stalled_swarm_fails_within_the_timeout_and_keeps_the_part(
     assert (dest / "big.bin.part").is_dir()
     assert (dest / "big.bin.part.resume").is_file()
     assert not (dest / "big.bin").exists()
+
+
+def test_a_torrent_larger_than_max_bytes_is_refused_before_any_payload(
+    dump: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "galaxy.torrent").write_bytes(make_torrent(dump, "v1"))
+    config = write_sources(
+        tmp_path / "sources.toml", '[[source]]\ntorrent = "galaxy.torrent"\nmax_bytes = 1000\n'
+    )
+    dest = tmp_path / "data"
+    result = cli("run", "--config", str(config), "--dest", str(dest), "--json", env=LOOPBACK_ENV)
+    assert result.returncode == 1
+    [line] = json_lines(result.stdout)
+    assert "exceeds max_bytes (1000)" in str(line["error"])
+    assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(("manifest", "."))) == []
+
+
+def test_metainfo_that_libtorrent_refuses_fails_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.torrent").write_bytes(b"d4:infod4:name1:a6:lengthi-5eee")
+    config = write_sources(tmp_path / "sources.toml", '[[source]]\ntorrent = "bad.torrent"\n')
+    dest = tmp_path / "data"
+    result = cli("run", "--config", str(config), "--dest", str(dest), "--json", env=LOOPBACK_ENV)
+    assert result.returncode == 1
+    [line] = json_lines(result.stdout)
+    assert "not usable torrent metainfo" in str(line["error"])
+    assert "\n" not in str(line["error"])
+
+
+def test_a_magnet_link_cannot_be_probed() -> None:
+    result = cli("probe", magnet_of(make_torrent(Path(__file__), "v1")))
+    assert result.returncode == 2
+    assert "cannot be probed" in result.stderr

@@ -7,10 +7,10 @@ from typing import Literal
 
 import httpx
 
-from ed_extractor.errors import ProbeError
+from ed_extractor.errors import InvalidURLError, ProbeError
 from ed_extractor.headers import parse_content_length, parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
-from ed_extractor.paths import validate_url
+from ed_extractor.paths import is_magnet, validate_url
 
 from .models import HeadInfo, ProbeResult
 from .sniff import SAMPLE_SIZE, Expectation, check_expected, expectation_for, sniff_mime
@@ -19,6 +19,14 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RANGE = f"bytes=0-{SAMPLE_SIZE - 1}"
 _IDENTITY = {"Accept-Encoding": "identity"}
+
+
+def _http_url(url: str) -> str:
+    """``url`` checked as an http(s) URL: a magnet link has nothing to probe over HTTP."""
+    checked = validate_url(url)
+    if is_magnet(checked):
+        raise InvalidURLError(url, "a magnet link is fetched from peers; it cannot be probed")
+    return checked
 
 
 def _head_info(
@@ -69,7 +77,7 @@ class SourceProber:
         from servers that refuse HEAD, 403/404 from servers that answer HEAD differently from GET,
         a 200 without a length) is settled by the ranged GET, whose sample is kept for ``sample``.
         """
-        validate_url(url)
+        _http_url(url)
         with httpx_errors_as_transfer_errors(url, "HEAD"):
             response = self._client.head(url, headers=_IDENTITY)
         length = parse_content_length(response.headers.get("Content-Length"))
@@ -96,7 +104,7 @@ class SourceProber:
     def _sample(self, url: str, head: HeadInfo | None, expected: Expectation | None) -> ProbeResult:
         got = head if head is not None and head.sample is not None and head.url == url else None
         if got is None:
-            validate_url(url)
+            _http_url(url)
             got = self._ranged_get(url)
         base = head if head is not None else got
         content_length = base.content_length
