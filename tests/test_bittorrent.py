@@ -206,7 +206,7 @@ def _hostile_torrent(seed_root: Path) -> bytes:
         b"files": [{b"length": len(b), b"path": n} for b, n in zip(bodies, names, strict=True)],
     }
     metainfo = bytes(lt.bencode({b"info": info}))
-    layout = lt.torrent_info(lt.bdecode(metainfo)).files()
+    layout = lt.torrent_info(lt.bdecode(metainfo)).layout()
     for index, body in enumerate(bodies):  # where libtorrent itself puts them, for the seeder
         path = seed_root / layout.file_path(index)
         path.parent.mkdir(parents=True, exist_ok=True)

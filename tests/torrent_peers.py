@@ -46,9 +46,7 @@ _SESSION = {
 
 def make_torrent(content: Path, kind: TorrentKind = "v1", piece_size: int = 0) -> bytes:
     """The metainfo of ``content`` (a file, or a folder for a multi-file torrent)."""
-    files = lt.file_storage()
-    lt.add_files(files, str(content))
-    creator = lt.create_torrent(files, piece_size, flags=_FLAGS[kind])
+    creator = lt.create_torrent(lt.list_files(str(content)), piece_size, flags=_FLAGS[kind])
     lt.set_piece_hashes(creator, str(content.parent))
     return bytes(lt.bencode(creator.generate()))
 

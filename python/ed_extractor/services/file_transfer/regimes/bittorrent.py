@@ -76,7 +76,7 @@ def plan_files(info: Any, request: DownloadRequest) -> list[PlannedFile]:
     torrent's own file name; several files go to a folder named after the source. Every segment
     is sanitised like a URL's file name and every path is resolved inside the destination.
     """
-    layout = info.layout() if hasattr(info, "layout") else info.files()
+    layout = info.layout()
     pad = libtorrent().file_storage.flag_pad_file
     indices = [i for i in range(layout.num_files()) if not layout.file_flags(i) & pad]
     dest = request.final_path.parent
