@@ -88,6 +88,7 @@ class StoredFile:
     mime_type: str
     summary: ContentSummary = ContentSummary()
     bytes_transferred: int = 0
+    blake3: str | None = None  # when the hashing backend offers BLAKE3
 
 
 @dataclass(frozen=True)

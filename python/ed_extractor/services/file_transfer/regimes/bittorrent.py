@@ -282,20 +282,21 @@ def _verify(
     files: list[StoredFile] = []
     try:
         for file in plan:
-            sha256, mime_type, summary = _digest(part_folder / file.relative, request, file.name)
+            digest = _digest(part_folder / file.relative, request, file.name)
             expected = request.expect_sha256
-            if expected is not None and len(plan) == 1 and sha256 != expected:
+            if expected is not None and len(plan) == 1 and digest.sha256 != expected:
                 raise VerificationError(
-                    request.url, f"SHA-256 mismatch: expected {request.expect_sha256}, got {sha256}"
+                    request.url, f"SHA-256 mismatch: expected {expected}, got {digest.sha256}"
                 )
             files.append(
                 StoredFile(
                     name=file.name,
                     path=file.final_path,
                     bytes=file.size,
-                    sha256=sha256,
-                    mime_type=mime_type,
-                    summary=summary,
+                    sha256=digest.sha256,
+                    blake3=digest.blake3,
+                    mime_type=digest.mime_type,
+                    summary=digest.summary,
                     bytes_transferred=transferred * file.size // total,
                 )
             )
@@ -305,9 +306,10 @@ def _verify(
     return files
 
 
-def _digest(path: Path, request: DownloadRequest, name: str) -> tuple[str, str, ContentSummary]:
-    """SHA-256, sniffed type and content summary of one file, in one read of it."""
+def _digest(path: Path, request: DownloadRequest, name: str) -> _Digest:
+    """SHA-256 (and BLAKE3), sniffed type and content summary of one file, in one read of it."""
     sha256 = Sha256()
+    blake3 = _blake3_hasher(request)
     check: ContentCheck | None = None
     with path.open("rb") as file:
         block = file.read(_READ)
@@ -317,11 +319,31 @@ def _digest(path: Path, request: DownloadRequest, name: str) -> tuple[str, str, 
             check = _content_check(mime_type, dataclasses.replace(request, name=name))
         while block:
             sha256.update(block)
+            if blake3 is not None:
+                blake3.update(block)
             if check is not None:
                 check.feed(block)
             block = file.read(_READ)
     summary = check.finish() if check is not None else ContentSummary()
-    return sha256.hexdigest(), mime_type, summary
+    return _Digest(
+        sha256.hexdigest(), None if blake3 is None else blake3.hexdigest(), mime_type, summary
+    )
+
+
+@dataclass(frozen=True)
+class _Digest:
+    sha256: str
+    blake3: str | None
+    mime_type: str
+    summary: ContentSummary
+
+
+def _blake3_hasher(request: DownloadRequest) -> Any | None:
+    """A BLAKE3 hasher when the hashing backend has one and the request asks for it."""
+    from ed_extractor import hashing
+
+    factory = getattr(hashing, "Blake3", None)
+    return factory() if factory is not None and getattr(request, "blake3", True) else None
 
 
 def _content_check(mime_type: str, request: DownloadRequest) -> ContentCheck | None:
