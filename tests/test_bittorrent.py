@@ -297,6 +297,23 @@ def test_kill_9_mid_download_then_the_next_run_continues(big_payload: Path, tmp_
     assert 0 < attempt.bytes_transferred < size - (1 << 20)
 
 
+def test_sigterm_saves_resume_data_and_leaves_promptly(big_payload: Path, tmp_path: Path) -> None:
+    metainfo = make_torrent(big_payload, "v1", piece_size=64 << 10)
+    dest = tmp_path / "data"
+    with seeding(metainfo, big_payload.parent, upload_limit=1 << 20) as seeder:
+        env = peers_env(seeder.endpoint, ED_EXTRACTOR_BT_STALL_S="60")
+        process = _start_fetch(magnet_of(metainfo, "big.bin"), dest, env)
+        _wait_for_part_bytes(dest / "big.bin.part", 1 << 20)
+        resume = dest / "big.bin.part.resume"
+        before = resume.stat().st_mtime_ns
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert resume.stat().st_mtime_ns > before  # written on the way out
+    assert (dest / "big.bin.part").is_dir()
+    assert not (dest / "big.bin").exists()
+
+
 def test_a_stalled_swarm_fails_within_the_timeout_and_keeps_the_part(
     big_payload: Path, tmp_path: Path
 ) -> None:
