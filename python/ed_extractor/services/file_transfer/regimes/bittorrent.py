@@ -14,6 +14,7 @@ import httpx
 
 from ed_extractor.errors import (
     ConfigError,
+    StorageError,
     TransferError,
     UnexpectedContentError,
     VerificationError,
@@ -137,11 +138,13 @@ class BitTorrentRegime:
         stored = _already_stored(request, validator, plan)
         if stored is not None:
             return stored
+        if plan is not None:
+            _check_size(request, plan)
         part_folder = part_path(request.final_path)
         try:
             part_folder.mkdir(exist_ok=True)
         except OSError as exc:
-            raise TransferError(request.url, f"cannot create {part_folder}: {exc}") from exc
+            raise StorageError(part_folder, f"cannot create ({exc.strerror or exc})") from exc
         with TorrentSession(request.url, self._options, sidecar_path(request.final_path)) as s:
             if plan is not None:
                 params.renamed_files = {f.index: f.relative for f in plan}
@@ -149,8 +152,8 @@ class BitTorrentRegime:
             info = s.wait_for_metadata(request.deadline)
             if plan is None:
                 plan = plan_files(info, request)
+                _check_size(request, plan)
                 _rename(s.handle, plan)
-            _check_size(request, plan)
             transferred = s.download(request.name, progress, request.deadline)
             s.flush_and_close()
             files = _verify(request, plan, part_folder, transferred)
