@@ -122,7 +122,7 @@ def test_the_renderer_matches_kubectl_kustomize(rendered: list[Resource]) -> Non
     assert by_name(rendered) == by_name(expected)
 
 
-def test_the_cron_job_has_the_settings_of_issue_5(rendered: list[Resource]) -> None:
+def test_the_cron_job_has_the_hardened_settings(rendered: list[Resource]) -> None:
     spec = cron_job(rendered)["spec"]
     assert spec["concurrencyPolicy"] == "Forbid"
     assert spec["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "Never"

@@ -252,3 +252,26 @@ def test_a_sanitised_name_always_resolves_inside_dest(name: str) -> None:
 
 def test_part_path_is_next_to_the_final_file() -> None:
     assert part_path(Path("/d/galaxy.json.gz")) == Path("/d/galaxy.json.gz.part")
+
+
+# --- magnet links and torrent URLs ---------------------------------------------------------------
+
+_BTIH = "urn:btih:3c51f7e3cb8453b74160e3a1a80766edacc57c99"
+
+
+def test_a_magnet_link_with_an_info_hash_is_a_source() -> None:
+    link = f"magnet:?xt={_BTIH}&dn=galaxy.json.gz"
+    assert validate_url(f"  {link} ") == link
+    assert name_from_url(link) == "galaxy.json.gz"
+    assert name_from_url(f"magnet:?xt={_BTIH}") == "3c51f7e3cb8453b74160e3a1a80766edacc57c99"
+    assert name_from_url(f"magnet:?xt={_BTIH}&dn=../../etc/passwd") == "_.._etc_passwd"
+
+
+def test_a_magnet_link_without_an_info_hash_is_refused() -> None:
+    with pytest.raises(InvalidURLError, match="without a BitTorrent info-hash"):
+        validate_url("magnet:?dn=x&xt=urn:sha1:abc")
+
+
+def test_a_torrent_url_names_its_payload() -> None:
+    assert name_from_url("https://host/d/galaxy.json.gz.torrent") == "galaxy.json.gz"
+    assert name_from_url("https://host/d/.torrent") == "torrent"

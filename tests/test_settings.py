@@ -360,7 +360,7 @@ def test_malformed_toml_names_the_line_and_column(tmp_path: Path) -> None:
         (
             "[[source]]\nurl = 'ftp://h/a.gz'\n",
             "source #1 ('ftp://h/a.gz'): invalid URL 'ftp://h/a.gz': "
-            "unsupported scheme 'ftp'; only http and https",
+            "unsupported scheme 'ftp'; only http, https and magnet links",
         ),
         (
             "[[source]]\nurl = 'downloads.spansh.co.uk/a.gz'\n",
@@ -400,7 +400,7 @@ def test_malformed_toml_names_the_line_and_column(tmp_path: Path) -> None:
         (
             f"[[source]]\nurl = '{SPANSH}/a.gz'\nexpect = 'rar'\n",
             f"source #1 ('{SPANSH}/a.gz'): key 'expect': "
-            "Input should be 'gzip', 'json', 'zstd' or 'binary'",
+            "Input should be 'gzip', 'json', 'zstd', 'binary' or 'bittorrent'",
         ),
         (
             f"[[source]]\nurl = '{SPANSH}/a.gz'\nexpect_sha256 = 'abc'\n",
@@ -480,3 +480,47 @@ def test_any_bytes_on_disk_give_sources_or_a_config_error(data: bytes) -> None:
         result = outcome(lambda: load_sources(path))
     if isinstance(result, ConfigError):
         assert str(path) in str(result)
+
+
+def test_a_local_torrent_source_is_relative_to_the_sources_file(tmp_path: Path) -> None:
+    config = tmp_path / "sources.toml"
+    config.write_text(
+        '[[source]]\ntorrent = "dumps/galaxy.json.gz.torrent"\npeers = ["127.0.0.1:6881"]\n'
+        '[[source]]\nurl = "magnet:?xt=urn:btih:3c51f7e3cb8453b74160e3a1a80766edacc57c99"\n'
+        'name = "galaxy"\n'
+    )
+    local, magnet = load_sources(config)
+    assert local.torrent == str(tmp_path / "dumps" / "galaxy.json.gz.torrent")
+    assert local.url == (tmp_path / "dumps" / "galaxy.json.gz.torrent").as_uri()
+    assert local.name == "galaxy.json.gz"
+    assert local.peers == ["127.0.0.1:6881"]
+    assert magnet.name == "galaxy"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('torrent = "a.torrent"\nurl = "https://host/a"', "either url or torrent"),
+        ('url = "file:///etc/passwd"', "torrent ="),
+    ],
+)
+def test_a_torrent_source_is_a_path_not_a_file_url(table: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_sources(f"[[source]]\n{table}\n")
+
+
+def test_bittorrent_settings_read_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ED_EXTRACTOR_BT_LISTEN", "127.0.0.1:0")
+    monkeypatch.setenv("ED_EXTRACTOR_BT_PEERS", "127.0.0.1:1,[::1]:2")
+    monkeypatch.setenv("ED_EXTRACTOR_BT_DHT", "0")
+    monkeypatch.setenv("ED_EXTRACTOR_BT_UTP", "0")
+    monkeypatch.setenv("ED_EXTRACTOR_BT_STALL_S", "7.5")
+    settings = Settings()
+    assert (settings.bt_listen, settings.bt_dht, settings.bt_utp) == ("127.0.0.1:0", False, False)
+    assert settings.bt_stall_s == 7.5
+    assert (settings.bt_lsd, settings.bt_upnp, settings.bt_natpmp, settings.bt_seed_s) == (
+        True,
+        True,
+        True,
+        0.0,
+    )

@@ -23,6 +23,7 @@ from ed_extractor.services.file_transfer.context import DownloadContext
 from ed_extractor.services.file_transfer.regimes import BinaryRegime
 from ed_extractor.services.file_transfer.regimes.zstd import zstd
 from ed_extractor.services.source_probe.sniff import (
+    BITTORRENT,
     BZIP2,
     EXPECT_ALIASES,
     GZIP,
@@ -206,3 +207,40 @@ def test_check_expected_names_what_was_expected_and_what_came() -> None:
     assert caught.value.message == (
         "expected application/gzip (from the .gz extension) but the server sent text/html"
     )
+
+
+# --- torrent metainfo -----------------------------------------------------------------------------
+
+_INFO = b"4:infod6:lengthi3e4:name5:a.bin12:piece lengthi16384e6:pieces20:" + b"p" * 20 + b"e"
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        b"d" + _INFO + b"e",  # trackerless: libmagic answers "data"
+        b"d8:announce22:http://tracker/announce13:creation datei1700000000e" + _INFO + b"e",
+        b"d13:announce-listll3:udpel4:httpee7:comment3:hi!" + _INFO + b"e",
+        (b"d7:comment900:" + b"c" * 900 + _INFO)[:SAMPLE_SIZE],  # info cut by the sample's end
+    ],
+)
+def test_torrent_metainfo_is_recognised_by_its_info_dictionary(sample: bytes) -> None:
+    assert sniff_mime(sample) == BITTORRENT
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        b"d3:fooi1ee",  # bencoded, but no info
+        b"d3:fooi1e4:info5:helloe",  # info is not a dictionary
+        b"dear reader, this is plain text",
+        b"dx:info",
+    ],
+)
+def test_other_bencoded_or_d_text_is_not_a_torrent(sample: bytes) -> None:
+    assert sniff_mime(sample) != BITTORRENT
+
+
+def test_a_torrent_url_must_serve_metainfo() -> None:
+    expected = expectation_for("https://host/galaxy.json.gz.torrent")
+    assert expected is not None
+    assert expected.mime_type == BITTORRENT

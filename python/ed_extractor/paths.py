@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ed_extractor.errors import ConfigError, InvalidURLError, StorageError
 from ed_extractor.services.s3.location import is_s3_url, parse_s3_url
@@ -20,6 +20,9 @@ MAX_NAME_BYTES = 255
 PART_SUFFIX = ".part"
 
 _SCHEMES = frozenset({"http", "https"})
+MAGNET_PREFIX = "magnet:?"
+TORRENT_SUFFIX = ".torrent"
+_INFO_HASH_TOPICS = ("urn:btih:", "urn:btmh:")
 _SEPARATORS = str.maketrans({"/": "_", "\\": "_"})
 # Cc: C0/C1 controls incl. NUL and DEL; Cs: lone surrogates (not encodable); Zl/Zp: line breaks.
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
@@ -31,6 +34,9 @@ def validate_url(url: str) -> str:
     """Return ``url``, stripped of surrounding blanks, if it is an absolute http(s) or s3:// URL.
 
     An http(s) URL needs a host; an ``s3://BUCKET/KEY`` needs a valid bucket name and a key.
+    A ``magnet:`` link is accepted too when it names a BitTorrent info-hash (``xt=urn:btih:`` or
+    ``xt=urn:btmh:``).
+
     Raises InvalidURLError naming the reason: not absolute, unsupported scheme, missing host,
     whitespace or control characters inside, or otherwise malformed (bad port, bad IPv6 literal).
     """
@@ -42,6 +48,10 @@ def validate_url(url: str) -> str:
     if is_s3_url(candidate):
         parse_s3_url(candidate)
         return candidate
+    if candidate[: len(MAGNET_PREFIX)].lower() == MAGNET_PREFIX:
+        if not _magnet_topics(candidate):
+            raise InvalidURLError(url, "magnet link without a BitTorrent info-hash (xt=urn:btih:)")
+        return candidate
     try:
         parts = urlsplit(candidate)
         _ = parts.port  # raises ValueError unless the port is a number in range
@@ -51,7 +61,9 @@ def validate_url(url: str) -> str:
     if not scheme:
         raise InvalidURLError(url, "not an absolute URL (no scheme); use http:// or https://")
     if scheme not in _SCHEMES:
-        raise InvalidURLError(url, f"unsupported scheme {scheme!r}; only http and https")
+        raise InvalidURLError(
+            url, f"unsupported scheme {scheme!r}; only http, https and magnet links"
+        )
     if not parts.hostname:
         raise InvalidURLError(url, "missing host")
     return candidate
@@ -80,8 +92,12 @@ def name_from_url(url: str) -> str:
     and becomes ``_``. Raises InvalidURLError for an invalid URL or one with no usable last
     segment (``https://host/`` or ``https://host/dir/``).
     """
-    checked = validate_url(url)
+    checked = url if url.startswith("file:") else validate_url(url)  # file: a local torrent
+    if is_magnet(checked):
+        return _magnet_name(checked)
     segment = urlsplit(checked).path.rsplit("/", 1)[-1]
+    if segment.lower().endswith(TORRENT_SUFFIX) and len(segment) > len(TORRENT_SUFFIX):
+        segment = segment[: -len(TORRENT_SUFFIX)]  # the source is the torrent's payload
     if not segment:
         raise InvalidURLError(url, "no file name in the URL path (it is empty or ends with '/')")
     try:
@@ -90,6 +106,28 @@ def name_from_url(url: str) -> str:
         raise InvalidURLError(
             url, f"last path segment {segment!r} is not a usable file name"
         ) from None
+
+
+def is_magnet(url: str) -> bool:
+    """True for a ``magnet:`` link."""
+    return url[: len(MAGNET_PREFIX)].lower() == MAGNET_PREFIX
+
+
+def _magnet_topics(link: str) -> list[str]:
+    """The BitTorrent info-hash topics (``xt``) of a magnet link."""
+    query = parse_qs(link[len(MAGNET_PREFIX) :])
+    return [t for t in query.get("xt", []) if t.lower().startswith(_INFO_HASH_TOPICS)]
+
+
+def _magnet_name(link: str) -> str:
+    """A magnet link's display name (``dn``) sanitised, else its first info-hash."""
+    names = parse_qs(link[len(MAGNET_PREFIX) :]).get("dn", [])
+    if names:
+        try:
+            return sanitize_name(names[0])
+        except ConfigError:
+            pass
+    return sanitize_name(_magnet_topics(link)[0].split(":")[-1])
 
 
 def resolve_inside(dest: Path, name: str) -> Path:

@@ -16,6 +16,11 @@ A sources file holds an optional ``[defaults]`` table and one ``[[source]]`` tab
     verify = true                  # optional
     connections = "auto"           # optional: "auto" or N ranged connections for this file
     description = "..."            # optional
+    peers = ["host:port"]          # optional: BitTorrent peers to contact
+
+    [[source]]
+    torrent = "dumps/galaxy.json.gz.torrent"   # a local torrent file instead of a url (relative
+                                               # to the sources file)
 
 A key in a source overrides the same key in ``[defaults]``. Unknown keys, wrong types, invalid URLs
 and duplicate names are errors. Every problem is a ConfigError of one line naming the file.
@@ -112,6 +117,16 @@ class Settings(BaseSettings):
     api_poll_total_s: float = Field(default=60.0, gt=0, description="longest wait for a search")
     eddn_endpoint: str = Field(default="tcp://eddn.edcd.io:9500", description="EDDN relay")
     eddn_silence_timeout_s: float = Field(default=60.0, gt=0, description="reconnect after")
+    # BitTorrent regime: the libtorrent session of torrent and magnet sources
+    bt_listen: str = Field(default="0.0.0.0:6881,[::]:6881", description="listen interfaces")
+    bt_peers: str = Field(default="", description="extra peers, comma-separated host:port")
+    bt_dht: bool = Field(default=True, description="use the DHT to find peers and metadata")
+    bt_lsd: bool = Field(default=True, description="local service discovery")
+    bt_upnp: bool = Field(default=True, description="map the listen port with UPnP")
+    bt_natpmp: bool = Field(default=True, description="map the listen port with NAT-PMP")
+    bt_utp: bool = Field(default=True, description="uTP connections besides TCP")
+    bt_stall_s: float = Field(default=300.0, gt=0, description="no progress for this long: failed")
+    bt_seed_s: float = Field(default=0.0, ge=0, description="seed this long after a download")
 
     def __init__(self, /, **values: Any) -> None:
         try:
@@ -165,7 +180,7 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    url: str = Field(description="absolute http(s) URL, as requested")
+    url: str = Field(description="absolute http(s) URL or magnet link, as requested")
     name: str = Field(description="file name inside dest")
     expect: ContentRegime | None = Field(default=None, description="fail unless the body is this")
     enabled: bool = True
@@ -174,6 +189,8 @@ class SourceSpec(BaseModel):
     verify: bool = True
     connections: ConnectionsSetting | None = Field(default=None, description="None: the run's")
     description: str = ""
+    torrent: str | None = Field(default=None, description="a local torrent file (no url then)")
+    peers: list[str] = Field(default_factory=list, description="BitTorrent peers, host:port")
 
     def __init__(self, /, **values: Any) -> None:
         try:
@@ -184,7 +201,15 @@ class SourceSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _derive_name(cls, data: Any) -> Any:
-        """Fill in a missing name from the URL (raises InvalidURLError if the URL has none)."""
+        """Fill in a missing name from the URL (raises InvalidURLError if the URL has none).
+
+        A local ``torrent`` stands for the URL: ``file://`` + its absolute path.
+        """
+        if isinstance(data, dict) and isinstance(data.get("torrent"), str):
+            if data.get("url") is not None:
+                raise ConfigError("give either url or torrent, not both")
+            path = Path(data["torrent"]).expanduser().absolute()
+            data = {**data, "torrent": str(path), "url": path.as_uri()}
         if isinstance(data, dict) and data.get("name") is None and isinstance(data.get("url"), str):
             return {**data, "name": name_from_url(data["url"])}
         return data
@@ -192,7 +217,15 @@ class SourceSpec(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        if value.startswith("file:"):  # set from ``torrent`` by _derive_name, checked there
+            return value
         return validate_url(value)
+
+    @model_validator(mode="after")
+    def _file_url_needs_torrent(self) -> SourceSpec:
+        if self.url.startswith("file:") and self.torrent is None:
+            raise ValueError('a local file is given with torrent = "path", not as a url')
+        return self
 
     @field_validator("name")
     @classmethod
@@ -232,11 +265,16 @@ def load_sources_file(path: Path | None = None) -> SourcesFile:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    return parse_sources_file(text, origin=str(path))
+    return parse_sources_file(text, origin=str(path), base=path.parent)
 
 
-def parse_sources_file(text: str, *, origin: str = "<string>") -> SourcesFile:
-    """Parse the text of a sources file; ``origin`` names it in error messages."""
+def parse_sources_file(
+    text: str, *, origin: str = "<string>", base: Path | None = None
+) -> SourcesFile:
+    """Parse the text of a sources file; ``origin`` names it in error messages.
+
+    A relative ``torrent`` path is taken relative to ``base`` (the sources file's folder).
+    """
     try:
         document = tomllib.loads(text)
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
@@ -259,6 +297,8 @@ def parse_sources_file(text: str, *, origin: str = "<string>") -> SourcesFile:
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: must be a table ([[source]])")
         where += _label(table)
+        if base is not None and isinstance(table.get("torrent"), str):
+            table = {**table, "torrent": str(base / Path(table["torrent"]).expanduser())}
         try:
             spec = SourceSpec(**{**defaults, **table})
         except UsageError as exc:

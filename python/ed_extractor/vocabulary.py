@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-ContentRegime = Literal["gzip", "json", "zstd", "binary"]
+ContentRegime = Literal["gzip", "json", "zstd", "binary", "bittorrent"]
 """The regimes chosen by what a body is; also the values of a source's ``expect``."""
 
 _HEX = frozenset("0123456789abcdef")

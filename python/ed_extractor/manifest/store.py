@@ -176,6 +176,14 @@ class ManifestStore:
             row = self._conn.execute(f"{_SELECT_FILES} WHERE name = ?", (name,)).fetchone()
         return None if row is None else self._file(row)
 
+    def with_etag(self, etag: str) -> list[ManifestRecord]:
+        """Return the current records whose validator is ``etag``, ordered by name."""
+        with self._errors("read"):
+            rows = self._conn.execute(
+                f"{_SELECT_FILES} WHERE etag = ? ORDER BY name", (etag,)
+            ).fetchall()
+        return [self._file(row) for row in rows]
+
     def records(self) -> list[ManifestRecord]:
         """Return every current record, ordered by name."""
         with self._errors("read"):

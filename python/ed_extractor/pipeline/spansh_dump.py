@@ -30,8 +30,9 @@ from ed_extractor.services.file_transfer import (
     DownloadResult,
     ProgressReporter,
 )
-from ed_extractor.services.source_probe.models import HeadInfo
+from ed_extractor.services.source_probe.models import HeadInfo, ProbeResult
 from ed_extractor.services.source_probe.prober import SourceProber
+from ed_extractor.services.source_probe.sniff import BITTORRENT
 from ed_extractor.settings import SourceSpec
 
 if TYPE_CHECKING:
@@ -169,6 +170,8 @@ class DumpFetcher:
         final_path = resolve_inside(self._dest, spec.name)
         # The part file is checked too: a symlinked <name>.part must not lead out of dest.
         resolve_inside(self._dest, part_path(final_path).name)
+        if not spec.url.startswith(("http:", "https:")):  # a magnet link or a local torrent
+            return self._download(spec, final_path, None, BITTORRENT, None, started)
         head = self._prober.head(spec.url)
         record = self._store.get(spec.name)
         intact = record if record is not None and record_is_intact(record) else None
@@ -177,15 +180,26 @@ class DumpFetcher:
         if intact is not None and head is not None and validators_match(intact, head):
             return self._unchanged(intact, started)
         probe = self._prober.sample(spec.url, head, expect=spec.expect)
-        regime = self._context.select(probe)
+        return self._download(spec, final_path, probe, probe.mime_type, intact, started)
+
+    def _download(
+        self,
+        spec: SourceSpec,
+        final_path: Path,
+        probe: ProbeResult | None,
+        mime_type: str,
+        intact: ManifestRecord | None,
+        started: float,
+    ) -> SourceOutcome:
+        regime = self._context.regime_for(mime_type)()
         request = DownloadRequest(
             name=spec.name,
             url=spec.url,
             final_path=final_path,
-            expected_length=probe.content_length,
-            expected_etag=probe.etag,
-            expected_last_modified=probe.last_modified,
-            ranges_supported=probe.is_range_supported,
+            expected_length=probe.content_length if probe else None,
+            expected_etag=probe.etag if probe else None,
+            expected_last_modified=probe.last_modified if probe else None,
+            ranges_supported=probe.is_range_supported if probe else False,
             connections=spec.connections or self._connections,
             if_none_match=intact.etag if intact else None,
             if_modified_since=intact.last_modified if intact else None,
@@ -194,11 +208,55 @@ class DumpFetcher:
             verify=self._verify and spec.verify,
             max_bytes=spec.max_bytes,
             deadline=self._retry.deadline,
+            peers=tuple(spec.peers),
+            recorded_with=self._store.with_etag,
         )
         result = regime.download(self._client, request, self._progress())
+        if result.files:
+            return self._record_files(spec, result, regime.name, started)
         if result.status == "unchanged" and intact is not None:
             return self._unchanged(intact, started)
-        return self._record(spec, result, regime.name, probe.mime_type, started)
+        return self._record(spec, result, regime.name, mime_type, started)
+
+    def _record_files(
+        self, spec: SourceSpec, result: DownloadResult, regime: Regime, started: float
+    ) -> SourceOutcome:
+        """Record each file of a download that stored several under their own names."""
+        records = [
+            ManifestRecord(
+                name=file.name,
+                url=spec.url,
+                final_url=result.final_url,
+                path=str(file.path),
+                bytes=file.bytes,
+                sha256=file.sha256,
+                regime=regime,
+                mime_type=file.mime_type,
+                etag=result.etag,
+                uncompressed_bytes=file.summary.uncompressed_bytes,
+                records=file.summary.records,
+                downloaded_at=datetime.now(UTC),
+            )
+            for file in result.files
+        ]
+        elapsed = time.monotonic() - started
+        for record, file in zip(records, result.files, strict=True):
+            if result.status == "unchanged":
+                self._store.record_attempt(record.name, spec.url, "unchanged", elapsed_s=elapsed)
+            else:
+                self._store.put(record, elapsed_s=elapsed, bytes_transferred=file.bytes_transferred)
+        if len(records) == 1:
+            return SourceOutcome.from_record(records[0], result.status, elapsed)
+        return SourceOutcome(
+            name=spec.name,
+            url=spec.url,
+            status=result.status,
+            path=str(result.path or self._dest / spec.name),
+            bytes=sum(record.bytes for record in records),
+            regime=regime,
+            etag=result.etag,
+            elapsed_s=round(elapsed, 3),
+        )
 
     def _unchanged(self, record: ManifestRecord, started: float) -> SourceOutcome:
         elapsed = time.monotonic() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol
@@ -10,7 +11,7 @@ from typing import ClassVar, Literal, Protocol
 import httpx
 
 from ed_extractor.errors import DeadlineError, TransferError, VerificationError
-from ed_extractor.manifest.models import Regime
+from ed_extractor.manifest.models import ManifestRecord, Regime
 
 #: Connections per file: a number, or ``"auto"`` (several for a large file whose server allows it).
 Connections = int | Literal["auto"]
@@ -79,6 +80,10 @@ class DownloadRequest:
     expected_last_modified: str | None = None
     ranges_supported: bool = False  # the probe saw Accept-Ranges: bytes (or a 206)
     connections: Connections = 1
+    peers: tuple[str, ...] = ()  # host:port peers to contact (peer-to-peer regimes)
+    # The manifest's current records whose validator (etag) is the given one: how a regime whose
+    # validator names the content (a torrent's info-hash) finds what is already stored.
+    recorded_with: Callable[[str], Sequence[ManifestRecord]] | None = None
 
     def check_limits(self, size: int) -> None:
         """Stop a body that outgrows ``max_bytes`` or outlives the run's deadline at ``size``."""
@@ -98,6 +103,20 @@ class DownloadRequest:
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    """One verified file of a download that stores several (a torrent), one manifest row each."""
+
+    name: str
+    path: Path
+    bytes: int
+    sha256: str
+    mime_type: str
+    summary: ContentSummary = ContentSummary()
+    bytes_transferred: int = 0
+    blake3: str | None = None  # when the hashing backend offers BLAKE3
+
+
+@dataclass(frozen=True)
 class DownloadResult:
     """The outcome of a download: a new file in place, or the server said it is unchanged (304)."""
 
@@ -111,6 +130,7 @@ class DownloadResult:
     blake3: str | None = None
     bytes_transferred: int = 0
     summary: ContentSummary = ContentSummary()
+    files: tuple[StoredFile, ...] = ()  # set by regimes that store files under their own names
 
 
 class DownloadStrategy(Protocol):

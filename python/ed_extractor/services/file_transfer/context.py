@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 from ed_extractor.services.file_transfer.base import DownloadStrategy
 from ed_extractor.services.file_transfer.regimes import (
     BinaryRegime,
+    BitTorrentRegime,
     GzipRegime,
     JsonRegime,
     ZstdRegime,
 )
 from ed_extractor.services.s3.location import is_s3_url
 from ed_extractor.services.source_probe.models import ProbeResult
-from ed_extractor.services.source_probe.sniff import GZIP, JSON, ZSTD
+from ed_extractor.services.source_probe.sniff import BITTORRENT, GZIP, JSON, ZSTD
 
 if TYPE_CHECKING:
     from ed_extractor.services.s3.access import S3Access
@@ -22,6 +23,7 @@ DEFAULT_REGIMES: dict[str, type[DownloadStrategy]] = {
     GZIP: GzipRegime,
     JSON: JsonRegime,
     ZSTD: ZstdRegime,
+    BITTORRENT: BitTorrentRegime,
 }
 
 

@@ -95,17 +95,10 @@ class PartFile:
     def move_into_place(self) -> None:
         """Rename the verified part file over the final name and make the rename durable."""
         try:
-            os.replace(self.path, self.final_path)
-            directory = os.open(self.final_path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        except OSError as exc:
+            replace_durably(self.path, self.final_path)
+        except StorageError:
             self.discard()
-            raise StorageError(
-                self.final_path, f"cannot move into place ({exc.strerror or exc})"
-            ) from exc
+            raise
         self.discard()  # the sidecar
 
     def __enter__(self) -> PartFile:
@@ -132,3 +125,16 @@ def _worth_keeping(exc: BaseException) -> bool:
     if isinstance(exc, TransferError):
         return exc.retryable
     return not isinstance(exc, Exception)  # interrupted (Ctrl-C, SIGTERM): continue next time
+
+
+def replace_durably(source: Path, final_path: Path) -> None:
+    """Rename a verified file over ``final_path`` and fsync its folder; StorageError on failure."""
+    try:
+        os.replace(source, final_path)
+        directory = os.open(final_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        raise StorageError(final_path, f"cannot move into place ({exc.strerror or exc})") from exc

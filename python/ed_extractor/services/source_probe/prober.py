@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Literal
 
 import httpx
 
-from ed_extractor.errors import ProbeError
+from ed_extractor.errors import InvalidURLError, ProbeError
 from ed_extractor.headers import accepts_byte_ranges, parse_content_length, parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.manifest.models import ContentRegime
-from ed_extractor.paths import validate_url
+from ed_extractor.paths import is_magnet, validate_url
 from ed_extractor.services.s3.location import is_s3_url
 
 from .models import HeadInfo, ProbeResult
@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLE_RANGE = f"bytes=0-{SAMPLE_SIZE - 1}"
+
+
+def _probeable(url: str) -> str:
+    """``url`` checked as an http(s) or s3:// URL: a magnet link has nothing to probe."""
+    checked = validate_url(url)
+    if is_magnet(checked):
+        raise InvalidURLError(url, "a magnet link is fetched from peers; it cannot be probed")
+    return checked
 
 
 def _head_info(
@@ -86,7 +94,7 @@ class SourceProber:
         from servers that refuse HEAD, 403/404 from servers that answer HEAD differently from GET,
         a 200 without a length) is settled by the ranged GET, whose sample is kept for ``sample``.
         """
-        validate_url(url)
+        _probeable(url)
         if is_s3_url(url):
             return self._s3().head(url)
         with httpx_errors_as_transfer_errors(url, "HEAD"):
@@ -116,7 +124,7 @@ class SourceProber:
     def _sample(self, url: str, head: HeadInfo | None, expected: Expectation | None) -> ProbeResult:
         got = head if head is not None and head.sample is not None and head.url == url else None
         if got is None:
-            validate_url(url)
+            _probeable(url)
             got = self._s3().ranged_get(url) if is_s3_url(url) else self._ranged_get(url)
         base = head if head is not None else got
         content_length = base.content_length

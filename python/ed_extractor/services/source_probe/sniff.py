@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -24,6 +25,7 @@ HTML = "text/html"
 XML = "application/xml"
 TEXT = "text/plain"
 OCTET_STREAM = "application/octet-stream"
+BITTORRENT = "application/x-bittorrent"
 
 SAMPLE_SIZE = 1024
 """How many leading bytes the sniffer looks at; the probe fetches exactly this many."""
@@ -48,6 +50,7 @@ _ALIASES: dict[str, str] = {
     "text/xml": XML,
     "application/x-empty": OCTET_STREAM,
     "inode/x-empty": OCTET_STREAM,
+    "application/x-bittorrent": BITTORRENT,
 }
 
 _EXTENSIONS: dict[str, str] = {
@@ -59,12 +62,14 @@ _EXTENSIONS: dict[str, str] = {
     ".bz2": BZIP2,
     ".xz": XZ,
     ".zip": ZIP,
+    ".torrent": BITTORRENT,
 }
 
 EXPECT_ALIASES: dict[ContentRegime, str | None] = {
     "gzip": GZIP,
     "json": JSON,
     "zstd": ZSTD,
+    "bittorrent": BITTORRENT,
     "binary": None,
 }
 """Values of a source's ``expect`` option -> the canonical MIME type required (None: anything)."""
@@ -80,6 +85,8 @@ def sniff_mime(sample: bytes) -> str:
     for prefix, mime in _MAGIC_NUMBERS:
         if sample.startswith(prefix):
             return mime
+    if looks_like_torrent(sample):
+        return BITTORRENT
     try:
         reported = str(magic.from_buffer(sample, mime=True))
     except Exception:  # libmagic failing on one sample must not fail the probe
@@ -90,6 +97,66 @@ def sniff_mime(sample: bytes) -> str:
     if mime == JSON:  # libmagic's JSON that does not open a document is just text to us
         return TEXT
     return mime
+
+
+_BENCODE_DIGITS = re.compile(rb"(0|[1-9][0-9]{0,9}):")
+_BENCODE_INTEGER = re.compile(rb"i(0|-?[1-9][0-9]*)e")
+
+
+def looks_like_torrent(sample: bytes) -> bool:
+    """True if the sample opens torrent metainfo: a bencoded dictionary with an ``info`` dictionary.
+
+    Keys before ``info`` (``announce``, ``comment``, ``creation date``, ...) are skipped by their
+    bencoded lengths; a sample that ends before reaching ``info`` is not recognised here.
+    """
+    if not sample.startswith(b"d"):
+        return False
+    position = 1
+    while position < len(sample) and sample[position : position + 1] != b"e":
+        key_end = _bencoded_string_end(sample, position)
+        if key_end is None:
+            return False
+        key = sample[sample.index(b":", position) + 1 : key_end]
+        if key == b"info":
+            return sample[key_end : key_end + 1] == b"d"
+        value_end = _bencoded_value_end(sample, key_end)
+        if value_end is None:
+            return False
+        position = value_end
+    return False
+
+
+def _bencoded_string_end(data: bytes, position: int) -> int | None:
+    """Where the bencoded string at ``position`` ends, or None if it is not one (or is cut)."""
+    match = _BENCODE_DIGITS.match(data, position)
+    if match is None:
+        return None
+    end = match.end() + int(match.group(1))
+    return end if end <= len(data) else None
+
+
+def _bencoded_value_end(data: bytes, position: int, depth: int = 0) -> int | None:
+    """Where the bencoded value at ``position`` ends, or None if it is malformed or cut."""
+    head = data[position : position + 1]
+    if head == b"i":
+        match = _BENCODE_INTEGER.match(data, position)
+        return None if match is None else match.end()
+    if head in (b"l", b"d") and depth < 32:
+        position += 1
+        while data[position : position + 1] != b"e":
+            if position >= len(data):
+                return None
+            if head == b"d":
+                key_end = _bencoded_string_end(data, position)
+                if key_end is None:
+                    return None
+                position = key_end
+            end = _bencoded_value_end(data, position, depth + 1)
+            if end is None:
+                return None
+            position = end
+        return position + 1
+    return _bencoded_string_end(data, position)
 
 
 def _canonical(reported: str) -> str:

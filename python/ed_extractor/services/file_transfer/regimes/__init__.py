@@ -1,11 +1,12 @@
-"""The download regimes, one per kind of content (binary, gzip, JSON, zstd), and S3-Multipart.
+"""The download regimes, one per kind of content (binary, gzip, JSON, zstd), S3-Multipart, BitTorrent.
 
 ``s3_multipart`` is imported when an ``s3://`` source is met (it brings botocore and awscrt).
 """
 
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
+from ed_extractor.services.file_transfer.regimes.bittorrent import BitTorrentRegime
 from ed_extractor.services.file_transfer.regimes.gzip import GzipRegime
 from ed_extractor.services.file_transfer.regimes.json import JsonRegime
 from ed_extractor.services.file_transfer.regimes.zstd import ZstdRegime
 
-__all__ = ["BinaryRegime", "GzipRegime", "JsonRegime", "ZstdRegime"]
+__all__ = ["BinaryRegime", "BitTorrentRegime", "GzipRegime", "JsonRegime", "ZstdRegime"]

@@ -1,0 +1,366 @@
+"""BitTorrentRegime: a torrent's payload through libtorrent, verified per file, moved into place."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import httpx
+
+from ed_extractor.errors import (
+    ConfigError,
+    StorageError,
+    TransferError,
+    UnexpectedContentError,
+    VerificationError,
+)
+from ed_extractor.hashing import Sha256
+from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
+from ed_extractor.manifest.models import ManifestRecord, Regime
+from ed_extractor.manifest.store import record_is_intact
+from ed_extractor.paths import is_magnet, name_from_url, part_path, resolve_inside, sanitize_name
+from ed_extractor.services.file_transfer.base import (
+    ContentCheck,
+    ContentSummary,
+    DownloadRequest,
+    DownloadResult,
+    ProgressReporter,
+    StoredFile,
+)
+from ed_extractor.services.file_transfer.resume import sidecar_path
+from ed_extractor.services.file_transfer.torrent_session import (
+    TorrentOptions,
+    TorrentSession,
+    info_hash_of,
+    libtorrent,
+)
+from ed_extractor.services.file_transfer.part_file import replace_durably
+from ed_extractor.services.source_probe.sniff import (
+    SAMPLE_SIZE,
+    check_expected,
+    expectation_for,
+    sniff_mime,
+)
+from ed_extractor.settings import Settings
+
+MAX_METAINFO_BYTES: Final = 64 << 20  # a v2 torrent of a 100 GB file carries a few MB of hashes
+_READ: Final = 4 << 20
+
+
+def validator_of(hashes: Any) -> str:
+    """A torrent's manifest validator: ``btih:<hex>`` (v1, hybrid), else ``btmh:1220<hex>`` (v2)."""
+    if hashes.has_v1():
+        return f"btih:{hashes.v1}"
+    return f"btmh:1220{hashes.v2}"  # a multihash: sha2-256, 32 bytes, as in magnet links
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """Where one payload file of the torrent goes: inside the part folder, then its final place."""
+
+    index: int
+    relative: str  # its path inside the part folder (libtorrent's name for it)
+    name: str  # its manifest name
+    final_path: Path
+    size: int
+
+
+def plan_files(info: Any, request: DownloadRequest) -> list[PlannedFile]:
+    """Safe places for the torrent's payload files (pad files are not payload).
+
+    A single file is stored under the source's name when the source names it, else under the
+    torrent's own file name; several files go to a folder named after the source. Every segment
+    is sanitised like a URL's file name and every path is resolved inside the destination.
+    """
+    layout = info.layout()
+    pad = libtorrent().file_storage.flag_pad_file
+    indices = [i for i in range(layout.num_files()) if not layout.file_flags(i) & pad]
+    dest = request.final_path.parent
+    part_folder = part_path(request.final_path).name
+    planned: list[PlannedFile] = []
+    for index in indices:
+        segments = layout.file_path(index).replace("\\", "/").split("/")
+        if len(indices) == 1:
+            named = request.name != name_from_url(request.url)
+            relative = request.name if named else _safe_segment(segments[-1])
+            name = relative
+        else:
+            relative = "/".join(_safe_segment(s) for s in segments[1:] or segments)
+            name = f"{request.name}/{relative}"
+        resolve_inside(dest, f"{part_folder}/{relative}")
+        planned.append(
+            PlannedFile(
+                index, relative, name, resolve_inside(dest, name), int(layout.file_size(index))
+            )
+        )
+    seen: set[str] = set()
+    for file in planned:
+        if file.relative in seen:
+            raise VerificationError(
+                request.url, f"the torrent names {file.relative!r} twice (after sanitising)"
+            )
+        seen.add(file.relative)
+    return planned
+
+
+def _safe_segment(segment: str) -> str:
+    try:
+        return sanitize_name(segment)
+    except ConfigError:  # "..", "", only dots or control characters
+        return "_"
+
+
+class BitTorrentRegime:
+    """Torrent metainfo (from a URL or a local file) or a magnet link: the payload, not the torrent.
+
+    libtorrent fills ``<name>.part/`` (its resume data in ``<name>.part.resume``); once every piece
+    passed its hash and the data reached the disk, each file is hashed (SHA-256), content-checked,
+    and moved into place. The info-hash is the validator: same torrent, files intact: unchanged.
+    """
+
+    name: ClassVar[Regime] = "bittorrent"
+
+    def __init__(self, options: TorrentOptions | None = None) -> None:
+        self._options = options or TorrentOptions.from_settings(Settings.from_environment())
+
+    def download(
+        self, client: httpx.Client, request: DownloadRequest, progress: ProgressReporter
+    ) -> DownloadResult:
+        """Fetch the torrent's payload into place unless the same torrent is stored intact."""
+        params = self._metainfo(client, request)
+        validator = validator_of(info_hash_of(params))
+        plan = plan_files(params.ti, request) if params.ti is not None else None
+        stored = _already_stored(request, validator, plan)
+        if stored is not None:
+            return stored
+        if plan is not None:
+            _check_size(request, plan)
+        part_folder = part_path(request.final_path)
+        try:
+            part_folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError(part_folder, f"cannot create ({exc.strerror or exc})") from exc
+        with TorrentSession(request.url, self._options, sidecar_path(request.final_path)) as s:
+            if plan is not None:
+                params.renamed_files = {f.index: f.relative for f in plan}
+            s.add(params, part_folder, request.peers)
+            info = s.wait_for_metadata(request.deadline)
+            if plan is None:
+                plan = plan_files(info, request)
+                _check_size(request, plan)
+                _rename(s.handle, plan)
+            transferred = s.download(request.name, progress, request.deadline)
+            s.flush_and_close()
+            files = _verify(request, plan, part_folder, transferred)
+            for file in plan:
+                file.final_path.parent.mkdir(parents=True, exist_ok=True)
+                replace_durably(part_folder / file.relative, file.final_path)
+            discard_part_folder(request.final_path)
+            if self._options.seed_s > 0:
+                renamed = {file.index: file.name for file in plan}
+                s.seed(info, renamed, request.final_path.parent, self._options.seed_s,
+                       request.deadline)  # fmt: skip
+        single = len(files) == 1
+        return DownloadResult(
+            status="downloaded",
+            final_url=request.url,
+            etag=validator,
+            path=files[0].path if single else request.final_path,
+            bytes=sum(f.bytes for f in files),
+            sha256=files[0].sha256 if single else None,
+            bytes_transferred=transferred,
+            files=tuple(files),
+        )
+
+    def _metainfo(self, client: httpx.Client, request: DownloadRequest) -> Any:
+        """The torrent's add_torrent_params: metadata from a file or URL, or a magnet's hashes."""
+        lt = libtorrent()
+        url = request.url
+        if is_magnet(url):
+            try:
+                params = lt.parse_magnet_uri(url)
+            except RuntimeError as exc:
+                raise TransferError(url, f"unusable magnet link: {exc}", retryable=False) from None
+            params.flags |= lt.torrent_flags.upload_mode  # no payload before the files are renamed
+            return params
+        data = _read_local(url) if url.startswith("file:") else _get(client, url)
+        try:
+            return lt.load_torrent_buffer(data)
+        except RuntimeError as exc:
+            raise VerificationError(url, f"not usable torrent metainfo: {exc}") from None
+
+
+def _read_local(url: str) -> bytes:
+    path = Path(url2pathname(urlsplit(url).path))
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_METAINFO_BYTES + 1)
+    except OSError as exc:
+        raise TransferError(url, f"cannot read the torrent file: {exc.strerror or exc}",
+                            retryable=False) from None  # fmt: skip
+    if len(data) > MAX_METAINFO_BYTES:
+        raise TransferError(url, "torrent file too large", retryable=False)
+    return data
+
+
+def _get(client: httpx.Client, url: str) -> bytes:
+    """GET the metainfo itself (small; bounded)."""
+    data = bytearray()
+    with (
+        httpx_errors_as_transfer_errors(url, "GET"),
+        client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response,
+    ):
+        if response.status_code != httpx.codes.OK:
+            raise status_error(url, response, "GET")
+        for chunk in response.iter_raw():
+            data += chunk
+            if len(data) > MAX_METAINFO_BYTES:
+                raise TransferError(url, "torrent metainfo too large", retryable=False)
+    return bytes(data)
+
+
+def _already_stored(
+    request: DownloadRequest, validator: str, plan: list[PlannedFile] | None
+) -> DownloadResult | None:
+    """The stored files of the same torrent, when every one is intact; else None."""
+    if request.recorded_with is None:
+        return None
+    records: list[ManifestRecord] = list(request.recorded_with(validator))
+    if plan is not None:
+        by_name = {record.name: record for record in records}
+        if any(file.name not in by_name for file in plan):
+            return None
+        records = [by_name[file.name] for file in plan]
+    if not records or not all(record_is_intact(record) for record in records):
+        return None
+    if request.expect_sha256 is not None and [r.sha256 for r in records] != [request.expect_sha256]:
+        return None
+    return DownloadResult(
+        status="unchanged",
+        final_url=request.url,
+        etag=validator,
+        files=tuple(
+            StoredFile(
+                name=r.name,
+                path=Path(r.path),
+                bytes=r.bytes,
+                sha256=r.sha256,
+                mime_type=r.mime_type,
+                summary=ContentSummary(r.uncompressed_bytes, r.records),
+            )
+            for r in records
+        ),
+    )
+
+
+def _rename(handle: Any, plan: list[PlannedFile]) -> None:
+    """Give a magnet's files their safe names, then let the payload come."""
+    layout = handle.torrent_file().layout()
+    for file in plan:
+        if layout.file_path(file.index) != file.relative:
+            handle.rename_file(file.index, file.relative)
+    handle.unset_flags(libtorrent().torrent_flags.upload_mode)
+
+
+def _check_size(request: DownloadRequest, plan: list[PlannedFile]) -> None:
+    total = sum(file.size for file in plan)
+    if request.max_bytes is not None and total > request.max_bytes:
+        discard_part_folder(request.final_path)
+        raise TransferError(
+            request.url, f"torrent of {total} bytes exceeds max_bytes ({request.max_bytes})",
+            retryable=False,
+        )  # fmt: skip
+
+
+def _verify(
+    request: DownloadRequest, plan: list[PlannedFile], part_folder: Path, transferred: int
+) -> list[StoredFile]:
+    """Hash and check every file in the part folder; nothing moves unless all are good."""
+    total = sum(file.size for file in plan) or 1
+    files: list[StoredFile] = []
+    try:
+        for file in plan:
+            digest = _digest(part_folder / file.relative, request, file.name)
+            expected = request.expect_sha256
+            if expected is not None and len(plan) == 1 and digest.sha256 != expected:
+                raise VerificationError(
+                    request.url, f"SHA-256 mismatch: expected {expected}, got {digest.sha256}"
+                )
+            files.append(
+                StoredFile(
+                    name=file.name,
+                    path=file.final_path,
+                    bytes=file.size,
+                    sha256=digest.sha256,
+                    blake3=digest.blake3,
+                    mime_type=digest.mime_type,
+                    summary=digest.summary,
+                    bytes_transferred=transferred * file.size // total,
+                )
+            )
+    except (VerificationError, UnexpectedContentError):
+        discard_part_folder(request.final_path)
+        raise
+    return files
+
+
+def _digest(path: Path, request: DownloadRequest, name: str) -> _Digest:
+    """SHA-256 (and BLAKE3), sniffed type and content summary of one file, in one read of it."""
+    sha256 = Sha256()
+    blake3 = _blake3_hasher(request)
+    check: ContentCheck | None = None
+    with path.open("rb") as file:
+        block = file.read(_READ)
+        mime_type = sniff_mime(block[:SAMPLE_SIZE])
+        if request.verify:
+            check_expected(request.url, expectation_for(name), mime_type)
+            check = _content_check(mime_type, dataclasses.replace(request, name=name))
+        while block:
+            sha256.update(block)
+            if blake3 is not None:
+                blake3.update(block)
+            if check is not None:
+                check.feed(block)
+            block = file.read(_READ)
+    summary = check.finish() if check is not None else ContentSummary()
+    return _Digest(
+        sha256.hexdigest(), None if blake3 is None else blake3.hexdigest(), mime_type, summary
+    )
+
+
+@dataclass(frozen=True)
+class _Digest:
+    sha256: str
+    blake3: str | None
+    mime_type: str
+    summary: ContentSummary
+
+
+def _blake3_hasher(request: DownloadRequest) -> Any | None:
+    """A BLAKE3 hasher when the hashing backend has one and the request asks for it."""
+    from ed_extractor import hashing
+
+    factory = getattr(hashing, "Blake3", None)
+    return factory() if factory is not None and getattr(request, "blake3", True) else None
+
+
+def _content_check(mime_type: str, request: DownloadRequest) -> ContentCheck | None:
+    """The check the HTTP regime of this content type runs (gzip, zstd, JSON), if any."""
+    from ed_extractor.services.file_transfer.context import DEFAULT_REGIMES
+    from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
+
+    regime = DEFAULT_REGIMES.get(mime_type)
+    if regime is None or not issubclass(regime, BinaryRegime):
+        return None
+    return regime().content_check(request)
+
+
+def discard_part_folder(final_path: Path) -> None:
+    """Remove a torrent's part folder and its resume data."""
+    shutil.rmtree(part_path(final_path), ignore_errors=True)
+    sidecar_path(final_path).unlink(missing_ok=True)
