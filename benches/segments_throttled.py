@@ -17,23 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from ed_extractor.demo import mirror
+from ed_extractor.demo.mirror import start_mirror
 
 _SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-
-
-def _throttled_config(limit_rate: str) -> Callable[[Path, Path, str, int, set[str]], str]:
-    plain = mirror.nginx_config
-    directive = f"    limit_rate {limit_rate};\n"
-
-    def config(prefix: Path, root: Path, host: str, port: int, without: set[str]) -> str:
-        text = plain(prefix, root, host, port, without)
-        return text.replace("    sendfile on;\n", "    sendfile on;\n" + directive)
-
-    return config
 
 
 def _fetch(url: str, connections: int, dest: Path) -> tuple[float, float]:
@@ -64,8 +52,7 @@ def main() -> None:
         with (root / "big.bin").open("wb") as out:
             for _ in range(options.size_mib):
                 out.write(os.urandom(1 << 20))
-        mirror.nginx_config = _throttled_config(options.limit_rate)
-        with mirror.start_mirror(root, prefer="nginx") as served:
+        with start_mirror(root, prefer="nginx", limit_rate=options.limit_rate) as served:
             url = f"{served.base_url}/big.bin"
             one, one_wall = _fetch(url, 1, work / "dest")
             many, many_wall = _fetch(url, options.connections, work / "dest")

@@ -277,7 +277,8 @@ def _dest_claim(job: Resource) -> str | None:
     for mount in container.get("volumeMounts", []):
         if mount["mountPath"] == dest:
             claim = volumes.get(mount["name"], {}).get("persistentVolumeClaim", {})
-            return claim.get("claimName")
+            name = claim.get("claimName")
+            return name if isinstance(name, str) else None
     return None
 
 

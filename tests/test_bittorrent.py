@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import libtorrent as lt
 import pytest
@@ -199,14 +200,14 @@ def _hostile_torrent(seed_root: Path) -> bytes:
     pieces = b"".join(
         hashlib.sha1(joined[i : i + piece]).digest() for i in range(0, len(joined), piece)
     )
-    info = {
+    info: Any = {
         b"name": b"../../up",
         b"piece length": piece,
         b"pieces": pieces,
         b"files": [{b"length": len(b), b"path": n} for b, n in zip(bodies, names, strict=True)],
     }
     metainfo = bytes(lt.bencode({b"info": info}))
-    layout = lt.torrent_info(lt.bdecode(metainfo)).layout()
+    layout = lt.torrent_info(metainfo).layout()
     for index, body in enumerate(bodies):  # where libtorrent itself puts them, for the seeder
         path = seed_root / layout.file_path(index)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -257,7 +257,7 @@ def test_a_run_over_8_connections_killed_resumes_each_part_where_it_stopped(
     def two_parts_written() -> bool:
         with contextlib.suppress(OSError, ValueError, KeyError):
             state = json.loads(sidecar.read_text())
-            return sum(done - start for start, done, _ in state["segments"]) >= 2 * PART
+            return bool(sum(done - start for start, done, _ in state["segments"]) >= 2 * PART)
         return False
 
     with s3_proxy(s3.endpoint, ProxyRules(slow=("partNumber=", 0.2))) as proxy:

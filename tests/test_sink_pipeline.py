@@ -14,9 +14,9 @@ from types import ModuleType
 
 import blake3
 import pytest
-import zstandard
 
 from ed_extractor.services.file_transfer.regimes.compressed import StreamVerifier
+from ed_extractor.services.file_transfer.regimes.zstd import zstd
 from tests.backends import BACKENDS, backend_module, gzip_verifier, zstd_verifier
 from tests.test_hashing import chunks
 
@@ -26,7 +26,7 @@ BLOB = random.Random(0xF11E).randbytes(9 * MIB + 5)
 TEXT = b"[\n" + b",\n".join(b'{"id64": %d, "name": "Sys %d"}' % (n, n) for n in range(40_000))
 TEXT += b"\n]\n"
 TEXT_GZ = gzip.compress(TEXT, compresslevel=1, mtime=0)
-TEXT_ZST = zstandard.ZstdCompressor(level=1).compress(TEXT)
+TEXT_ZST = zstd.compress(TEXT, level=1)
 CLOSED = "I/O operation on a finished or aborted FileSink"
 
 

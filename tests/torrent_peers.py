@@ -31,7 +31,7 @@ LOOPBACK_ENV = {
     "ED_EXTRACTOR_BT_UTP": "0",
 }
 
-_SESSION = {
+_SESSION: Any = {
     "listen_interfaces": "127.0.0.1:0",
     "enable_dht": False,
     "enable_lsd": False,
@@ -54,7 +54,7 @@ def make_torrent(content: Path, kind: TorrentKind = "v1", piece_size: int = 0) -
 def magnet_of(metainfo: bytes, name: str | None = None) -> str:
     """A magnet link for the torrent (info-hashes only, no trackers)."""
     params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(lt.bdecode(metainfo))
+    params.ti = lt.torrent_info(metainfo)
     link = str(lt.make_magnet_uri(params.ti))
     return link if name is None else f"{link.split('&dn=')[0]}&dn={name}"
 
@@ -71,7 +71,7 @@ class Seeder:
     ) -> None:
         self.session: Any = lt.session(_SESSION)
         params = lt.add_torrent_params()
-        params.ti = lt.torrent_info(lt.bdecode(metainfo))
+        params.ti = lt.torrent_info(metainfo)
         params.save_path = str(save_path)
         params.upload_limit = upload_limit
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)

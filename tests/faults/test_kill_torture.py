@@ -37,18 +37,26 @@ def test_random_kills_then_a_clean_run_store_the_right_bytes_and_resend_little(
     rng = random.Random(connections)
     throttle = (CHUNK, PAUSE * connections)
     server = fault_server(Version(body), lambda n, exchange: Plan(throttle=throttle))
-    args = ("fetch", server.url(NAME), "--dest", str(dest), "--json")
-    args += ("--connections", str(connections))
+    args = (
+        "fetch",
+        server.url(NAME),
+        "--dest",
+        str(dest),
+        "--json",
+        "--connections",
+        str(connections),
+    )
     final = dest / NAME
     for kill in range(KILLS):
         mark = len(server.seen())
         more = rng.randint(SIZE // (2 * KILLS), SIZE // (KILLS + 1))
         run = start_cli(*args)
         try:
-            reached = server.wait_for(
-                lambda mark=mark, more=more: final.exists() or server.body_bytes(mark) >= more,
-                timeout=60,
-            )
+
+            def far_enough(mark: int = mark, more: int = more) -> bool:
+                return final.exists() or server.body_bytes(mark) >= more
+
+            reached = server.wait_for(far_enough, timeout=60)
             run.send_signal(signal.SIGKILL)
             out, err = run.communicate(timeout=30)
         finally:

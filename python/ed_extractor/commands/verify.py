@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         ManifestStore(manifest, create=False) as store,
     ):
         records = _selected(store.records(), args.only)
-        for check in check_records(records, args.algo, progress_for_terminal):
+        for check in check_records(records, args.algo, progress_for_terminal()):
             all_ok = all_ok and check.status == "ok"
             if args.record:
                 store.record_verification(

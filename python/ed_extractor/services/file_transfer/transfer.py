@@ -192,7 +192,9 @@ def _store_body(
             verifier = getattr(check, "native_verifier", None) if BACKEND == "native" else None
             sink = part.open_sink(offset, verifier, blake3=request.blake3)
             writer: ChunkFeed = (
-                ChunkWorker(sink.write, name="sink") if BACKEND == "python" else InlineFeed(sink.write)
+                ChunkWorker(sink.write, name="sink")
+                if BACKEND == "python"
+                else InlineFeed(sink.write)
             )
             checker = ChunkWorker(check.feed, name="check") if check and verifier is None else None
             try:

@@ -1,4 +1,4 @@
-"""The download regimes, one per kind of content (binary, gzip, JSON, zstd), S3-Multipart, BitTorrent.
+"""The download regimes: one per kind of content (gzip, JSON, zstd, binary, BitTorrent), and S3.
 
 ``s3_multipart`` is imported when an ``s3://`` source is met (it brings botocore and awscrt).
 """

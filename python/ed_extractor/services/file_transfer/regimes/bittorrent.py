@@ -32,6 +32,7 @@ from ed_extractor.services.file_transfer.base import (
     ProgressReporter,
     StoredFile,
 )
+from ed_extractor.services.file_transfer.part_file import replace_durably
 from ed_extractor.services.file_transfer.resume import sidecar_path
 from ed_extractor.services.file_transfer.torrent_session import (
     TorrentOptions,
@@ -39,7 +40,6 @@ from ed_extractor.services.file_transfer.torrent_session import (
     info_hash_of,
     libtorrent,
 )
-from ed_extractor.services.file_transfer.part_file import replace_durably
 from ed_extractor.services.source_probe.sniff import (
     SAMPLE_SIZE,
     check_expected,
