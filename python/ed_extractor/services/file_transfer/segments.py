@@ -22,7 +22,8 @@ from typing import Final
 
 import httpx
 
-from ed_extractor.errors import IncompleteBodyError, ProtocolError, VerificationError
+from ed_extractor.errors import IncompleteBodyError, ProtocolError
+from ed_extractor.hashing import Blake3
 from ed_extractor.headers import if_range_validator, parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.services.file_transfer.base import (
@@ -148,12 +149,14 @@ class SegmentedDownload:
         try:
             with part:
                 part.allow_resume(self._point())
+                blake3 = Blake3() if request.blake3 else None
                 digest_worker = FileOrderDigest(
                     writer,
                     self.table,
                     total,
                     check.feed if check is not None else None,
                     window=self._window,
+                    also=() if blake3 is None else (blake3,),
                 )
                 self._digest = digest_worker
                 try:
@@ -169,11 +172,7 @@ class SegmentedDownload:
                 summary = check.finish() if check is not None else ContentSummary()
                 writer.sync()
                 writer.close()
-                if request.expect_sha256 is not None and digest != request.expect_sha256.lower():
-                    raise VerificationError(
-                        request.url,
-                        f"SHA-256 mismatch: expected {request.expect_sha256}, got {digest}",
-                    )
+                request.check_sha256(digest)
                 part.move_into_place()
         finally:
             writer.close()
@@ -195,6 +194,7 @@ class SegmentedDownload:
             path=request.final_path,
             bytes=total,
             sha256=digest,
+            blake3=None if blake3 is None else blake3.hexdigest(),
             bytes_transferred=self.table.received,
             summary=summary,
         )

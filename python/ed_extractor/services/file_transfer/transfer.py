@@ -216,10 +216,7 @@ def _store_body(
                 if isinstance(exc, ValueError) and verifier is not None:  # the sink's check
                     raise VerificationError(url, str(exc)) from exc
                 raise
-            if request.expect_sha256 is not None and digest != request.expect_sha256.lower():
-                raise VerificationError(
-                    url, f"SHA-256 mismatch: expected {request.expect_sha256}, got {digest}"
-                )
+            request.check_sha256(digest)
             part.move_into_place()
     finally:
         progress.stop()

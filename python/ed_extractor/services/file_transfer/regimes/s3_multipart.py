@@ -171,7 +171,7 @@ class S3MultipartRegime:
         received = 0
         try:
             with part:
-                sink = part.open_sink(offset)
+                sink = part.open_sink(offset, blake3=request.blake3)
                 checker = ChunkWorker(check.feed, name="check")
                 try:
                     if offset:
@@ -198,6 +198,7 @@ class S3MultipartRegime:
             path=request.final_path,
             bytes=obj.size,
             sha256=digest,
+            blake3=sink.blake3_hexdigest(),
             bytes_transferred=received,
             summary=summary,
         )
