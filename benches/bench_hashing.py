@@ -52,6 +52,14 @@ def scratch_dir(tmp_path: Path) -> Iterator[Path]:
         yield Path(directory)
 
 
+def hashlib_sha256(pieces: list[memoryview] | list[bytes]) -> str:
+    """The reference digest of ``pieces``, from hashlib (outside any timing)."""
+    reference = hashlib.sha256()
+    for piece in pieces:
+        reference.update(piece)
+    return reference.hexdigest()
+
+
 def chunks_of(payload: memoryview, total: int) -> list[memoryview]:
     """``total`` bytes as ``CHUNK``-sized views, cycling through the payload."""
     return [payload[offset % len(payload) :][:CHUNK] for offset in range(0, total, CHUNK)]
@@ -90,7 +98,7 @@ def test_sha256_update(
         return str(hasher.hexdigest())
 
     digest = benchmark.pedantic(hash_all, rounds=ROUNDS, warmup_rounds=1)
-    assert len(digest) == 64
+    assert digest == hashlib_sha256(pieces)  # a fast wrong hash is no figure
     throughput_table.record(benchmark, "Sha256.update", name, total)
 
 
@@ -116,8 +124,9 @@ def test_filesink_write(
             sink.write(piece)
         return str(sink.finish())
 
-    benchmark.pedantic(write_all, setup=fresh_file, rounds=ROUNDS, warmup_rounds=1)
+    digest = benchmark.pedantic(write_all, setup=fresh_file, rounds=ROUNDS, warmup_rounds=1)
     assert path.stat().st_size == total
+    assert digest == hashlib_sha256(pieces)
     throughput_table.record(benchmark, "FileSink.write", name, total)
 
 

@@ -1,5 +1,5 @@
-//! `ed_extractor._native`: SHA-256 and BLAKE3 hashing, a pipelined file sink and a gzip verifier,
-//! the per-byte work of a download.
+//! `ed_extractor._native`: SHA-256 and BLAKE3 hashing, a pipelined file sink and gzip and zstd
+//! verifiers, the per-byte work of a download.
 
 mod blake3_hash;
 mod buffer;
@@ -8,9 +8,11 @@ mod pipeline;
 mod sha;
 mod sink;
 mod sync;
+mod verifier;
+mod zstd;
 
-/// Native SHA-256 and BLAKE3 hashers, pipelined file sink and gzip verifier for ed-extractor; the
-/// GIL is released while hashing, writing and inflating.
+/// Native SHA-256 and BLAKE3 hashers, pipelined file sink and gzip and zstd verifiers for
+/// ed-extractor; the GIL is released while hashing, writing and decompressing.
 #[pyo3::pymodule(name = "_native")]
 mod native {
     use pyo3::prelude::*;
@@ -23,6 +25,8 @@ mod native {
     use crate::sha::Sha256;
     #[pymodule_export]
     use crate::sink::FileSink;
+    #[pymodule_export]
+    use crate::zstd::ZstdVerifier;
 
     #[pymodule_init]
     fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -20,6 +20,7 @@ use crate::pipeline::{
 };
 use crate::sha::to_hex;
 use crate::sync::with_locked;
+use crate::zstd::ZstdVerifier;
 
 /// Read size while feeding the prefix of a resumed file through the pipeline.
 const RESUME_READ_CHUNK: usize = 1 << 20;
@@ -115,8 +116,11 @@ fn stream_check(verifier: &Bound<'_, PyAny>) -> PyResult<Box<dyn StreamCheck>> {
     if let Ok(gzip) = verifier.cast::<GzipVerifier>() {
         return Ok(Box::new(gzip.clone().unbind()));
     }
+    if let Ok(zstd) = verifier.cast::<ZstdVerifier>() {
+        return Ok(Box::new(zstd.clone().unbind()));
+    }
     Err(PyTypeError::new_err(
-        "verifier must be a native GzipVerifier",
+        "verifier must be a native GzipVerifier or ZstdVerifier",
     ))
 }
 

@@ -10,9 +10,10 @@
    checks; a missing schema (unknown kind or apiVersion) is a failure, not a warning.
 3. Check what the schema leaves out: cron syntax and time zone, enum values (concurrencyPolicy,
    restartPolicy, imagePullPolicy, seccomp, access modes...), quantities with requests <= limits,
-   names, references (volumes, ConfigMaps, PVCs), and the project's rules for the CronJob: the
-   securityContext of issue 5, the job's deadlines, the ED_EXTRACTOR_* variables (real settings,
-   valid values) and the sources.toml the ConfigMap carries (parsed by ed-extractor itself).
+   names, references (volumes, ConfigMaps, PVCs), and the project's rules for the CronJob: a
+   hardened securityContext (non-root, read-only root, no capabilities), the job's deadlines, the
+   ED_EXTRACTOR_* variables (real settings, valid values) and the sources.toml the ConfigMap
+   carries (parsed by ed-extractor itself).
 
 Prints one line per problem; exit status 0 when there is none, 1 otherwise.
 """
@@ -251,7 +252,7 @@ def _resource_rules(resources: Resource, at: str) -> list[str]:
 
 
 def policy_problems(resources: list[Resource]) -> list[str]:
-    """The project's rules for each CronJob (issue 5's), and that all of them share one volume."""
+    """The project's rules for each CronJob, and that all of them share one volume."""
     jobs = [r for r in resources if r.get("kind") == "CronJob"]
     if not jobs:
         return ["expected a CronJob, found none"]
@@ -275,12 +276,13 @@ def _dest_claim(job: Resource) -> str | None:
     for mount in container.get("volumeMounts", []):
         if mount["mountPath"] == dest:
             claim = volumes.get(mount["name"], {}).get("persistentVolumeClaim", {})
-            return claim.get("claimName")
+            name = claim.get("claimName")
+            return name if isinstance(name, str) else None
     return None
 
 
 def _job_policy_problems(job: Resource, resources: list[Resource]) -> list[str]:
-    """Issue 5's requirements for one CronJob, and its settings and sources."""
+    """The project's requirements for one CronJob, its settings and sources."""
     where = kind_name(job)
     spec = job["spec"]
     job_spec = spec.get("jobTemplate", {}).get("spec", {})

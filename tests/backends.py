@@ -8,7 +8,9 @@ from types import ModuleType
 import pytest
 
 from ed_extractor import _fallback
+from ed_extractor.services.file_transfer.regimes.compressed import StreamVerifier
 from ed_extractor.services.file_transfer.regimes.gzip import GzipVerifier, IsalGzipVerifier
+from ed_extractor.services.file_transfer.regimes.zstd import PythonZstdVerifier
 
 try:
     from ed_extractor import _native
@@ -37,4 +39,12 @@ def gzip_verifier(name: str) -> Callable[[], GzipVerifier]:
     if name == "python":
         return IsalGzipVerifier
     verifier: Callable[[], GzipVerifier] = backend_module(name).GzipVerifier
+    return verifier
+
+
+def zstd_verifier(name: str) -> Callable[[], StreamVerifier]:
+    """The zstd verifier of backend ``name``; skips like ``backend_module`` if native is unbuilt."""
+    if name == "python":
+        return PythonZstdVerifier
+    verifier: Callable[[], StreamVerifier] = backend_module(name).ZstdVerifier
     return verifier

@@ -1,4 +1,4 @@
-"""The command-line contract of DESIGN.md, run as a user runs it: a subprocess, real servers."""
+"""The command-line contract of docs/architecture.md, run as a user runs it: real servers."""
 
 from __future__ import annotations
 
@@ -197,6 +197,38 @@ def test_an_html_page_for_a_gz_url_fails_and_stores_nothing(mirror: str, tmp_pat
     assert not (tmp_path / "challenge.json.gz.part").exists()
 
 
+def test_expect_binary_fetches_a_file_whose_name_lies(
+    mirror: str, mirror_root: Path, tmp_path: Path
+) -> None:
+    url = f"{mirror}/challenge.json.gz"
+    result = cli("fetch", url, "--expect", "binary", "--dest", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    [outcome] = json_lines(result.stdout)
+    assert (outcome["status"], outcome["regime"]) == ("downloaded", "binary")
+    assert outcome["mime_type"] == "text/html"
+    assert (tmp_path / "challenge.json.gz").read_bytes() == (
+        mirror_root / "challenge.json.gz"
+    ).read_bytes()
+
+
+def test_expect_overrides_the_name_both_ways(mirror: str, tmp_path: Path) -> None:
+    url = f"{mirror}/galaxy_1day.json.gz"
+    result = cli("fetch", url, "--expect", "json", "--dest", str(tmp_path), "--json")
+    assert result.returncode == 1
+    [outcome] = json_lines(result.stdout)
+    assert "expected application/json" in str(outcome["error"])
+    assert "application/gzip" in str(outcome["error"])
+    assert not (tmp_path / "galaxy_1day.json.gz").exists()
+
+
+def test_expect_is_documented_and_checked() -> None:
+    assert "--expect {gzip,json,zstd,binary}" in cli("fetch", "--help").stdout
+    result = cli("fetch", "http://127.0.0.1:9/x.gz", "--expect", "xml")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert "invalid choice: 'xml'" in result.stderr
+
+
 def test_probe_reports_what_the_source_is(mirror: str, mirror_root: Path) -> None:
     result = cli("probe", f"{mirror}/galaxy_1day.json.gz", "--json")
     assert result.returncode == 0, result.stderr
@@ -222,7 +254,6 @@ url = "{mirror}/missing.json.gz"
 url = "{mirror}/galaxy_stations.json.gz"
 name = "stations.json.gz"
 enabled = false
-large = true
 """
     )
     dest = tmp_path / "data"

@@ -9,20 +9,16 @@ import os
 import re
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from ed_extractor.demo import generator
 from ed_extractor.demo.generator import (
     MIRROR_LAYOUT,
     STAMP_NAME,
     DumpStats,
-    crc32_combine,
     generate_dump,
     generate_mirror,
 )
@@ -162,11 +158,6 @@ def test_worker_processes_give_the_same_bytes(
     serial = dump(tmp_path / "serial.json.gz", systems=120, workers=1)
     parallel = dump(tmp_path / "parallel.json.gz", systems=120, workers=2)
     assert parallel.sha256 == serial.sha256
-
-
-@given(st.binary(max_size=300), st.binary(max_size=300))
-def test_crc32_combine_matches_zlib(a: bytes, b: bytes) -> None:
-    assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
 def mtimes(root: Path) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""The gzip check, native and ISA-L alike: members, trailers, truncation, the JSON text's shape."""
+"""The gzip check, native and ISA-L alike (members, trailers, JSON shape); which verifier runs."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from ed_extractor.errors import VerificationError
 from ed_extractor.services.file_transfer.base import ContentSummary
 from ed_extractor.services.file_transfer.regimes.gzip import GzipCheck, GzipVerifier
 from tests.backends import BACKENDS, gzip_verifier
-from tests.test_hashing import progress_during
 
 URL = "https://downloads.example/galaxy.json.gz"
 RECORDS = [{"id64": n, "name": f"Sys {n}", "coords": {"x": n, "y": 0, "z": -n}} for n in range(500)]
@@ -232,6 +231,19 @@ def test_a_bad_stream_fails_with_the_url_and_why(
     assert str(caught.value).endswith(f"({URL})")
 
 
+@pytest.mark.parametrize("member", [0, 1])
+@pytest.mark.parametrize("split", [0, 2, 3, 4])
+def test_reserved_header_flags_are_refused(
+    new_verifier: Callable[[], GzipVerifier], member: int, split: int
+) -> None:
+    # RFC 1952: the three high FLG bits are reserved; zlib refuses them (ISA-L alone would not).
+    flagged = DOCUMENT_GZ[:3] + bytes([DOCUMENT_GZ[3] | 0x20]) + DOCUMENT_GZ[4:]
+    body = DOCUMENT_GZ * member + flagged
+    at = len(DOCUMENT_GZ) * member + split
+    with pytest.raises(VerificationError, match="corrupt gzip stream: unknown header flags set"):
+        check_chunks(new_verifier, [body[:at], body[at:]])
+
+
 def test_corrupt_deflate_data_is_named(new_verifier: Callable[[], GzipVerifier]) -> None:
     verifier = new_verifier()
     with pytest.raises(ValueError, match=CORRUPT) as caught:
@@ -296,18 +308,20 @@ def test_a_truncated_verifier_is_finished_too(new_verifier: Callable[[], GzipVer
 
 
 @pytest.mark.parametrize(
-    ("native_env", "chosen"),
+    ("regime", "native_env", "chosen"),
     [
-        ("1", "ed_extractor._native.GzipVerifier"),
-        ("0", "ed_extractor.services.file_transfer.regimes.gzip.IsalGzipVerifier"),
+        ("gzip", "1", "ed_extractor._native.GzipVerifier"),
+        ("gzip", "0", "ed_extractor.services.file_transfer.regimes.gzip.IsalGzipVerifier"),
+        ("zstd", "1", "ed_extractor._native.ZstdVerifier"),
+        ("zstd", "0", "ed_extractor.services.file_transfer.regimes.zstd.PythonZstdVerifier"),
     ],
 )
-def test_the_check_follows_the_hashing_backend(native_env: str, chosen: str) -> None:
+def test_the_check_follows_the_hashing_backend(regime: str, native_env: str, chosen: str) -> None:
     if native_env == "1":
         gzip_verifier("native")  # skips when the extension is not built
     code = (
-        "from ed_extractor.services.file_transfer.regimes import gzip\n"
-        "print(f'{gzip.new_verifier.__module__}.{gzip.new_verifier.__qualname__}')"
+        f"from ed_extractor.services.file_transfer.regimes import {regime}\n"
+        f"print(f'{{{regime}.new_verifier.__module__}}.{{{regime}.new_verifier.__qualname__}}')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -317,21 +331,3 @@ def test_the_check_follows_the_hashing_backend(native_env: str, chosen: str) -> 
         check=True,
     )
     assert result.stdout.strip() == chosen
-
-
-# --- Native only -------------------------------------------------------------------------------
-
-
-def test_native_inflating_releases_the_gil() -> None:
-    verifier = gzip_verifier("native")()
-    body = gzip.compress(bytes(256 << 20), compresslevel=1, mtime=0)
-    assert progress_during(lambda: verifier.feed(body)) > 10
-    assert verifier.finish() == (256 << 20, None)
-
-
-def test_native_refuses_what_is_not_a_contiguous_buffer() -> None:
-    verifier = gzip_verifier("native")()
-    with pytest.raises(TypeError):
-        verifier.feed("text")  # type: ignore[arg-type]
-    with pytest.raises(BufferError):
-        verifier.feed(memoryview(DOCUMENT_GZ)[::2])

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from ed_extractor import _fallback
 from tests.backends import backend_module
+from tests.scratch import scratch_folder
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -357,11 +359,16 @@ class TestFileSinkLifecycle:
 # --- I/O errors --------------------------------------------------------------------------------
 
 
+# How FileSink(path) opens a new part file (File::create / open(path, "wb")): the probe below
+# opens the same way, since a read-only mount answers O_TRUNC with EROFS before checking access.
+SINK_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
 def _unwritable_for_everyone() -> str | None:
     """A path that even root cannot open for writing (read-only sysctl/sysfs), if there is one."""
     for candidate in ("/proc/sys/kernel/osrelease", "/sys/kernel/notes"):
         try:
-            fd = os.open(candidate, os.O_WRONLY)
+            fd = os.open(candidate, SINK_CREATE_FLAGS)
         except PermissionError:
             return candidate
         except OSError:
@@ -472,7 +479,7 @@ class TestGilRelease:
         # write() returns once a chunk is queued and waits for room with the GIL released;
         # finish() waits for the pipeline's threads the same way.
         native = native_module()
-        directory = Path("/dev/shm") if os.path.isdir("/dev/shm") else tmp_path
+        directory = scratch_folder(tmp_path, self.BIG)
         data = bytes(self.BIG)
         pieces = [data[start : start + MIB] for start in range(0, self.BIG, MIB)]
         with tempfile.NamedTemporaryFile(dir=directory) as target:
@@ -528,3 +535,23 @@ def test_native_names_its_hash_implementation() -> None:
     native = native_module()
     assert native.HASH_IMPLEMENTATION.startswith("sha2 ")
     assert isinstance(native.__version__, str)
+
+
+# --- Test scaffolding that must hold on any machine ------------------------------------------
+
+
+def test_scratch_folder_falls_back_when_tmpfs_is_small(tmp_path: Path) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    assert scratch_folder(tmp_path / "x", free + 1, tmpfs=tmp_path) == tmp_path / "x"
+    assert scratch_folder(tmp_path / "x", 1, tmpfs=tmp_path) == tmp_path
+    assert scratch_folder(tmp_path, 1, tmpfs=tmp_path / "missing") == tmp_path
+
+
+def test_the_unwritable_probe_opens_as_the_sink_does(tmp_path: Path) -> None:
+    # The sink truncates an existing file and creates a missing one: the probe's flags must too.
+    existing = tmp_path / "existing"
+    existing.write_bytes(b"old")
+    os.close(os.open(existing, SINK_CREATE_FLAGS))
+    os.close(os.open(tmp_path / "new", SINK_CREATE_FLAGS))
+    assert existing.read_bytes() == b""
+    assert (tmp_path / "new").exists()

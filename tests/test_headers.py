@@ -13,6 +13,7 @@ from ed_extractor.errors import EdExtractorError, ProtocolError
 from ed_extractor.headers import (
     ContentRange,
     EntityTag,
+    accepts_byte_ranges,
     if_range_validator,
     parse_content_length,
     parse_content_range,
@@ -141,3 +142,20 @@ def test_parse_content_range_round_trips_valid_ranges(start: int, length: int, t
     else:
         with pytest.raises(ProtocolError):
             parse_content_range(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("bytes", True),
+        (" Bytes ", True),
+        ("other, bytes", True),
+        ("none", False),
+        ("", False),
+        (None, False),
+        ("nobytes", False),  # a unit is a whole token, not a substring
+        ("bytes-ish", False),
+    ],
+)
+def test_accept_ranges_lists_the_bytes_unit(value: str | None, accepted: bool) -> None:
+    assert accepts_byte_ranges(value) is accepted

@@ -476,7 +476,7 @@ def test_downloaded_at_is_kept_in_utc(db: Path, tmp_path: Path) -> None:
     "changes",
     [
         {"path": "relative/galaxy.json.gz"},
-        {"sha256": "AB" * 32},
+        {"sha256": "zz" * 32},
         {"sha256": "ab"},
         {"blake3": "ab"},
         {"blake3": "AB" * 32},
@@ -542,3 +542,37 @@ def test_absolute_paths_of_older_rows_are_read_as_they_are(tmp_path: Path, db: P
         record = store.get("galaxy_1day.json.gz")
     assert record is not None
     assert record.path == str(elsewhere)
+
+
+@pytest.mark.parametrize(
+    ("value", "digest"),
+    [
+        ("AB" * 32, "ab" * 32),
+        (f" {'0f' * 32}\n", "0f" * 32),
+        ("ab" * 31, None),
+        ("zz" * 32, None),
+        ("ab" * 33, None),
+        ("", None),
+    ],
+)
+def test_every_sha256_taken_in_is_checked_alike(
+    tmp_path: Path, value: str, digest: str | None
+) -> None:
+    """--expect-sha256, a source's expect_sha256 and a manifest record accept the same digests."""
+    from ed_extractor.cli import build_parser
+    from ed_extractor.errors import ConfigError
+    from ed_extractor.settings import SourceSpec
+
+    url = "https://h/x.gz"
+    parsers: list[tuple[Any, type[BaseException]]] = [
+        (lambda: build_parser().parse_args(["fetch", url, "--expect-sha256", value]).expect_sha256,
+         SystemExit),
+        (lambda: SourceSpec(url=url, expect_sha256=value).expect_sha256, ConfigError),
+        (lambda: make_record(tmp_path, sha256=value).sha256, ValidationError),
+    ]  # fmt: skip
+    for parse, error in parsers:
+        if digest is None:
+            with pytest.raises(error):
+                parse()
+        else:
+            assert parse() == digest

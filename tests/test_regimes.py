@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zstandard
 
 from ed_extractor.errors import IncompleteBodyError, TransferError, VerificationError
 from ed_extractor.http import make_client
@@ -23,6 +22,7 @@ from ed_extractor.services.file_transfer.regimes import (
     ZstdRegime,
 )
 from ed_extractor.services.file_transfer.regimes import gzip as gzip_regime
+from ed_extractor.services.file_transfer.regimes.zstd import zstd
 from ed_extractor.services.source_probe.models import ProbeResult
 from tests.backends import BACKENDS, gzip_verifier
 from tests.httpd import QuietHandler, serve
@@ -162,8 +162,8 @@ def test_json_regime_rejects_html(tmp_path: Path) -> None:
 
 
 def test_zstd_regime_checks_every_frame(tmp_path: Path) -> None:
-    compressor = zstandard.ZstdCompressor(write_checksum=True)
-    body = compressor.compress(SPANSH_JSON) + compressor.compress(b"second frame")
+    checksum: dict[int, int] = {zstd.CompressionParameter.checksum_flag: 1}
+    body = zstd.compress(SPANSH_JSON, options=checksum) + zstd.compress(b"second frame")
     with serve(handler_serving(body)) as base:
         result = download(ZstdRegime(), f"{base}/dump.zst", tmp_path)
     assert result.summary.uncompressed_bytes == len(SPANSH_JSON) + 12

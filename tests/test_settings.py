@@ -174,7 +174,7 @@ def test_an_unknown_keyword_is_a_config_error() -> None:
 def test_source_name_defaults_to_the_urls_last_segment() -> None:
     spec = SourceSpec(url=f"{SPANSH}/galaxy_1day.json.gz")
     assert spec.name == "galaxy_1day.json.gz"
-    assert (spec.expect, spec.enabled, spec.large, spec.verify) == (None, True, False, True)
+    assert (spec.expect, spec.enabled, spec.verify) == (None, True, True)
     assert (spec.expect_sha256, spec.max_bytes, spec.description) == (None, None, "")
 
 
@@ -214,7 +214,6 @@ def test_the_built_in_sources_are_spanshs_dumps() -> None:
     for source in sources:
         assert source.url == f"{SPANSH}/{source.name}"
         assert source.expect == "gzip"
-        assert source.large is (source.name == "galaxy.json.gz")
         assert source.description
         assert "\n" not in source.description
 
@@ -242,7 +241,6 @@ url = "{SPANSH}/b.json"
 name = "b-renamed.json"
 expect = "json"
 enabled = true
-large = true
 expect_sha256 = "{"CD" * 32}"
 max_bytes = 5
 verify = false
@@ -255,7 +253,6 @@ description = "the second one"
         name="b-renamed.json",
         expect="json",
         enabled=True,
-        large=True,
         expect_sha256="cd" * 32,
         max_bytes=5,
         verify=False,
@@ -376,8 +373,8 @@ def test_malformed_toml_names_the_line_and_column(tmp_path: Path) -> None:
             f"source #1 ('{SPANSH}/a.gz'): key 'expect_sha256': must be 64 hexadecimal digits",
         ),
         (
-            f"[[source]]\nurl = '{SPANSH}/a.gz'\ndescription = 1\nlarge = 'no'\n",
-            f"source #1 ('{SPANSH}/a.gz'): key 'large': Input should be a valid boolean; "
+            f"[[source]]\nurl = '{SPANSH}/a.gz'\ndescription = 1\nverify = 'no'\n",
+            f"source #1 ('{SPANSH}/a.gz'): key 'verify': Input should be a valid boolean; "
             "key 'description': Input should be a valid string",
         ),
     ],

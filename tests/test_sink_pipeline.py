@@ -14,9 +14,10 @@ from types import ModuleType
 
 import blake3
 import pytest
+import zstandard
 
-from ed_extractor.services.file_transfer.regimes.gzip import GzipVerifier
-from tests.backends import BACKENDS, backend_module, gzip_verifier
+from ed_extractor.services.file_transfer.regimes.compressed import StreamVerifier
+from tests.backends import BACKENDS, backend_module, gzip_verifier, zstd_verifier
 from tests.test_hashing import chunks
 
 KIB = 1024
@@ -25,6 +26,7 @@ BLOB = random.Random(0xF11E).randbytes(9 * MIB + 5)
 TEXT = b"[\n" + b",\n".join(b'{"id64": %d, "name": "Sys %d"}' % (n, n) for n in range(40_000))
 TEXT += b"\n]\n"
 TEXT_GZ = gzip.compress(TEXT, compresslevel=1, mtime=0)
+TEXT_ZST = zstandard.ZstdCompressor(level=1).compress(TEXT)
 CLOSED = "I/O operation on a finished or aborted FileSink"
 
 
@@ -48,8 +50,8 @@ def scratch(tmp_path: Path) -> Iterator[Path]:
     path.unlink(missing_ok=True)
 
 
-def verifier_for(name: str) -> GzipVerifier:
-    return gzip_verifier(name)()
+def verifier_for(name: str, compression: str = "gzip") -> StreamVerifier:
+    return (gzip_verifier if compression == "gzip" else zstd_verifier)(name)()
 
 
 # --- Digests -----------------------------------------------------------------------------------
@@ -107,14 +109,15 @@ def test_a_mutable_buffer_is_captured_when_written(backend: ModuleType, scratch:
 
 
 @pytest.mark.parametrize("chunk_size", [517, 64 * KIB], ids=str)
+@pytest.mark.parametrize(("compression", "body"), [("gzip", TEXT_GZ), ("zstd", TEXT_ZST)])
 def test_verifier_is_fed_every_chunk_in_order(
-    name: str, backend: ModuleType, scratch: Path, chunk_size: int
+    name: str, backend: ModuleType, scratch: Path, chunk_size: int, compression: str, body: bytes
 ) -> None:
-    verifier = verifier_for(name)
+    verifier = verifier_for(name, compression)
     sink = backend.FileSink(scratch, verifier=verifier)
-    for piece in chunks(TEXT_GZ, chunk_size):
+    for piece in chunks(body, chunk_size):
         sink.write(bytes(piece))
-    assert sink.finish(fsync=False) == hashlib.sha256(TEXT_GZ).hexdigest()
+    assert sink.finish(fsync=False) == hashlib.sha256(body).hexdigest()
     assert verifier.finish() == (len(TEXT), 40_000)
 
 
@@ -143,7 +146,7 @@ def test_a_corrupt_stream_is_a_value_error_from_write_or_finish(
 
 def test_native_refuses_a_python_verifier(scratch: Path) -> None:
     native = backend_module("native")
-    with pytest.raises(TypeError, match="native GzipVerifier"):
+    with pytest.raises(TypeError, match="native GzipVerifier or ZstdVerifier"):
         native.FileSink(scratch, verifier=verifier_for("python"))
     assert not scratch.exists()
 
@@ -166,8 +169,8 @@ def test_a_write_error_is_raised_again_by_every_later_call() -> None:
             break
     with pytest.raises(OSError, match="No space left") as at_finish:
         sink.finish(fsync=False)
-    for error in [*raised, at_finish.value]:
-        assert (error.errno, error.filename) == (errno.ENOSPC, "/dev/full")
+    for caught in [*raised, at_finish.value]:
+        assert (caught.errno, caught.filename) == (errno.ENOSPC, "/dev/full")
     assert raised, "the error reached write() before 64 MiB were accepted"
     with pytest.raises(ValueError, match=CLOSED):
         sink.write(b"x")

@@ -97,7 +97,7 @@ def _checked_length(length: int) -> int:
     return length
 
 
-class StreamVerifier(Protocol):
+class SinkVerifier(Protocol):
     """A content check fed chunk by chunk (``GzipVerifier``); ``feed`` raises ``ValueError``."""
 
     def feed(self, data: Buffer) -> None:
@@ -117,7 +117,7 @@ class FileSink:
         *,
         resume_from: int = 0,
         blake3: bool = False,
-        verifier: StreamVerifier | None = None,
+        verifier: SinkVerifier | None = None,
     ) -> None:
         if resume_from < 0:
             raise ValueError("resume_from must be >= 0")

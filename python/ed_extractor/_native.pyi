@@ -1,4 +1,4 @@
-"""Type stubs for the native extension (``rust/``): SHA-256, BLAKE3, a pipelined sink, gzip."""
+"""Type stubs for the native extension (``rust/``): hashers, a pipelined sink, content checks."""
 
 import os
 import sys
@@ -9,7 +9,15 @@ if sys.version_info >= (3, 12):
 else:
     from typing_extensions import Buffer
 
-__all__ = ["HASH_IMPLEMENTATION", "Blake3", "FileSink", "GzipVerifier", "Sha256", "__version__"]
+__all__ = [
+    "HASH_IMPLEMENTATION",
+    "Blake3",
+    "FileSink",
+    "GzipVerifier",
+    "Sha256",
+    "ZstdVerifier",
+    "__version__",
+]
 
 __version__: Final[str]
 HASH_IMPLEMENTATION: Final[str]
@@ -77,7 +85,7 @@ class FileSink:
         *,
         resume_from: int = 0,
         blake3: bool = False,
-        verifier: GzipVerifier | None = None,
+        verifier: GzipVerifier | ZstdVerifier | None = None,
     ) -> FileSink: ...
     def write(self, data: Buffer) -> int:
         """Queue one chunk; return its length. Raises the failure of an earlier chunk, if any."""
@@ -114,4 +122,26 @@ class GzipVerifier:
         """End the stream: ``(uncompressed_bytes, records)``, records only for a JSON array.
 
         ``ValueError`` unless the last member ended with its trailer (an empty stream included).
+        """
+
+@final
+class ZstdVerifier:
+    """Decompress a zstd stream chunk by chunk to nowhere, following the JSON shape of its text.
+
+    Every frame is decompressed (skippable ones skipped) and its checksum checked when it has one;
+    a frame whose window exceeds 128 MiB is refused. The text goes through a fixed buffer
+    (bounded memory) and is dropped, followed as ``GzipVerifier`` follows it. Errors raise
+    ``ValueError``: ``"corrupt zstd stream: <why>"`` (repeated by every later call) or
+    ``"truncated zstd stream (last frame incomplete)"``; any call after ``finish`` raises
+    ``ValueError`` too.
+    """
+
+    def __new__(cls) -> ZstdVerifier: ...
+    def feed(self, data: Buffer) -> None:
+        """Decompress the next chunk (any C-contiguous buffer), with the GIL released from 2 KiB."""
+
+    def finish(self) -> tuple[int, int | None]:
+        """End the stream: ``(uncompressed_bytes, records)``, records only for a JSON array.
+
+        ``ValueError`` unless the last frame is complete (an empty stream included).
         """

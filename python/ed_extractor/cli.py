@@ -1,4 +1,4 @@
-"""The command line: probe, fetch, run and manifest, with the exit codes of DESIGN.md (0, 1, 2)."""
+"""The command line: probe, fetch, run and manifest (contract: docs/architecture.md; exit 0/1/2)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, get_args
 
 from pydantic import ValidationError
 
@@ -19,6 +19,7 @@ from ed_extractor.hashing import BACKEND
 from ed_extractor.http import make_client
 from ed_extractor.logs import configure_logging
 from ed_extractor.manifest import ManifestStore
+from ed_extractor.manifest.models import ContentRegime, normalize_sha256
 from ed_extractor.metrics import RunMetrics
 from ed_extractor.paths import validate_url
 from ed_extractor.pipeline.lock import destination_lock
@@ -54,10 +55,10 @@ def _connections(value: str) -> int:
 
 
 def _sha256_hex(value: str) -> str:
-    lowered = value.lower()
-    if len(lowered) != 64 or any(c not in "0123456789abcdef" for c in lowered):
-        raise argparse.ArgumentTypeError(f"not a SHA-256 hex digest: {value!r}")
-    return lowered
+    try:
+        return normalize_sha256(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a SHA-256 hex digest: {value!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_destination_options(fetch)
     fetch.add_argument("--name", help="file name to store a single URL under")
     fetch.add_argument("--connections", type=_connections, default=1, metavar="N|auto")
+    fetch.add_argument(
+        "--expect",
+        choices=get_args(ContentRegime),
+        help="what the content must be, whatever the URL's name implies (binary: anything)",
+    )
     fetch.add_argument("--expect-sha256", type=_sha256_hex, metavar="HEX")
     fetch.add_argument("--no-verify", action="store_true", help="skip the content checks")
     fetch.add_argument("--json", action="store_true", help="one JSON object per source")
@@ -184,7 +190,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     if args.no_verify:
         settings = settings.model_copy(update={"verify": False})
     specs = [
-        SourceSpec(url=url, name=args.name, expect_sha256=args.expect_sha256) for url in args.urls
+        SourceSpec(url=url, name=args.name, expect=args.expect, expect_sha256=args.expect_sha256)
+        for url in args.urls
     ]
     return _fetch_sources(settings, specs, args.json)
 

@@ -7,7 +7,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from ed_extractor import _fallback
-from ed_extractor._fallback import StreamVerifier
+from ed_extractor._fallback import SinkVerifier
 
 BackendName = Literal["native", "python"]
 
@@ -36,4 +36,4 @@ else:
     Blake3 = _backend.Blake3
     FileSink = _backend.FileSink
 
-__all__ = ["BACKEND", "BackendName", "Blake3", "FileSink", "Sha256", "StreamVerifier"]
+__all__ = ["BACKEND", "BackendName", "Blake3", "FileSink", "Sha256", "SinkVerifier"]

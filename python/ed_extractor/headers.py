@@ -53,6 +53,13 @@ def parse_content_length(value: str | None) -> int | None:
     return int(value)
 
 
+def accepts_byte_ranges(value: str | None) -> bool:
+    """True when an ``Accept-Ranges`` value lists the ``bytes`` unit (a comma list, any case)."""
+    if value is None:
+        return False
+    return any(unit.strip().lower() == "bytes" for unit in value.split(","))
+
+
 def parse_http_date(value: str | None) -> datetime | None:
     """An HTTP date (IMF-fixdate or the obsolete forms) as an aware UTC datetime, else None."""
     if not value:

@@ -18,6 +18,12 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from ed_extractor.errors import TransferError
+from ed_extractor.settings import (
+    RETRY_ATTEMPTS,
+    RETRY_INITIAL_WAIT_S,
+    RETRY_MAX_WAIT_S,
+    RETRY_TOTAL_S,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +32,10 @@ log = logging.getLogger(__name__)
 class RetryPolicy:
     """Bounds on trying one source again: attempts, pauses, total time, the run's deadline."""
 
-    attempts: int = 5
-    initial_wait_s: float = 1.0
-    max_wait_s: float = 300.0
-    total_s: float = 3600.0
+    attempts: int = RETRY_ATTEMPTS
+    initial_wait_s: float = RETRY_INITIAL_WAIT_S
+    max_wait_s: float = RETRY_MAX_WAIT_S
+    total_s: float = RETRY_TOTAL_S
     deadline: float | None = None  # time.monotonic() of the run's deadline
 
     def retrying(self) -> Retrying:

@@ -10,7 +10,6 @@ A sources file holds an optional ``[defaults]`` table and one ``[[source]]`` tab
     name = "galaxy_1day.json.gz"   # optional, default: the URL's last path segment
     expect = "gzip"                # optional: "gzip" | "json" | "zstd" | "binary"
     enabled = true                 # optional
-    large = false                  # optional, documentation: large dumps are off by default
     expect_sha256 = "<64 hex>"     # optional
     max_bytes = 1000000            # optional, > 0
     verify = true                  # optional
@@ -32,12 +31,21 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ed_extractor.errors import ConfigError, UsageError
-from ed_extractor.manifest.models import Regime
+from ed_extractor.manifest.models import ContentRegime, Sha256Hex
 from ed_extractor.manifest.store import default_manifest_path
 from ed_extractor.paths import name_from_url, sanitize_name, validate_url
 
 ENV_PREFIX = "ED_EXTRACTOR_"
 DEFAULT_SOURCES = "default_sources.toml"
+
+# Network and retry defaults: written here only (http.make_client and RetryPolicy use them too).
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0
+MAX_REDIRECTS = 10
+RETRY_ATTEMPTS = 5
+RETRY_INITIAL_WAIT_S = 1.0
+RETRY_MAX_WAIT_S = 300.0
+RETRY_TOTAL_S = 3600.0
 
 
 class Settings(BaseSettings):
@@ -53,15 +61,17 @@ class Settings(BaseSettings):
     dest: Path = Field(default=Path("data"), description="directory of the local copies")
     config: Path | None = Field(default=None, description="sources file; None: built-in list")
     manifest: Path | None = Field(default=None, description="None: <dest>/manifest.sqlite3")
-    connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
-    read_timeout: float = Field(default=60.0, gt=0, description="seconds between two reads")
-    max_redirects: int = Field(default=10, ge=0)
+    connect_timeout: float = Field(default=CONNECT_TIMEOUT_S, gt=0, description="seconds")
+    read_timeout: float = Field(default=READ_TIMEOUT_S, gt=0, description="seconds between reads")
+    max_redirects: int = Field(default=MAX_REDIRECTS, ge=0)
     verify: bool = Field(default=True, description="check content after download")
     log_format: Literal["auto", "json", "text"] = "auto"
-    retry_attempts: int = Field(default=5, ge=1, description="tries per source, first included")
-    retry_initial_wait_s: float = Field(default=1.0, ge=0, description="first backoff pause")
-    retry_max_wait_s: float = Field(default=300.0, ge=0, description="longest pause between tries")
-    retry_total_s: float = Field(default=3600.0, gt=0, description="retrying stops after this")
+    retry_attempts: int = Field(default=RETRY_ATTEMPTS, ge=1, description="tries, first included")
+    retry_initial_wait_s: float = Field(
+        default=RETRY_INITIAL_WAIT_S, ge=0, description="first pause"
+    )
+    retry_max_wait_s: float = Field(default=RETRY_MAX_WAIT_S, ge=0, description="longest pause")
+    retry_total_s: float = Field(default=RETRY_TOTAL_S, gt=0, description="retrying stops after")
     deadline_s: float | None = Field(default=None, gt=0, description="the whole run stops after")
     lock_wait_s: float = Field(default=0.0, ge=0, description="wait for another run's lock")
     metrics_file: Path | None = Field(default=None, description="Prometheus text file to write")
@@ -93,7 +103,7 @@ class SourceDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    expect: Regime | None = None
+    expect: ContentRegime | None = None
     enabled: bool = True
     verify: bool = True
     max_bytes: int | None = Field(default=None, gt=0)
@@ -110,10 +120,9 @@ class SourceSpec(BaseModel):
 
     url: str = Field(description="absolute http(s) URL, as requested")
     name: str = Field(description="file name inside dest")
-    expect: Regime | None = Field(default=None, description="fail unless the body is this")
+    expect: ContentRegime | None = Field(default=None, description="fail unless the body is this")
     enabled: bool = True
-    large: bool = Field(default=False, description="documentation: very large, off by default")
-    expect_sha256: str | None = Field(default=None, description="64 hex digits, lower-cased")
+    expect_sha256: Sha256Hex | None = Field(default=None, description="64 hex digits")
     max_bytes: int | None = Field(default=None, gt=0, description="refuse a larger body")
     verify: bool = True
     description: str = ""
@@ -141,16 +150,6 @@ class SourceSpec(BaseModel):
     @classmethod
     def _check_name(cls, value: str) -> str:
         return sanitize_name(value)
-
-    @field_validator("expect_sha256")
-    @classmethod
-    def _check_sha256(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        digest = value.strip().lower()
-        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
-            raise ValueError("must be 64 hexadecimal digits")
-        return digest
 
 
 def load_sources(path: Path | None = None) -> list[SourceSpec]:

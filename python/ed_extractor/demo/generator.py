@@ -15,9 +15,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from functools import cache
 from pathlib import Path
 from typing import Final
+
+from isal import isal_zlib
 
 from ed_extractor.demo.records import RecordKind, RecordSpec, render_records
 
@@ -81,41 +82,8 @@ MIRROR_LAYOUT: Final = (
 # --- gzip assembly -------------------------------------------------------------------------------
 # Chunks are compressed independently (in parallel) as raw deflate; every chunk but the last ends
 # with a sync flush, so their concatenation is one valid deflate stream (the pigz technique) inside
-# a single gzip member. The CRC-32 of the whole is combined from the chunks' CRCs.
-
-_CRC_POLY: Final = 0xEDB88320
-
-
-def _multmodp(a: int, b: int) -> int:
-    """Multiply two CRC-32 polynomials (reflected bit order) modulo the CRC polynomial."""
-    m, p = 1 << 31, 0
-    while True:
-        if a & m:
-            p ^= b
-            if a & (m - 1) == 0:
-                return p
-        m >>= 1
-        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
-
-
-@cache
-def _x2n_table() -> tuple[int, ...]:
-    table, p = [], 1 << 30  # x^1
-    for _ in range(32):
-        table.append(p)
-        p = _multmodp(p, p)
-    return tuple(table)
-
-
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)`` (as zlib's)."""
-    table, p, k = _x2n_table(), 1 << 31, 3  # x^0; one byte is x^8 = x^(2^3)
-    while len2:
-        if len2 & 1:
-            p = _multmodp(table[k & 31], p)
-        len2 >>= 1
-        k += 1
-    return _multmodp(p, crc1) ^ crc2
+# a single gzip member. The CRC-32 of the whole is combined from the chunks' CRCs (ISA-L's
+# crc32_combine, zlib's algorithm).
 
 
 def _gzip_header(level: int) -> bytes:
@@ -213,7 +181,7 @@ def _write_dump(
                 out.write(deflated)
                 sha.update(deflated)
                 size += len(deflated)
-                crc = crc32_combine(crc, chunk_crc, chunk_len)
+                crc = isal_zlib.crc32_combine(crc, chunk_crc, chunk_len)
                 length += chunk_len
             trailer = struct.pack("<II", crc, length & 0xFFFFFFFF)
             out.write(trailer)

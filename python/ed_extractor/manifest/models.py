@@ -8,10 +8,28 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-Regime = Literal["gzip", "json", "zstd", "binary"]
+ContentRegime = Literal["gzip", "json", "zstd", "binary"]
+"""The regimes chosen by what a body is; also the values of a source's ``expect``."""
+Regime = Literal[ContentRegime]
 AttemptStatus = Literal["downloaded", "unchanged", "failed"]
+"""What happened to a source in one attempt (also the ``status`` of ``fetch --json``)."""
 VerificationStatus = Literal["ok", "mismatch", "missing", "size-mismatch"]
+"""What ``verify`` found of one recorded file."""
 HashAlgorithm = Literal["blake3", "sha256"]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def normalize_sha256(value: str) -> str:
+    """``value`` as a lower-case SHA-256 hex digest; ``ValueError`` unless it is 64 hex digits."""
+    digest = value.strip().lower()
+    if len(digest) != 64 or not _HEX.issuperset(digest):
+        raise ValueError("must be 64 hexadecimal digits")
+    return digest
+
+
+Sha256Hex = Annotated[str, AfterValidator(normalize_sha256)]
+"""A SHA-256 hex digest, lower-cased: the one check of every digest the program takes in."""
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -31,7 +49,7 @@ class ManifestRecord(BaseModel):
     final_url: str = Field(description="the URL after redirects")
     path: str = Field(description="absolute path of the final file")
     bytes: int = Field(ge=0, description="size of the stored file")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256 of the file")
+    sha256: Sha256Hex = Field(description="lower-case hex SHA-256 of the file")
     blake3: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{64}$", description="lower-case hex BLAKE3, when computed"
     )

@@ -7,13 +7,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import httpx
 from pydantic import BaseModel
 
 from ed_extractor.errors import DeadlineError, EdExtractorError, ManifestError
-from ed_extractor.manifest import ManifestRecord, ManifestStore, Regime, record_is_intact
+from ed_extractor.manifest import (
+    AttemptStatus,
+    ManifestRecord,
+    ManifestStore,
+    Regime,
+    record_is_intact,
+)
 from ed_extractor.paths import part_path, resolve_inside
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.file_transfer import (
@@ -28,15 +33,13 @@ from ed_extractor.settings import SourceSpec
 
 log = logging.getLogger(__name__)
 
-SourceStatus = Literal["downloaded", "unchanged", "failed"]
-
 
 class SourceOutcome(BaseModel):
     """What happened to one source: the object ``fetch --json`` and ``run --json`` print."""
 
     name: str
     url: str
-    status: SourceStatus
+    status: AttemptStatus
     path: str | None = None
     bytes: int | None = None
     sha256: str | None = None
@@ -50,7 +53,7 @@ class SourceOutcome(BaseModel):
 
     @classmethod
     def from_record(
-        cls, record: ManifestRecord, status: SourceStatus, elapsed_s: float
+        cls, record: ManifestRecord, status: AttemptStatus, elapsed_s: float
     ) -> SourceOutcome:
         """The outcome of a source whose current file is ``record``."""
         return cls(

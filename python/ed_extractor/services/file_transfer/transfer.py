@@ -19,8 +19,9 @@ from ed_extractor.errors import (
     TransferError,
     VerificationError,
 )
-from ed_extractor.hashing import BACKEND, FileSink, StreamVerifier
+from ed_extractor.hashing import BACKEND, FileSink, SinkVerifier
 from ed_extractor.headers import (
+    accepts_byte_ranges,
     if_range_validator,
     parse_content_length,
     parse_content_range,
@@ -59,7 +60,7 @@ def transfer(
     on the recorded validators (304: unchanged).
     """
     resume = load_resume_point(request.final_path, request.url)
-    headers = {"Accept-Encoding": "identity"}
+    headers: dict[str, str] = {}
     if resume is not None:
         headers["Range"] = f"bytes={resume.offset}-"
         headers["If-Range"] = resume.validator
@@ -114,7 +115,7 @@ def _continues(response: httpx.Response, resume: ResumePoint) -> bool:
 
 def _resume_point_for(response: httpx.Response, url: str, length: int | None) -> ResumePoint | None:
     """Where this 200 could be continued from later, if the server allows it (ranges, validator)."""
-    if length is None or response.headers.get("Accept-Ranges", "").strip().lower() != "bytes":
+    if length is None or not accepts_byte_ranges(response.headers.get("Accept-Ranges")):
         return None
     validator = if_range_validator(
         response.headers.get("ETag"), response.headers.get("Last-Modified")
@@ -142,7 +143,7 @@ def _check_announced_length(
 
 
 def _open_sink(
-    path: Path, resume_from: int, verifier: StreamVerifier | None, blake3: bool
+    path: Path, resume_from: int, verifier: SinkVerifier | None, blake3: bool
 ) -> FileSink:
     try:
         return FileSink(path, resume_from=resume_from, blake3=blake3, verifier=verifier)

@@ -8,8 +8,9 @@ from typing import Literal
 import httpx
 
 from ed_extractor.errors import ProbeError
-from ed_extractor.headers import parse_content_length, parse_content_range
+from ed_extractor.headers import accepts_byte_ranges, parse_content_length, parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
+from ed_extractor.manifest.models import ContentRegime
 from ed_extractor.paths import validate_url
 
 from .models import HeadInfo, ProbeResult
@@ -18,7 +19,6 @@ from .sniff import SAMPLE_SIZE, Expectation, check_expected, expectation_for, sn
 log = logging.getLogger(__name__)
 
 SAMPLE_RANGE = f"bytes=0-{SAMPLE_SIZE - 1}"
-_IDENTITY = {"Accept-Encoding": "identity"}
 
 
 def _head_info(
@@ -52,7 +52,7 @@ class SourceProber:
     def __init__(self, client: httpx.Client) -> None:
         self._client = client
 
-    def probe(self, url: str, *, expect: str | None = None) -> ProbeResult:
+    def probe(self, url: str, *, expect: ContentRegime | None = None) -> ProbeResult:
         """HEAD and sample ``url``; check the sniffed type against ``expect`` or the extension.
 
         Raises InvalidURLError for a non-http(s) URL, ConfigError for an unknown ``expect``,
@@ -71,21 +71,22 @@ class SourceProber:
         """
         validate_url(url)
         with httpx_errors_as_transfer_errors(url, "HEAD"):
-            response = self._client.head(url, headers=_IDENTITY)
+            response = self._client.head(url)
         length = parse_content_length(response.headers.get("Content-Length"))
         if response.is_success and length is not None:
-            accept_ranges = response.headers.get("Accept-Ranges", "")
             return _head_info(
                 url,
                 response,
                 "HEAD",
                 content_length=length,
-                is_range_supported="bytes" in accept_ranges.lower(),
+                is_range_supported=accepts_byte_ranges(response.headers.get("Accept-Ranges")),
             )
         log.debug("HEAD %s answered %s without a usable length; ranged GET instead", url, response)
         return self._ranged_get(url)
 
-    def sample(self, url: str, head: HeadInfo | None, *, expect: str | None = None) -> ProbeResult:
+    def sample(
+        self, url: str, head: HeadInfo | None, *, expect: ContentRegime | None = None
+    ) -> ProbeResult:
         """Fetch the first bytes of ``url`` (unless ``head`` holds them), sniff and check them.
 
         ``expect`` and the URL's extension are checked as in ``probe``; ``head`` (from ``head``)
@@ -130,9 +131,7 @@ class SourceProber:
         """GET ``Range: bytes=0-1023`` streamed; read at most one socket chunk past the sample."""
         with (
             httpx_errors_as_transfer_errors(url, "ranged GET"),
-            self._client.stream(
-                "GET", url, headers={**_IDENTITY, "Range": SAMPLE_RANGE}
-            ) as response,
+            self._client.stream("GET", url, headers={"Range": SAMPLE_RANGE}) as response,
         ):
             if response.status_code == 416:
                 sample = b""

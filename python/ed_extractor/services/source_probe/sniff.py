@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import magic
 
-from ed_extractor.errors import ConfigError, UnexpectedContentError
+from ed_extractor.errors import UnexpectedContentError
+
+if TYPE_CHECKING:
+    from ed_extractor.manifest.models import ContentRegime
 
 GZIP = "application/gzip"
 ZSTD = "application/zstd"
@@ -57,7 +61,7 @@ _EXTENSIONS: dict[str, str] = {
     ".zip": ZIP,
 }
 
-EXPECT_ALIASES: dict[str, str | None] = {
+EXPECT_ALIASES: dict[ContentRegime, str | None] = {
     "gzip": GZIP,
     "json": JSON,
     "zstd": ZSTD,
@@ -124,25 +128,14 @@ class Expectation:
     origin: str
 
 
-def resolve_expect(expect: str) -> str | None:
-    """Map a config/CLI ``expect`` value (alias or canonical MIME type) to a MIME type or None."""
-    key = expect.strip().lower()
-    if key in EXPECT_ALIASES:
-        return EXPECT_ALIASES[key]
-    if key in _EXTENSIONS.values():
-        return key
-    choices = ", ".join(sorted(EXPECT_ALIASES))
-    raise ConfigError(f"unknown expect value {expect!r} (choose one of: {choices})")
-
-
-def expectation_for(url: str, expect: str | None = None) -> Expectation | None:
+def expectation_for(url: str, expect: ContentRegime | None = None) -> Expectation | None:
     """What the body at ``url`` must be: the explicit ``expect`` wins, else the URL's extension.
 
     ``url`` is the URL as requested (never a redirect target); its last path segment is
-    percent-decoded before its extension is looked at. Raises ConfigError for an unknown ``expect``.
+    percent-decoded before its extension is looked at.
     """
     if expect is not None:
-        mime = resolve_expect(expect)
+        mime = EXPECT_ALIASES[expect]
         return None if mime is None else Expectation(mime, f'expect = "{expect}"')
     name = unquote(posixpath.basename(urlsplit(url).path))
     mime = expected_mime_for_name(name)

@@ -1,53 +1,81 @@
-"""ZstdRegime: every zstd frame decompressed to nowhere while it streams (checksums, ends)."""
+"""ZstdRegime: every zstd frame decompressed to nowhere as it streams (checksums, ends, records)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import sys
+from typing import ClassVar, Final
 
-import zstandard
-
-from ed_extractor.errors import VerificationError
 from ed_extractor.manifest.models import Regime
-from ed_extractor.services.file_transfer.base import ContentSummary, DownloadRequest
+from ed_extractor.services.file_transfer.base import DownloadRequest
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
+from ed_extractor.services.file_transfer.regimes.compressed import (
+    MAX_OUTPUT,
+    CompressedCheck,
+    PythonVerifier,
+    StreamVerifier,
+    verifier_for_backend,
+)
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
+
+if sys.version_info >= (3, 12):
+    from collections.abc import Buffer
+else:
+    from typing_extensions import Buffer
+
+__all__ = ["PythonZstdVerifier", "ZstdCheck", "ZstdRegime", "new_verifier", "zstd"]
 
 
-class ZstdCheck:
-    """Decompresses each zstd frame, discarding the output; the library checks frame checksums."""
+class PythonZstdVerifier(PythonVerifier):
+    """The ZstdVerifier of the pure-Python backend: ``compression.zstd``, one frame at a time."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._decompressor = zstandard.ZstdDecompressor()
-        self._frame = self._decompressor.decompressobj()
+    compression: ClassVar[str] = "zstd"
+    truncated: ClassVar[str] = "truncated zstd stream (last frame incomplete)"
+    library_error: ClassVar[type[Exception]] = zstd.ZstdError
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frame = zstd.ZstdDecompressor()
         self._frame_done = False
-        self._size = 0
 
-    def feed(self, chunk: bytes) -> None:
-        """Decompress the next chunk, starting new frames as they come."""
-        data = chunk
+    def decompress(self, data: Buffer) -> None:
+        """Decompress ``data`` in bounded steps, starting new frames as they come."""
         while data:
             if self._frame_done:
-                self._frame = self._decompressor.decompressobj()
+                self._frame = zstd.ZstdDecompressor()
                 self._frame_done = False
-            try:
-                self._size += len(self._frame.decompress(data))
-            except zstandard.ZstdError as exc:
-                raise VerificationError(self._url, f"corrupt zstd stream: {exc}") from exc
+            text = self._frame.decompress(data, MAX_OUTPUT)
+            self.shape.feed(text)
+            # The frame holds more output than one step returned: take it before more input.
+            while text and not (self._frame.needs_input or self._frame.eof):
+                text = self._frame.decompress(b"", MAX_OUTPUT)
+                self.shape.feed(text)
             if self._frame.eof:
                 self._frame_done = True
                 data = self._frame.unused_data
             else:
                 data = b""
 
-    def finish(self) -> ContentSummary:
-        """Fail unless the last frame is complete; report the uncompressed size."""
-        if not self._frame_done:
-            raise VerificationError(self._url, "truncated zstd stream (last frame incomplete)")
-        return ContentSummary(uncompressed_bytes=self._size)
+    def is_complete(self) -> bool:
+        """True when the last frame ended (its checksum checked if it has one)."""
+        return self._frame_done
+
+
+new_verifier: Final = verifier_for_backend("ZstdVerifier", PythonZstdVerifier)
+
+
+class ZstdCheck(CompressedCheck):
+    """Decompresses every zstd frame, discarding the output; frame checksums are checked."""
+
+    def __init__(self, url: str, verifier: StreamVerifier | None = None) -> None:
+        super().__init__(url, verifier if verifier is not None else new_verifier())
 
 
 class ZstdRegime(BinaryRegime):
-    """Zstandard: stored compressed as served, verified frame by frame."""
+    """Zstandard: stored compressed as served, verified frame by frame, records counted."""
 
     name: ClassVar[Regime] = "zstd"
 
