@@ -113,7 +113,7 @@ def main() -> int:
         openssl = shutil.which("openssl")
         commands = {
             "sha256sum": ["sha256sum", str(path)],
-            # coreutils' own SHA-256 (Debian does not build it on OpenSSL); OpenSSL's uses SHA-NI
+            # coreutils' own SHA-256 code (Debian builds it without OpenSSL); openssl's uses SHA-NI
             "openssl dgst -sha256": [openssl, "dgst", "-sha256", str(path)] if openssl else None,
             "b3sum": [b3sum, str(path)] if b3sum else None,
             "ed-extractor verify": [*cli, "--json"],

@@ -283,7 +283,7 @@ def _dest_claim(job: Resource) -> str | None:
 
 
 def _job_policy_problems(job: Resource, resources: list[Resource]) -> list[str]:
-    """The project's requirements for one CronJob, and its settings and sources."""
+    """The project's requirements for one CronJob, its settings and sources."""
     where = kind_name(job)
     spec = job["spec"]
     job_spec = spec.get("jobTemplate", {}).get("spec", {})

@@ -14,12 +14,12 @@ from ed_extractor.vocabulary import normalize_sha256
 Regime = Literal[ContentRegime, "s3-multipart"]
 AttemptStatus = Literal["downloaded", "unchanged", "failed"]
 """What happened to a source in one attempt (also the ``status`` of ``fetch --json``)."""
+VerificationStatus = Literal["ok", "mismatch", "missing", "size-mismatch"]
+"""What ``verify`` found of one recorded file."""
+HashAlgorithm = Literal["blake3", "sha256"]
 
 Sha256Hex = Annotated[str, AfterValidator(normalize_sha256)]
 """A SHA-256 hex digest, lower-cased: the one check of every digest the program takes in."""
-
-VerificationStatus = Literal["ok", "mismatch", "missing", "size-mismatch"]
-HashAlgorithm = Literal["blake3", "sha256"]
 
 
 def _to_utc(value: datetime) -> datetime:
