@@ -222,7 +222,7 @@ def test_expect_overrides_the_name_both_ways(mirror: str, tmp_path: Path) -> Non
 
 
 def test_expect_is_documented_and_checked() -> None:
-    assert "--expect {gzip,json,zstd,binary}" in cli("fetch", "--help").stdout
+    assert "--expect {gzip,json,zstd,binary,bittorrent}" in cli("fetch", "--help").stdout
     result = cli("fetch", "http://127.0.0.1:9/x.gz", "--expect", "xml")
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1

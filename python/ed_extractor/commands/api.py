@@ -8,21 +8,13 @@ from typing import Any
 
 from ed_extractor.commands import positive_number
 from ed_extractor.logs import configure_logging
-from ed_extractor.metrics import RunMetrics
-from ed_extractor.paths import validate_url
-from ed_extractor.pipeline.api_dump import SystemDumpFetcher, parse_id64
-from ed_extractor.pipeline.session import destination_session
-from ed_extractor.retry import RetryPolicy
-from ed_extractor.services.api_client import (
-    ApiFetcher,
-    HostRateLimiter,
-    PollSchedule,
-    parse_auth_header,
-)
-from ed_extractor.settings import Settings
+
+# What only running the command needs is imported in run(), so that the parser stays cheap.
 
 
 def _id64(text: str) -> int:
+    from ed_extractor.pipeline.api_dump import parse_id64
+
     try:
         return parse_id64(text)
     except ValueError as exc:
@@ -52,6 +44,20 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch every id; exit 1 when at least one failed."""
+    from ed_extractor.cli import _print_outcomes
+    from ed_extractor.metrics import RunMetrics
+    from ed_extractor.paths import validate_url
+    from ed_extractor.pipeline.api_dump import SystemDumpFetcher
+    from ed_extractor.pipeline.session import destination_session
+    from ed_extractor.retry import RetryPolicy
+    from ed_extractor.services.api_client import (
+        ApiFetcher,
+        HostRateLimiter,
+        PollSchedule,
+        parse_auth_header,
+    )
+    from ed_extractor.settings import Settings
+
     options = {"dest": args.dest, "api_base_url": args.base_url, "api_rate": args.rate,
                "api_burst": args.burst}  # fmt: skip
     settings = Settings.from_environment(**{k: v for k, v in options.items() if v is not None})
@@ -68,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
             auth_header=auth,
             poll=PollSchedule(total_s=settings.api_poll_total_s),
         )
-        from ed_extractor.cli import _print_outcomes  # here: cli imports this module
-
         metrics = RunMetrics.from_settings(settings)
         fetcher = SystemDumpFetcher(api, store, settings.dest)
         code = _print_outcomes(metrics.observe(fetcher.fetch_all(args.ids)), args.json)

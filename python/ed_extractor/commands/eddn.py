@@ -15,11 +15,8 @@ from typing import Any
 from ed_extractor.commands import positive_number
 from ed_extractor.errors import UsageError
 from ed_extractor.logs import configure_logging
-from ed_extractor.manifest import ManifestStore
-from ed_extractor.metrics import RunMetrics
-from ed_extractor.pipeline.eddn_stream import EddnRecorder, run_stream
-from ed_extractor.pipeline.lock import destination_lock
-from ed_extractor.settings import Settings
+
+# What only running the command needs is imported in run(), so that the parser stays cheap.
 
 EXIT_OK = 0
 
@@ -72,6 +69,12 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 def run(args: argparse.Namespace) -> int:
     """Record until stopped; print the counters; exit 0 unless a file could not be written."""
+    from ed_extractor.manifest import ManifestStore
+    from ed_extractor.metrics import RunMetrics
+    from ed_extractor.pipeline.eddn_stream import EddnRecorder, run_stream
+    from ed_extractor.pipeline.lock import destination_lock
+    from ed_extractor.settings import Settings
+
     options = {
         "dest": args.dest,
         "eddn_endpoint": args.endpoint,

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ed_extractor.errors import UsageError
 from ed_extractor.logs import configure_logging
-from ed_extractor.manifest import ManifestRecord, ManifestStore
-from ed_extractor.pipeline.lock import destination_lock
-from ed_extractor.pipeline.progress import progress_for_terminal
-from ed_extractor.pipeline.verify import check_records
-from ed_extractor.settings import Settings
+
+# What only running the command needs is imported in run(), so that the parser stays cheap.
+if TYPE_CHECKING:
+    from ed_extractor.manifest import ManifestRecord
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -53,6 +52,12 @@ def _selected(records: list[ManifestRecord], only: list[str] | None) -> list[Man
 
 def run(args: argparse.Namespace) -> int:
     """Check the files; exit 0 when every one is ok, 1 otherwise."""
+    from ed_extractor.manifest import ManifestStore
+    from ed_extractor.pipeline.lock import destination_lock
+    from ed_extractor.pipeline.progress import progress_for_terminal
+    from ed_extractor.pipeline.verify import check_records
+    from ed_extractor.settings import Settings
+
     overrides = {"dest": args.dest, "manifest": args.manifest}
     settings = Settings.from_environment(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_format)
