@@ -9,7 +9,7 @@ A sources file holds an optional ``[defaults]`` table and one ``[[source]]`` tab
     [[source]]
     url = "https://downloads.spansh.co.uk/galaxy_1day.json.gz"   # required
     name = "galaxy_1day.json.gz"   # optional, default: the URL's last path segment
-    expect = "gzip"                # optional: "gzip" | "json" | "zstd" | "binary"
+    expect = "gzip"                # optional: "gzip" | "json" | "zstd" | "binary" | "bittorrent"
     enabled = true                 # optional
     expect_sha256 = "<64 hex>"     # optional
     max_bytes = 1000000            # optional, > 0

@@ -1,1 +1,1 @@
-"""The jobs ed-extractor runs: fetching dump sources (spansh_dump), later the EDDN stream."""
+"""The jobs ed-extractor runs: dump sources (spansh_dump), API dumps, the EDDN stream, verify."""
