@@ -1,4 +1,4 @@
-"""The command line: probe, fetch, run, manifest, verify, api, eddn (docs/architecture.md; 0/1/2)."""
+"""The command line: probe, fetch, run, manifest, verify, api, eddn (docs/architecture.md)."""
 
 from __future__ import annotations
 
