@@ -288,14 +288,17 @@ impl FileSink {
                 budget.release(len);
                 return None;
             };
+            if on_disk {
+                let mut block = Batch::new(true, Arc::clone(budget));
+                block.push(bytes);
+                return Some(pipeline.send(block));
+            }
             let mut batch = pending
                 .take()
-                .unwrap_or_else(|| Batch::new(on_disk, Arc::clone(budget)));
+                .unwrap_or_else(|| Batch::new(false, Arc::clone(budget)));
             batch.push(bytes);
-            if !on_disk {
-                *position += len as u64;
-            }
-            if on_disk || batch.len() >= BATCH_BYTES {
+            *position += len as u64;
+            if batch.len() >= BATCH_BYTES {
                 return Some(pipeline.send(batch));
             }
             *pending = Some(batch);
