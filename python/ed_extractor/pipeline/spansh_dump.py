@@ -20,7 +20,7 @@ from ed_extractor.manifest import (
     Regime,
     record_is_intact,
 )
-from ed_extractor.paths import part_path, resolve_inside
+from ed_extractor.paths import is_magnet, part_path, resolve_inside
 from ed_extractor.pipeline.concurrency import completed
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.file_transfer import (
@@ -170,7 +170,7 @@ class DumpFetcher:
         final_path = resolve_inside(self._dest, spec.name)
         # The part file is checked too: a symlinked <name>.part must not lead out of dest.
         resolve_inside(self._dest, part_path(final_path).name)
-        if not spec.url.startswith(("http:", "https:")):  # a magnet link or a local torrent
+        if is_magnet(spec.url) or spec.torrent is not None:  # peers, not a server, to ask
             return self._download(spec, final_path, None, BITTORRENT, None, started)
         head = self._prober.head(spec.url)
         record = self._store.get(spec.name)
@@ -191,7 +191,7 @@ class DumpFetcher:
         intact: ManifestRecord | None,
         started: float,
     ) -> SourceOutcome:
-        regime = self._context.regime_for(mime_type)()
+        regime = self._context.select_for(spec.url, mime_type)
         request = DownloadRequest(
             name=spec.name,
             url=spec.url,

@@ -47,8 +47,12 @@ class DownloadContext:
 
     def select(self, probe: ProbeResult) -> DownloadStrategy:
         """A fresh regime for the content the probe sniffed (S3-Multipart for an s3:// source)."""
-        regime = self.regime_for(probe.mime_type)()
-        if not is_s3_url(probe.url):
+        return self.select_for(probe.url, probe.mime_type)
+
+    def select_for(self, url: str, mime_type: str) -> DownloadStrategy:
+        """A fresh regime for ``url`` whose content is ``mime_type`` (S3-Multipart for s3://)."""
+        regime = self.regime_for(mime_type)()
+        if not is_s3_url(url):
             return regime
         from ed_extractor.services.file_transfer.regimes.s3_multipart import S3MultipartRegime
         from ed_extractor.services.s3.access import S3Access
