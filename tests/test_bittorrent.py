@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import blake3
 import libtorrent as lt
 import pytest
 
@@ -72,6 +73,11 @@ def test_a_local_torrent_downloads_exact_bytes_and_is_unchanged_without_peers(
     assert line["regime"] == "bittorrent"
     assert line["mime_type"] == "application/gzip"
     assert line["sha256"] == sha256_of(dump) == sha256_of(stored)
+    assert line["blake3"] == blake3.blake3(dump.read_bytes()).hexdigest()
+    with ManifestStore(dest / "manifest.sqlite3") as store:
+        record = store.get("galaxy_1day.json.gz")
+    assert record is not None
+    assert record.blake3 == line["blake3"]
     assert stored.read_bytes() == dump.read_bytes()
     assert str(line["etag"]).startswith("btmh:1220" if kind == "v2" else "btih:")
     assert list(dest.glob("*.part*")) == []

@@ -230,6 +230,7 @@ class DumpFetcher:
                 path=str(file.path),
                 bytes=file.bytes,
                 sha256=file.sha256,
+                blake3=file.blake3,
                 regime=regime,
                 mime_type=file.mime_type,
                 etag=result.etag,

@@ -156,7 +156,7 @@ def _check_announced_length(
         )
 
 
-def _feed_prefix(part: Path, length: int, checker: ChunkWorker) -> None:
+def feed_prefix(part: Path, length: int, checker: ChunkWorker) -> None:
     """Run the content check over the bytes a resumed download already has on disk."""
     with part.open("rb") as file:
         remaining = length
@@ -199,7 +199,7 @@ def _store_body(
             checker = ChunkWorker(check.feed, name="check") if check and verifier is None else None
             try:
                 if checker is not None and offset:
-                    _feed_prefix(part.path, offset, checker)
+                    feed_prefix(part.path, offset, checker)
                 received = _receive(response, request, offset, total, writer, checker, progress)
                 writer.close()
                 if checker is not None:
@@ -210,7 +210,7 @@ def _store_body(
                 if checker is not None:
                     checker.cancel()
                 if part.keeps(exc):
-                    _drain(writer)  # every byte received reaches the part file: less next time
+                    drain(writer)  # every byte received reaches the part file: less next time
                 writer.cancel()
                 sink.abort()
                 if isinstance(exc, ValueError) and verifier is not None:  # the sink's check
@@ -266,7 +266,7 @@ def _receive(
     return received
 
 
-def _drain(writer: ChunkFeed) -> None:
+def drain(writer: ChunkFeed) -> None:
     """Let the writer finish what is queued; its own error (a full disk) is reported elsewhere."""
     with contextlib.suppress(Exception):
         writer.close()

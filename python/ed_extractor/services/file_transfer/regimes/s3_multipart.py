@@ -41,7 +41,7 @@ from ed_extractor.services.file_transfer.segments import (
     SegmentsRefused,
     connections_per_file,
 )
-from ed_extractor.services.file_transfer.transfer import _drain, _feed_prefix
+from ed_extractor.services.file_transfer.transfer import drain, feed_prefix
 from ed_extractor.services.s3.access import S3Access, s3_error
 from ed_extractor.services.s3.checks import CombinedCheck, S3ObjectCheck
 from ed_extractor.services.s3.probe import S3Object, S3Prober
@@ -175,7 +175,7 @@ class S3MultipartRegime:
                 checker = ChunkWorker(check.feed, name="check")
                 try:
                     if offset:
-                        _feed_prefix(part.path, offset, checker)
+                        feed_prefix(part.path, offset, checker)
                     for first, end in remaining_segments(obj, offset):
                         received += _segment(request, obj, opener, first, end, sink, checker,
                                              progress)  # fmt: skip
@@ -274,7 +274,7 @@ def _segment(
                 ) from exc
         writer.close()
     except BaseException:
-        _drain(writer)
+        drain(writer)
         raise
     if received != length:
         raise IncompleteBodyError(url, f"segment at {first} ended after {received} of {length}")
