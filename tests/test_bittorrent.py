@@ -188,7 +188,11 @@ def test_a_peer_serving_bad_pieces_next_to_a_good_one(dump: Path, tmp_path: Path
     bad_copy.parent.mkdir()
     bad_copy.write_bytes(dump.read_bytes())
     dest = tmp_path / "data"
-    with seeding(metainfo, bad_copy.parent) as bad, seeding(metainfo, dump.parent) as good:
+    # The good peer is slowed down so that the bad one, unlimited, surely serves pieces too.
+    with (
+        seeding(metainfo, bad_copy.parent) as bad,
+        seeding(metainfo, dump.parent, upload_limit=512 << 10) as good,
+    ):
         _corrupt_in_place(bad_copy)
         result = cli("fetch", magnet_of(metainfo, "galaxy_1day.json.gz"), "--dest", str(dest),
                      "--json", env=peers_env(bad.endpoint, good.endpoint))  # fmt: skip
