@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn, get_args
 from ed_extractor import __version__
 from ed_extractor.commands import api as api_command
 from ed_extractor.commands import eddn as eddn_command
+from ed_extractor.commands import positive_int
 from ed_extractor.commands import verify as verify_command
 from ed_extractor.errors import EdExtractorError, UsageError
 from ed_extractor.hashing import BACKEND
@@ -49,16 +50,10 @@ def _connections(value: str) -> ConnectionsSetting:
     return int(value)
 
 
-def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return int(value)
-
-
 def _add_parallel_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--parallel",
-        type=_positive,
+        type=positive_int,
         metavar="K",
         help="sources worked on at once (default: $ED_EXTRACTOR_PARALLEL, [defaults], else 2)",
     )

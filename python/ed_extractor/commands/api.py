@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ed_extractor.commands import positive_number
+from ed_extractor.commands import positive_int, positive_number
 from ed_extractor.logs import configure_logging
 
 # What only running the command needs is imported in run(), so that the parser stays cheap.
@@ -21,12 +21,6 @@ def _id64(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 def add_parser(commands: Any) -> None:
     """Register ``api`` and its ``dump`` subcommand on the top-level subparsers."""
     api = commands.add_parser("api", help="fetch from the Spansh API, rate-limited")
@@ -36,7 +30,7 @@ def add_parser(commands: Any) -> None:
     dump.add_argument("--base-url", metavar="URL", help="API root (default: Spansh)")
     dump.add_argument("--rate", type=positive_number, metavar="PER_SECOND",
                       help="requests per second per host (default 2)")  # fmt: skip
-    dump.add_argument("--burst", type=_positive_int, metavar="N",
+    dump.add_argument("--burst", type=positive_int, metavar="N",
                       help="requests allowed back to back (default 4)")  # fmt: skip
     dump.add_argument("--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST)")
     dump.add_argument("--json", action="store_true", help="one JSON object per id")
