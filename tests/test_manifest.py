@@ -409,6 +409,26 @@ def test_a_writer_waits_for_another_writer_instead_of_failing(db: Path, tmp_path
         assert store.get("galaxy_1day.json.gz") is not None
 
 
+def test_opening_a_new_manifest_waits_while_another_process_creates_it(db: Path) -> None:
+    # SQLite refuses the switch to WAL at once, without its busy timeout, while another
+    # connection holds a write lock on a file still in rollback mode: two jobs starting
+    # together on an empty volume. Opening must wait for it, not fail.
+    creator = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    creator.execute("BEGIN IMMEDIATE")
+    creator.execute("CREATE TABLE scratch (x)")
+    released = threading.Timer(0.3, lambda: creator.execute("COMMIT"))
+    started = time.monotonic()
+    released.start()
+    try:
+        with ManifestStore(db) as store:
+            assert store.records() == []
+    finally:
+        released.join()
+        creator.close()
+    assert time.monotonic() - started >= 0.3
+    assert raw(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 WRITER = """
 import sys
 from datetime import UTC, datetime

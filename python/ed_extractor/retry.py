@@ -56,7 +56,7 @@ class RetryPolicy:
     def retrying(self) -> Retrying:
         """A tenacity controller for one source under this policy."""
         backoff = wait_exponential_jitter(
-            initial=self.initial_wait_s, max=self.max_wait_s, jitter=self.initial_wait_s
+            multiplier=self.initial_wait_s, max=self.max_wait_s, jitter=self.initial_wait_s
         )
 
         def wait(state: RetryCallState) -> float:

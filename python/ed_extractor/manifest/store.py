@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from pydantic import ValidationError
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from ed_extractor.errors import ManifestError
 from ed_extractor.manifest.models import (
@@ -147,7 +148,7 @@ class ManifestStore:
         try:
             self._conn.row_factory = sqlite3.Row
             with self._errors("open"):
-                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._use_wal()
                 self._conn.execute("PRAGMA synchronous = FULL")
                 self._migrate()
         except BaseException:
@@ -262,6 +263,21 @@ class ManifestStore:
             rows = self._conn.execute(sql, [*params, -1 if limit is None else limit]).fetchall()
         return [self._validated(model, row) for row in rows]
 
+    def _use_wal(self) -> None:
+        """Switch the file to WAL, waiting out other processes doing the same.
+
+        SQLite answers "database is locked" at once here, without its busy timeout, when two
+        processes open a new manifest together, so this waits (up to BUSY_TIMEOUT_S) itself.
+        """
+        for attempt in Retrying(
+            retry=retry_if_exception(_is_locked),
+            stop=stop_after_delay(BUSY_TIMEOUT_S),
+            wait=wait_random(0.01, 0.1),
+            reraise=True,
+        ):
+            with attempt:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+
     def _migrate(self) -> None:
         """Bring the schema to schema_version(), one transaction for all pending steps."""
         if self._checked_version() == schema_version():
@@ -320,3 +336,8 @@ class ManifestStore:
                 f"manifest {self.path} holds an invalid {model.__name__} row: "
                 f"{exc.errors()[0]['msg']}"
             ) from None
+
+
+def _is_locked(error: BaseException) -> bool:
+    """True for SQLite's "database is locked" (another connection holds the lock it needs)."""
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
