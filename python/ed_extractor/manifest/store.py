@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from pydantic import ValidationError
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from ed_extractor.errors import ManifestError
 from ed_extractor.manifest.models import (
@@ -269,6 +268,10 @@ class ManifestStore:
         SQLite answers "database is locked" at once here, without its busy timeout, when two
         processes open a new manifest together, so this waits (up to BUSY_TIMEOUT_S) itself.
         """
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return  # every manifest but a new one; `manifest` and `verify` stop here
+        from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+
         for attempt in Retrying(
             retry=retry_if_exception(_is_locked),
             stop=stop_after_delay(BUSY_TIMEOUT_S),
