@@ -62,6 +62,8 @@ class Plan:
     drop: bool = False  # close the connection without any answer
     endless: bool = False  # 200 without a length, bytes until the client goes away
     throttle: tuple[int, float] | None = None  # (chunk bytes, seconds between chunks)
+    turns: threading.Lock | None = None  # with throttle: one chunk at a time across the requests
+    # that share the lock (an aggregate limit: more connections are no faster)
     hold: threading.Event | None = None  # send the headers, then wait for this before the body
 
 
@@ -77,6 +79,7 @@ class Exchange:
         self.path = path
         self.headers = headers
         self.at = time.monotonic()
+        self.finished: float | None = None  # when the answer ended (time.monotonic())
         self.status: int | None = None
         self.sent = 0  # body bytes handed to the kernel
         self.done = threading.Event()
@@ -232,6 +235,19 @@ class FaultServer(ThreadingHTTPServer):
         """Body bytes sent for body GETs (the probe's sample excluded)."""
         return sum(e.sent for e in self.body_gets(since))
 
+    def most_at_once(self) -> int:
+        """The most body GETs the server was answering at the same time."""
+        events = sorted(
+            (moment, step)
+            for e in self.body_gets()
+            for moment, step in ((e.at, 1), (e.finished or time.monotonic(), -1))
+        )
+        most = running = 0
+        for _, step in events:
+            running += step
+            most = max(most, running)
+        return most
+
     def count(self, method: str) -> int:
         return sum(1 for e in self.seen() if e.method == method)
 
@@ -272,6 +288,7 @@ class FaultServer(ThreadingHTTPServer):
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
             handler.close_connection = True
         finally:
+            exchange.finished = time.monotonic()
             exchange.done.set()
 
     def _answer(self, h: FaultHandler, ex: Exchange, plan: Plan) -> None:
@@ -341,8 +358,9 @@ class FaultServer(ThreadingHTTPServer):
                 if self.stopping.is_set():
                     h.abort(reset=False)
                     return
-                h.write_counted(ex, body[offset : offset + chunk])
-                time.sleep(delay)
+                with plan.turns or contextlib.nullcontext():
+                    h.write_counted(ex, body[offset : offset + chunk])
+                    time.sleep(delay)
         else:
             h.write_counted(ex, body)
         if plan.declared_extra:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,11 +50,17 @@ def fetch(
     )  # fmt: skip
 
 
-def connections_used(result: subprocess.CompletedProcess[str]) -> int:
-    """How many connections the run's segmented download used (its log line), 1 without one."""
+def segmented_line(result: subprocess.CompletedProcess[str]) -> dict[str, Any] | None:
+    """The run's "segmented download done" log line, None without one."""
     lines = [json.loads(line) for line in result.stderr.splitlines() if "segmented" in line]
     assert len(lines) <= 1, result.stderr
-    return int(lines[0]["connections"]) if lines else 1
+    return lines[0] if lines else None
+
+
+def connections_used(result: subprocess.CompletedProcess[str]) -> int:
+    """How many connections the run's segmented download used (its log line), 1 without one."""
+    line = segmented_line(result)
+    return 1 if line is None else int(line["connections"])
 
 
 def ranges_asked(server: FaultServer) -> list[tuple[int, int]]:
@@ -217,18 +224,26 @@ def test_the_connections_variable_is_used_when_the_option_is_absent(
 
 
 @pytest.mark.parametrize(
-    ("validators", "expected"),
-    [(Version(b""), 8), (Version(b"", etag=None, last_modified=None), 1)],
+    ("validators", "ramps"),
+    [(Version(b""), True), (Version(b"", etag=None, last_modified=None), False)],
     ids=["strong-etag", "no-validator"],
 )
 def test_auto_splits_a_large_file_only_when_a_validator_makes_ranges_safe(
-    validators: Version, expected: int, fault_server: Start, dest: Path
+    validators: Version, ramps: bool, fault_server: Start, dest: Path
 ) -> None:
     body = payload(64 << 20, seed=24)
     server = fault_server(dataclasses.replace(validators, body=body))
     result = fetch(server, dest, "auto")
     assert_stored(result, dest, NAME, body, server)
-    assert connections_used(result) == expected
+    line = segmented_line(result)
+    if not ramps:
+        assert line is None, result.stderr
+        assert [g.range for g in server.body_gets()] == [None], explain(result, server)
+        return
+    assert line is not None, result.stderr
+    assert line["ramp"], line  # why the ramp stopped where it did
+    assert 1 <= line["connections"] <= line["connections_peak"] <= 8, line
+    assert all(g.status == 206 for g in server.body_gets()), explain(result, server)
 
 
 def test_a_range_cut_mid_way_is_continued_by_the_retry_where_its_bytes_stopped(

@@ -55,6 +55,11 @@ class SegmentTable:
         self._ranges.insert(index, span)
         self._starts.insert(index, span.start)
 
+    def set_piece(self, piece: int) -> None:
+        """Take pieces of ``piece`` bytes from now on (the number of connections changed)."""
+        with self._lock:
+            self._piece = piece
+
     def take(self) -> Range | None:
         """A range for an idle connection, or None when nothing is worth taking.
 

@@ -8,7 +8,8 @@ connections work side by side near the front, one thread can run SHA-256 and the
 over the file in order as its contiguous prefix grows, from the chunks held in a bounded window;
 a chunk beyond it is read back from the part file (page cache) when its turn comes. The sidecar
 records every range's progress at a bounded interval, so a killed run continues each range where
-its bytes stopped.
+its bytes stopped. With a ``RampPolicy`` (``--connections auto``) the download starts with few
+connections and the controller loop adds more while they raise the measured throughput.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ed_extractor.services.file_transfer.base import (
     ProgressReporter,
 )
 from ed_extractor.services.file_transfer.part_file import PartFile
+from ed_extractor.services.file_transfer.ramp import ConnectionRamp, RampPolicy
 from ed_extractor.services.file_transfer.resume import ResumePoint, Segment
 from ed_extractor.services.file_transfer.segment_table import (
     REORDER_WINDOW,
@@ -72,8 +74,19 @@ def connections_per_file(wanted: Connections) -> int:
     return AUTO_CONNECTIONS if wanted == "auto" else wanted
 
 
+def ramp_policy(wanted: Connections) -> RampPolicy | None:
+    """How the connections of one file grow under ``wanted``: ``auto`` ramps, a number does not."""
+    return RampPolicy() if wanted == "auto" else None
+
+
+def piece_size(total: int, connections: int, window: int) -> int:
+    """The piece a connection takes from the front: window / connections, within bounds."""
+    share = -(-total // connections)
+    return max(min(window // connections, share, MAX_PIECE), MIN_SEGMENT)
+
+
 def connection_count(request: DownloadRequest, resume: ResumePoint | None) -> int:
-    """How many connections to use for ``request`` (1: the single-stream path)."""
+    """How many connections ``request`` may use (1: the single-stream path); auto ramps up to it."""
     wanted = request.connections
     if resume is not None:  # continue a part file the way it was written
         if not resume.segments:
@@ -89,7 +102,11 @@ def connection_count(request: DownloadRequest, resume: ResumePoint | None) -> in
 
 
 class SegmentedDownload:
-    """One file fetched over several connections into ``part`` (a PartFile)."""
+    """One file fetched over several connections into ``part`` (a PartFile).
+
+    Without a ramp all ``connections`` run from the start; with one, ``connections`` is the most
+    the ramp may reach.
+    """
 
     def __init__(
         self,
@@ -102,8 +119,12 @@ class SegmentedDownload:
         window: int = REORDER_WINDOW,
         ranges: tuple[Segment, ...] | None = None,
         opener: RangeOpener | None = None,
+        ramp: RampPolicy | None = None,
     ) -> None:
-        """Hooks: ``ranges`` (each taken whole) for pieces, ``opener`` for the ranged GET."""
+        """Hooks: ``ranges`` (each taken whole) for pieces, ``opener`` for the ranged GET.
+
+        ``ramp``: start with its ``start`` connections and add more while they pay.
+        """
         self._client = client
         self._request = request
         self._part = part
@@ -124,10 +145,11 @@ class SegmentedDownload:
             self.point = ResumePoint(request.url, validator, total)
             segments = ((0, 0, total),) if ranges is None else ranges
         self._window = window
-        share = -(-self.point.total // connections)
-        piece = max(min(window // connections, share, MAX_PIECE), MIN_SEGMENT)
-        if ranges is not None:
-            piece = self.point.total
+        self._ramp_policy = ramp
+        self._ramp: ConnectionRamp | None = None
+        self._running = connections if ramp is None else min(max(1, ramp.start), connections)
+        self._whole_ranges = ranges is not None  # the given ranges are taken whole, never cut
+        piece = self._piece()
         self.table = SegmentTable(segments, piece=piece, min_split=min_split)
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -136,6 +158,11 @@ class SegmentedDownload:
         self._saved_bytes = 0
         self._final_url = request.url
         self._headers: httpx.Headers | None = None
+
+    @property
+    def ramp(self) -> ConnectionRamp | None:
+        """The ramp of the run (how many connections it reached, and why), None without one."""
+        return self._ramp
 
     def run(self, check: ContentCheck | None, progress: ProgressReporter) -> DownloadResult:
         """Fetch every range, hash in file order, move into place (or keep/discard the part)."""
@@ -183,8 +210,11 @@ class SegmentedDownload:
                 "Last-Modified": request.expected_last_modified or "",
             }
         )
+        ramp = self._ramp
         log.info("segmented download done",
-                 extra={"source": request.name, "connections": self._connections,
+                 extra={"source": request.name, "connections": self._running,
+                        "connections_peak": self._connections if ramp is None else ramp.peak,
+                        "ramp": None if ramp is None else ramp.reason,
                         "read_back": digest_worker.read_back})  # fmt: skip
         return DownloadResult(
             status="downloaded",
@@ -221,29 +251,65 @@ class SegmentedDownload:
         finally:
             self._save_lock.release()
 
+    def _piece(self) -> int:
+        """The piece size for the connections running now (the whole file for given ranges)."""
+        if self._whole_ranges:
+            return self.point.total
+        return piece_size(self.point.total, self._running, self._window)
+
     def _fetch_all(self) -> None:
-        threads = [
-            threading.Thread(target=self._connection, name=f"range-{i}", daemon=True)
-            for i in range(self._connections)
-        ]
-        for thread in threads:
-            thread.start()
+        """Run the connections until no range is left; meanwhile save progress, steer the ramp."""
+        threads: list[threading.Thread] = []
+        if self._ramp_policy is not None:
+            self._ramp = ConnectionRamp(self._ramp_policy, self._connections, time.monotonic())
         try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(SAVE_INTERVAL_S)
-                    self._save()
+            while True:
+                while len(threads) < self._running:
+                    index = len(threads)
+                    thread = threading.Thread(
+                        target=self._connection, args=(index,), name=f"range-{index}", daemon=True
+                    )
+                    threads.append(thread)
+                    thread.start()
+                alive = [thread for thread in threads if thread.is_alive()]
+                if not alive:
+                    break
+                alive[0].join(SAVE_INTERVAL_S)
+                self._save()
+                self._steer()
         except BaseException:
             self._stop.set()
             for thread in threads:
                 thread.join()
             raise
+        finally:
+            if self._ramp is not None:
+                self._ramp.finish()
         if self._error is not None:
             raise self._error
 
-    def _connection(self) -> None:
+    def _steer(self) -> None:
+        """Let the ramp measure; run as many connections as it says (the surplus ends its piece)."""
+        ramp = self._ramp
+        if ramp is None or ramp.settled:
+            return
+        running = ramp.observe(time.monotonic(), self.table.received)
+        if running != self._running:
+            self._running = running
+            self.table.set_piece(self._piece())
+        if ramp.settled:
+            log.info("connection ramp settled",
+                     extra={"source": self._request.name, "connections": running,
+                            "reason": ramp.reason, "steps": ramp.history()})  # fmt: skip
+
+    def _connection(self, index: int) -> None:
+        """One connection: take ranges and fetch them while it is among those that should run."""
         try:
-            while not self._stop.is_set() and (span := self.table.take()) is not None:
+            while (
+                not self._stop.is_set()
+                and index < self._running
+                and (span := self.table.take()) is not None
+            ):
                 try:
                     self._fetch(span)
                 finally:

@@ -32,6 +32,7 @@ from ed_extractor.services.file_transfer.segments import (
     SegmentedDownload,
     SegmentsRefused,
     connection_count,
+    ramp_policy,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ def transfer(
     connections = connection_count(request, part.resume)
     if connections > 1 or (part.resume is not None and part.resume.segments):
         try:
-            return SegmentedDownload(client, request, part, connections).run(check, progress)
+            ramp = ramp_policy(request.connections)
+            engine = SegmentedDownload(client, request, part, connections, ramp=ramp)
+            return engine.run(check, progress)
         except (SegmentsRefused, PartFileStale) as exc:
             log.info("segmented download refused; one connection from scratch",
                      extra={"source": request.name, "reason": str(exc)})  # fmt: skip

@@ -40,6 +40,7 @@ from ed_extractor.services.file_transfer.segments import (
     SegmentedDownload,
     SegmentsRefused,
     connections_per_file,
+    ramp_policy,
 )
 from ed_extractor.services.file_transfer.transfer import drain, feed_prefix
 from ed_extractor.services.s3.access import S3Access, s3_error
@@ -149,7 +150,10 @@ class S3MultipartRegime:
             (start, start, start + length) for start, length in plan_segments(obj, connections)
         )
         pinned = dataclasses.replace(request, expected_length=obj.size, expected_etag=obj.etag)
-        engine = SegmentedDownload(client, pinned, part, connections, ranges=ranges, opener=opener)
+        ramp = ramp_policy(request.connections)
+        engine = SegmentedDownload(
+            client, pinned, part, connections, ranges=ranges, opener=opener, ramp=ramp
+        )
         result = engine.run(self._checks(request, obj), progress)
         return dataclasses.replace(
             result, final_url=obj.http_url, etag=obj.etag, last_modified=obj.last_modified

@@ -1,0 +1,108 @@
+"""How many connections ``--connections auto`` runs: more only while they pay (measured throughput).
+
+A download starts with ``RampPolicy.start`` connections; every step is measured (after a warm-up)
+as the aggregate rate of the bytes written. The count is multiplied by ``step_factor`` while one
+connection's share stays below ``fast_connection`` (a per-connection limit, as CDNs set, is what
+several connections overcome) and each step raised the aggregate rate by ``min_gain``; a step that
+did not is taken back, and the ramp stops there for the rest of the download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+MB: Final = 1_000_000
+
+
+@dataclass(frozen=True)
+class RampPolicy:
+    """The thresholds of the ramp (the defaults are what ``auto`` uses)."""
+
+    start: int = 1  # connections at the start
+    step_factor: int = 2  # each step multiplies the connections by this
+    fast_connection: float = 64 * MB  # bytes/s: one connection this fast is not rate-limited
+    min_gain: float = 1.25  # a step must raise the aggregate rate by this factor to be kept
+    warmup_s: float = 0.25  # after a step, bytes of this long are not measured (connect, request)
+    measure_s: float = 0.5  # each step's rate is measured over at least this long
+
+
+@dataclass(frozen=True)
+class RampStep:
+    """One measured step: ``connections`` ran at ``rate`` bytes/s (aggregate)."""
+
+    connections: int
+    rate: float
+
+
+class ConnectionRamp:
+    """The ramp's state for one download: feed it the bytes written, it says how many to run.
+
+    Not thread-safe: one controller loop calls ``observe``.
+    """
+
+    def __init__(self, policy: RampPolicy, most: int, now: float) -> None:
+        """``most``: the connections the ramp may reach; ``now``: when the download starts."""
+        self._policy = policy
+        self._most = max(1, most)
+        self.connections = min(max(1, policy.start), self._most)  # how many should run now
+        self.peak = self.connections  # the most that ran at once
+        self.steps: list[RampStep] = []
+        self.reason: str | None = None  # why the ramp stopped; None while it still measures
+        self._step_at = now
+        self._mark: tuple[float, int] | None = None  # (time, bytes) where the measure began
+
+    @property
+    def settled(self) -> bool:
+        """True once the ramp has stopped: the count no longer changes."""
+        return self.reason is not None
+
+    def observe(self, now: float, received: int) -> int:
+        """``received`` bytes were written by ``now``: the connections that should run from now."""
+        if self.settled:
+            return self.connections
+        policy = self._policy
+        if self._mark is None:
+            if now - self._step_at >= policy.warmup_s:
+                self._mark = (now, received)
+            return self.connections
+        began, base = self._mark
+        if now - began >= policy.measure_s:
+            self._decide((received - base) / (now - began), now)
+        return self.connections
+
+    def _decide(self, rate: float, now: float) -> None:
+        """Keep, take back or multiply the connections after a step measured ``rate``."""
+        policy, count = self._policy, self.connections
+        previous = self.steps[-1] if self.steps else None
+        self.steps.append(RampStep(count, rate))
+        if previous is not None and rate < previous.rate * policy.min_gain:
+            self.connections = previous.connections
+            self.reason = (
+                f"{count} connections gained {rate / max(previous.rate, 1.0):.2f}x over "
+                f"{previous.connections} (less than {policy.min_gain:g}x): back to "
+                f"{previous.connections}"
+            )
+        elif rate / count >= policy.fast_connection:
+            self.reason = (
+                f"{rate / count / MB:.0f} MB/s per connection is fast "
+                f"(>= {policy.fast_connection / MB:g} MB/s)"
+            )
+        elif count >= self._most:
+            self.reason = f"reached the most connections ({self._most})"
+        else:
+            self.connections = min(self._most, count * max(2, policy.step_factor))
+            self.peak = max(self.peak, self.connections)
+            self._step_at, self._mark = now, None
+
+    def history(self) -> list[str]:
+        """The measured steps, for the log: ``"2 connections: 41.9 MB/s"``."""
+        return [
+            f"{step.connections} connection(s): {step.rate / MB:.1f} MB/s" for step in self.steps
+        ]
+
+    def finish(self) -> None:
+        """The download ended: name why, if the ramp had not stopped yet."""
+        if self.reason is None:
+            count = self.connections
+            self.reason = f"the download ended while the ramp measured {count} connection(s)"
