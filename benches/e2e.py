@@ -80,7 +80,7 @@ class Tool:
     needs: str | None = None
 
 
-def _ed(connections: int) -> Callable[[str, Path], list[str]]:
+def _ed(connections: int | str) -> Callable[[str, Path], list[str]]:
     def argv(url: str, out: Path) -> list[str]:
         return [
             ED_PYTHON[0],
@@ -129,6 +129,7 @@ def _curl_null(url: str, out: Path) -> list[str]:
 ED_PYTHON = [sys.executable]  # --ed-python: measure the ed-extractor of another environment
 NATIVE, PYTHON = {"ED_EXTRACTOR_NATIVE": "1"}, {"ED_EXTRACTOR_NATIVE": "0"}
 ED_1, ED_8 = "ed-extractor fetch, 1 connection", "ed-extractor fetch, 8 connections"
+ED_AUTO = "ed-extractor fetch, --connections auto"
 BARE, NAIVE = (
     "bare httpx iter_raw loop (no hash, no write)",
     "naive loop: iter_bytes(128 KiB), hashlib, write",
@@ -138,6 +139,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool(ED_1, _ed(1), "digest-and-file", NATIVE),
     Tool(f"{ED_1}, ED_EXTRACTOR_NATIVE=0", _ed(1), "digest-and-file", PYTHON),
     Tool(ED_8, _ed(8), "digest-and-file", NATIVE),
+    Tool(ED_AUTO, _ed("auto"), "digest-and-file", NATIVE),
     Tool(BARE, _script("bare"), "count"),
     Tool(NAIVE, _script("naive"), "digest-and-file"),
     Tool("curl | tee FILE | sha256sum", _curl_tee, "digest-and-file", needs="curl"),
@@ -145,6 +147,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool(ARIA2, _aria2, "file", needs="aria2c"),
     Tool(ED_1, _ed(1), "digest-and-file", NATIVE, throttled=True),
     Tool(ED_8, _ed(8), "digest-and-file", NATIVE, throttled=True),
+    Tool(ED_AUTO, _ed("auto"), "digest-and-file", NATIVE, throttled=True),
     Tool(ARIA2, _aria2, "file", throttled=True, needs="aria2c"),
 )
 
@@ -324,13 +327,16 @@ def ratios(rows: Sequence[Row]) -> list[str]:
     for scenario in dict.fromkeys(row.scenario for row in rows):
         s1, s8 = find(scenario, ED_1, False), find(scenario, ED_8, False)
         t1, t8 = find(scenario, ED_1, True), find(scenario, ED_8, True)
+        sa, ta = find(scenario, ED_AUTO, False), find(scenario, ED_AUTO, True)
         bare, naive = find(scenario, BARE, False), find(scenario, NAIVE, False)
         devnull, aria = find(scenario, CURL_NULL, False), find(scenario, ARIA2, True)
         out.append(
             f"{scenario}: 1-conn vs bare httpx {ratio(bare, s1)} (target >= 0.9x), "
             f"vs naive {ratio(naive, s1)} (>= 1.5x); throttled 8-conn vs own 1-conn "
             f"{ratio(t1, t8)} (>= 7x), wall vs aria2c -x8 {ratio(t8, aria)} (<= 1.05x); "
-            f"unthrottled 8-conn vs curl -o /dev/null {ratio(devnull, s8)} (>= 0.6x)"
+            f"unthrottled 8-conn vs curl -o /dev/null {ratio(devnull, s8)} (>= 0.6x); "
+            f"auto: unthrottled vs 1-conn {ratio(s1, sa)}, vs 8-conn {ratio(s8, sa)}; "
+            f"throttled vs 8-conn {ratio(t8, ta)}, wall vs aria2c -x8 {ratio(ta, aria)}"
         )
     return out
 

@@ -25,7 +25,7 @@ NAME = "galaxy.bin"
 PER_CONNECTION = Plan(throttle=(64 * 1024, 0.01))  # at most 6.5 MB/s per connection
 #: Thresholds far from the served rate: a per-connection share never counts as fast, and a step
 #: is kept only when it brings a fifth more (doubling a per-connection limit brings about 2x).
-PATIENT = RampPolicy(fast_connection=1000 * MB, min_gain=1.2, warmup_s=0.1, measure_s=0.4)
+PATIENT = RampPolicy(fast_connection=1000 * MB, min_gain=1.2, warmup_s=0.1, measure_s=0.5)
 
 
 def throttled(n: int, exchange: Exchange) -> Plan:

@@ -23,8 +23,9 @@ class RampPolicy:
     step_factor: int = 2  # each step multiplies the connections by this
     fast_connection: float = 64 * MB  # bytes/s: one connection this fast is not rate-limited
     min_gain: float = 1.25  # a step must raise the aggregate rate by this factor to be kept
-    warmup_s: float = 0.25  # after a step, bytes of this long are not measured (connect, request)
-    measure_s: float = 0.5  # each step's rate is measured over at least this long
+    warmup_s: float = 0.15  # after a step, bytes of this long are not measured (connect, request)
+    measure_s: float = 0.35  # each step's rate is measured over at least this long
+    tick_s: float = 0.05  # how often the controller looks while the ramp measures
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class ConnectionRamp:
         self.reason: str | None = None  # why the ramp stopped; None while it still measures
         self._step_at = now
         self._mark: tuple[float, int] | None = None  # (time, bytes) where the measure began
+
+    @property
+    def tick_s(self) -> float:
+        """How often the ramp wants to be fed while it measures."""
+        return self._policy.tick_s
 
     @property
     def settled(self) -> bool:

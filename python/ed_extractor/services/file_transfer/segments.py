@@ -274,7 +274,7 @@ class SegmentedDownload:
                 alive = [thread for thread in threads if thread.is_alive()]
                 if not alive:
                     break
-                alive[0].join(SAVE_INTERVAL_S)
+                alive[0].join(self._pause())
                 self._save()
                 self._steer()
         except BaseException:
@@ -287,6 +287,13 @@ class SegmentedDownload:
                 self._ramp.finish()
         if self._error is not None:
             raise self._error
+
+    def _pause(self) -> float:
+        """How long the controller waits between looks: shorter while the ramp measures."""
+        ramp = self._ramp
+        if ramp is None or ramp.settled:
+            return SAVE_INTERVAL_S
+        return min(SAVE_INTERVAL_S, ramp.tick_s)
 
     def _steer(self) -> None:
         """Let the ramp measure; run as many connections as it says (the surplus ends its piece)."""
