@@ -161,10 +161,26 @@ def test_the_ramp_stops_when_one_connection_is_fast() -> None:
 def test_the_ramp_takes_back_a_step_that_gained_too_little() -> None:
     ramp = ConnectionRamp(STEADY, most=8, now=0.0)
     feed(ramp, lambda connections: min(20.0 * connections, 90.0), 20)  # 80, then 90 of 160
-    assert [s.connections for s in ramp.steps] == [1, 2, 4, 8]
+    assert [s.connections for s in ramp.steps] == [1, 2, 4, 8, 8]  # 8 was looked at twice
     assert (ramp.connections, ramp.peak) == (4, 8)
     assert ramp.reason is not None
     assert ramp.reason.startswith("8 connections gained 1.12x over 4")
+
+
+def test_one_bad_window_is_looked_at_again_before_the_ramp_stops() -> None:
+    ramp = ConnectionRamp(STEADY, most=8, now=0.0)
+    received = 0
+    for second, megabytes in enumerate([20, 20, 40, 22, 40, 80, 80], start=1):
+        received += megabytes * MB  # 22: a busy second while two connections are measured
+        ramp.observe(float(second), received)
+    assert [(s.connections, s.rate / MB) for s in ramp.steps] == [
+        (1, 20),
+        (2, 22),
+        (2, 40),
+        (4, 80),
+    ]
+    assert ramp.connections == 8
+    assert ramp.reason is None
 
 
 def test_the_warm_up_after_a_step_is_not_measured() -> None:

@@ -4,7 +4,8 @@ A download starts with ``RampPolicy.start`` connections; every step is measured 
 as the aggregate rate of the bytes written. The count is multiplied by ``step_factor`` while one
 connection's share stays below ``fast_connection`` (a per-connection limit, as CDNs set, is what
 several connections overcome) and each step raised the aggregate rate by ``min_gain``; a step that
-did not is taken back, and the ramp stops there for the rest of the download.
+did not is taken back, and the ramp stops there for the rest of the download. A verdict to stop is
+drawn only when a second window agrees.
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ class ConnectionRamp:
         self._most = max(1, most)
         self.connections = min(max(1, policy.start), self._most)  # how many should run now
         self.peak = self.connections  # the most that ran at once
-        self.steps: list[RampStep] = []
+        self.steps: list[RampStep] = []  # every measured window
         self.reason: str | None = None  # why the ramp stopped; None while it still measures
         self._step_at = now
         self._mark: tuple[float, int] | None = None  # (time, bytes) where the measure began
+        self._baseline: RampStep | None = None  # the count before the last step, as measured
+        self._second_look = False  # the window being measured checks the last one's verdict
 
     @property
     def tick_s(self) -> float:
@@ -74,22 +77,32 @@ class ConnectionRamp:
             return self.connections
         began, base = self._mark
         if now - began >= policy.measure_s:
-            self._decide((received - base) / (now - began), now)
+            self._decide((received - base) / (now - began), now, received)
         return self.connections
 
-    def _decide(self, rate: float, now: float) -> None:
-        """Keep, take back or multiply the connections after a step measured ``rate``."""
+    def _decide(self, rate: float, now: float, received: int) -> None:
+        """Multiply, keep or take back the connections after a window measured ``rate``.
+
+        A verdict drawn from the rate (fast enough, or too little gained) needs a second window
+        that agrees: one window can mislead (a server's burst at a request's start, a busy core).
+        """
         policy, count = self._policy, self.connections
-        previous = self.steps[-1] if self.steps else None
         self.steps.append(RampStep(count, rate))
-        if previous is not None and rate < previous.rate * policy.min_gain:
-            self.connections = previous.connections
+        base = self._baseline
+        short = base is not None and rate < base.rate * policy.min_gain
+        fast = rate / count >= policy.fast_connection
+        if (short or fast) and not self._second_look:
+            self._second_look = True
+            self._mark = (now, received)
+            return
+        self._second_look = False
+        if short and base is not None:
+            self.connections = base.connections
             self.reason = (
-                f"{count} connections gained {rate / max(previous.rate, 1.0):.2f}x over "
-                f"{previous.connections} (less than {policy.min_gain:g}x): back to "
-                f"{previous.connections}"
+                f"{count} connections gained {rate / max(base.rate, 1.0):.2f}x over "
+                f"{base.connections} (less than {policy.min_gain:g}x): back to {base.connections}"
             )
-        elif rate / count >= policy.fast_connection:
+        elif fast:
             self.reason = (
                 f"{rate / count / MB:.0f} MB/s per connection is fast "
                 f"(>= {policy.fast_connection / MB:g} MB/s)"
@@ -97,12 +110,13 @@ class ConnectionRamp:
         elif count >= self._most:
             self.reason = f"reached the most connections ({self._most})"
         else:
+            self._baseline = RampStep(count, rate)
             self.connections = min(self._most, count * max(2, policy.step_factor))
             self.peak = max(self.peak, self.connections)
             self._step_at, self._mark = now, None
 
     def history(self) -> list[str]:
-        """The measured steps, for the log: ``"2 connections: 41.9 MB/s"``."""
+        """The measured steps, for the log: ``"2 connection(s): 41.9 MB/s"``."""
         return [
             f"{step.connections} connection(s): {step.rate / MB:.1f} MB/s" for step in self.steps
         ]
