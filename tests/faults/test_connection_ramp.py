@@ -111,7 +111,8 @@ def test_auto_continues_a_part_file_written_by_four_connections(
 ) -> None:
     size = 8 << 20
     body = payload(size, seed=45)
-    server = fault_server(Version(body), [OK, Plan(cut_after=256 * 1024)])
+    cut = Plan(cut_after=256 * 1024)
+    server = fault_server(Version(body), [OK, cut, OK, cut])  # two of the four ranges stop early
     url = server.url(NAME)
     failed = cli(
         "fetch", url, "--dest", str(dest), "--json", "--connections", "4",
