@@ -13,11 +13,12 @@ import pytest
 
 from ed_extractor.manifest import ManifestStore
 from tests.faults.conftest import assert_stored, cli, explain, outcome_of, payload, record_of
-from tests.faults.server import FaultServer, Version, http_date
+from tests.faults.server import FaultServer, Plan, Version, http_date
 
 NAME = "stations.bin"
 OLD = Version(payload(64 * 1024, seed=21), etag='"v1"', last_modified=http_date(1_700_000_000))
 NEW = Version(payload(4 << 20, seed=22), etag='"v2"', last_modified=http_date(1_700_086_400))
+PACE = (16 * 1024, 0.02)  # about 800 kB/s: what the server sends before the client gives up shows
 
 
 def _skip(reason: str) -> NoReturn:
@@ -69,6 +70,31 @@ def test_disk_full_keeps_the_previous_file_and_its_record(
     assert outcome_of(result)["status"] == "failed", why
     assert (dest / NAME).read_bytes() == OLD.body
     assert _parts(dest) == [], why  # the run does not leave the disk full with its own part file
+    assert record_of(dest, NAME) == before
+
+
+@pytest.mark.parametrize("connections", ["1", "4"])
+def test_a_download_larger_than_the_free_space_fails_before_its_body(
+    connections: str, fault_server: Any, small_disk: Path
+) -> None:
+    dest = small_disk / "dest"
+    server: FaultServer = fault_server(OLD, lambda n, exchange: Plan(throttle=PACE))
+    args = ("fetch", server.url(NAME), "--dest", str(dest), "--json", "--connections", connections)
+    assert_stored(cli(*args), dest, NAME, OLD.body, server)
+    before = record_of(dest, NAME)
+
+    server.set_version(NEW)  # 4 MiB on a 2 MiB disk
+    mark = len(server.seen())
+    result = cli(*args)
+    why = explain(result, server)
+    assert result.returncode == 1, why
+    error = outcome_of(result)["error"]
+    assert f"not enough space for {NAME}: needs {len(NEW.body)} bytes" in error, why
+    if connections == "4":  # the part file is reserved before any range is asked for
+        assert server.body_gets(mark) == [], why
+    assert server.body_bytes(mark) < len(NEW.body) // 8, why  # not the disk's worth of body
+    assert (dest / NAME).read_bytes() == OLD.body
+    assert _parts(dest) == [], why
     assert record_of(dest, NAME) == before
 
 
