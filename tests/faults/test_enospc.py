@@ -26,25 +26,38 @@ def _skip(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs (needs root / CAP_SYS_ADMIN); skipped with the reason where not permitted."""
-    mount = tmp_path / "disk"
+def _mounted(mount: Path, kind: str, *options: str) -> Iterator[Path]:
+    """A fresh file system of ``kind`` at ``mount``, unmounted after.
+
+    Mounting needs root (CAP_SYS_ADMIN); the test is skipped with the reason where not permitted.
+    """
     mount.mkdir()
     if shutil.which("mount") is None:
         _skip("no mount(8) on this machine")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        ["mount", "-t", kind, *options, kind, str(mount)],
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        _skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        _skip(f"cannot mount a {kind} here: {done.stderr.strip() or done.returncode}")
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs."""
+    yield from _mounted(tmp_path / "disk", "tmpfs", "-o", "size=2m")
+
+
+@pytest.fixture
+def ramfs(tmp_path: Path) -> Iterator[Path]:
+    """A ramfs: a file system without fallocate(2)."""
+    yield from _mounted(tmp_path / "ramfs", "ramfs")
 
 
 def _parts(dest: Path) -> list[Path]:
@@ -96,6 +109,20 @@ def test_a_download_larger_than_the_free_space_fails_before_its_body(
     assert (dest / NAME).read_bytes() == OLD.body
     assert _parts(dest) == [], why
     assert record_of(dest, NAME) == before
+
+
+def test_a_file_system_without_fallocate_keeps_sparse_part_files_and_says_so_once(
+    fault_server: Any, ramfs: Path
+) -> None:
+    dest = ramfs / "dest"
+    server: FaultServer = fault_server(NEW)
+    args = ("fetch", server.url("a.bin"), server.url("b.bin"), "--dest", str(dest), "--json")
+    result = cli(*args, "--connections", "4")
+    why = explain(result, server)
+    assert result.returncode == 0, why
+    for name in ("a.bin", "b.bin"):
+        assert (dest / name).read_bytes() == NEW.body, why
+    assert result.stderr.count("cannot reserve space ahead") == 1, why
 
 
 def _without_dac_override() -> tuple[str, ...]:

@@ -6,6 +6,7 @@ import ctypes
 import errno
 import logging
 import os
+import threading
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 _KEEP_SIZE: Final = 0x01
 #: fallocate(2) answers these where the file system cannot allocate ahead (some network ones).
 _UNSUPPORTED: Final = frozenset({errno.EOPNOTSUPP, errno.ENOSYS})
-_warned_devices: set[int] = set()
+_warned_devices: set[int] = set()  # the file systems already logged (sources run in threads)
+_warned_lock = threading.Lock()
 
 Fallocate = Callable[[int, int, int, int], int]
 
@@ -67,8 +69,10 @@ def reserve_space(path: Path, length: int) -> bool:
         return True
     if code not in _UNSUPPORTED:
         raise OSError(code, os.strerror(code), str(path))
-    if device not in _warned_devices:
+    with _warned_lock:
+        first = device not in _warned_devices
         _warned_devices.add(device)
+    if first:
         log.warning("the file system cannot reserve space ahead; the part file stays sparse",
                     extra={"path": str(path), "error": os.strerror(code)})  # fmt: skip
     return False
