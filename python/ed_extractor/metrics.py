@@ -14,8 +14,9 @@ and, for the EDDN recorder, its counters since it started::
 
     ed_extractor_eddn_{received,written,dropped,malformed,reconnects,files}_total
 
-The recorder exports while it runs (``PeriodicExport``: every few seconds and whenever a file
+The recorder exports while it runs (``PeriodicExport``: at an interval and whenever a file
 closes), so a long-running Deployment is observable before it stops.
+
 The file suits node-exporter's textfile collector; the push suits a CronJob, whose pods are gone
 before Prometheus could scrape them. Exporting never changes the run's exit code: a failure is
 logged as an error (the last-success timestamps going stale is what alerts should watch).
