@@ -133,6 +133,13 @@ impl PartWriter {
             .map_err(|err| self.os_error(&err))
     }
 
+    /// Flush the file's data to the disk (`fdatasync`): what is written survives a crash.
+    fn sync_data(&self, py: Python<'_>) -> PyResult<()> {
+        let file = self.file(py)?;
+        py.detach(|| file.sync_data())
+            .map_err(|err| self.os_error(&err))
+    }
+
     /// Close the file (idempotent); writes already made stay on disk.
     fn close(&self, py: Python<'_>) {
         if let Some(file) = with_locked(py, &self.file, Option::take) {

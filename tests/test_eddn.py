@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ed_extractor.manifest import ManifestStore
+from ed_extractor.metrics import PeriodicExport, RunMetrics
 from ed_extractor.pipeline.eddn_stream import (
     EddnRecorder,
     MalformedMessageError,
@@ -267,14 +269,76 @@ def test_a_part_file_left_by_a_killed_run_is_finished_and_recorded_at_start(
 # --- the command ----------------------------------------------------------------------------------
 
 
-def start_eddn(*args: str) -> subprocess.Popen[str]:
+def start_eddn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "ed_extractor", "eddn", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "ED_EXTRACTOR_LOG_FORMAT": "json"},
+        env={**os.environ, "ED_EXTRACTOR_LOG_FORMAT": "json", **(env or {})},
     )
+
+
+def samples_of(path: Path) -> dict[str, float]:
+    """A Prometheus text file's samples by name and labels (``name{a="x",b="y"}``); {} if absent."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return found
+
+
+def test_a_running_recorder_exports_its_metrics_before_it_exits(
+    relay: Relay, tmp_path: Path
+) -> None:
+    metrics = tmp_path / "metrics" / "eddn.prom"
+    env = {"ED_EXTRACTOR_METRICS_FILE": str(metrics), "ED_EXTRACTOR_EDDN_METRICS_INTERVAL_S": "0.5"}
+    process = start_eddn("--endpoint", relay.endpoint, "--dest", str(tmp_path / "data"), env=env)
+    try:
+        relay.wait_for_subscriber(timeout_s=30)
+        wait_until(lambda: "ed_extractor_eddn_received_total" in samples_of(metrics))
+        for n in range(30):
+            relay.send(commodity(n))
+        relay.send_raw(b"junk")
+        wait_until(lambda: samples_of(metrics).get("ed_extractor_eddn_received_total") == 31)
+        running = samples_of(metrics)
+        assert process.poll() is None, "the metrics must come while the recorder runs"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert running["ed_extractor_eddn_written_total"] == 30
+    assert running["ed_extractor_eddn_malformed_total"] == 1
+    assert running["ed_extractor_eddn_files_total"] == 0  # the hour's file is still open
+    final = samples_of(metrics)  # and on exit, with the file closed and recorded
+    assert final["ed_extractor_eddn_files_total"] == 1
+    assert final["ed_extractor_eddn_written_total"] == 30
+
+
+def test_closing_an_hour_file_exports_the_metrics_at_once(relay: Relay, tmp_path: Path) -> None:
+    path = tmp_path / "eddn.prom"
+    live = PeriodicExport(RunMetrics(metrics_file=path), interval_s=3600)  # only the closes count
+    recording = Recording(tmp_path, relay.endpoint,
+                          tick=lambda r: live(r.outcomes, r.stats.as_dict()))  # fmt: skip
+    try:
+        relay.wait_for_subscriber(timeout_s=30)
+        relay.send(commodity(1))
+        recording.received(1)
+        wait_until(lambda: "ed_extractor_eddn_files_total" in samples_of(path))  # at the start
+        assert samples_of(path)["ed_extractor_eddn_files_total"] == 0
+        recording.now = HOUR + timedelta(seconds=5)  # 08:00: the 07 file is closed
+        wait_until(lambda: samples_of(path).get("ed_extractor_eddn_files_total") == 1)
+        samples = samples_of(path)
+    finally:
+        recording.finish()
+    source = 'source="eddn/commodity-3/2026-12-03T07.jsonl.gz"'
+    assert samples[f'ed_extractor_source_status{{{source},status="downloaded"}}'] == 1
+    assert samples["ed_extractor_eddn_written_total"] == 1
 
 
 def test_sigterm_closes_every_file_cleanly(relay: Relay, tmp_path: Path) -> None:

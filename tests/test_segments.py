@@ -22,6 +22,7 @@ def test_part_writer_writes_and_reads_at_offsets(backend: str, tmp_path: Path) -
     assert writer.pwrite(b"world", 5) == 5
     assert writer.pwrite(memoryview(b"hello"), 0) == 5
     assert writer.pread(3, 4) == b"lowo"
+    writer.sync_data()
     writer.sync()
     writer.close()
     writer.close()  # idempotent

@@ -283,6 +283,10 @@ class PartWriter:
         """Flush the file's data and metadata to the disk."""
         os.fsync(self._open_fd(0, 0))
 
+    def sync_data(self) -> None:
+        """Flush the file's data to the disk (fdatasync): what is written survives a crash."""
+        os.fdatasync(self._open_fd(0, 0))
+
     def close(self) -> None:
         """Close the file (idempotent); writes already made stay on disk."""
         fd, self._fd = self._fd, None

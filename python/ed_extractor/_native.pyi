@@ -172,5 +172,8 @@ class PartWriter:
     def sync(self) -> None:
         """Flush the file's data and metadata to the disk."""
 
+    def sync_data(self) -> None:
+        """Flush the file's data to the disk (fdatasync): what is written survives a crash."""
+
     def close(self) -> None:
         """Close the file (idempotent); writes already made stay on disk."""

@@ -8,7 +8,14 @@ A run exports, per source (label ``source``, the file name)::
     ed_extractor_source_last_success_timestamp_seconds{source}
         end of the last run that downloaded the source or found it unchanged (this run, else the
         manifest's history for a source that failed this time)
-    ed_extractor_last_run_timestamp_seconds       end of this run
+    ed_extractor_last_run_timestamp_seconds       end of this run (of the export, while running)
+
+and, for the EDDN recorder, its counters since it started::
+
+    ed_extractor_eddn_{received,written,dropped,malformed,reconnects,files}_total
+
+The recorder exports while it runs (``PeriodicExport``: at an interval and whenever a file
+closes), so a long-running Deployment is observable before it stops.
 
 The file suits node-exporter's textfile collector; the push suits a CronJob, whose pods are gone
 before Prometheus could scrape them. Exporting never changes the run's exit code: a failure is
@@ -25,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, push_to_gateway
 
 from ed_extractor.manifest.models import AttemptStatus
 
@@ -39,6 +46,15 @@ log = logging.getLogger(__name__)
 PUSH_JOB = "ed_extractor"
 PUSH_TIMEOUT_S = 10.0
 STATUSES: tuple[str, ...] = get_args(AttemptStatus)
+#: The EDDN recorder's counters (``StreamStats``) and what each counts.
+EDDN_COUNTERS: Mapping[str, str] = {
+    "received": "EDDN messages received.",
+    "written": "EDDN messages written to an hour file.",
+    "dropped": "EDDN messages dropped (test schemas, schemas not kept).",
+    "malformed": "EDDN messages that could not be decoded.",
+    "reconnects": "EDDN subscriptions replaced after a silence.",
+    "files": "EDDN hour files closed and recorded.",
+}
 
 
 def build_registry(
@@ -46,10 +62,12 @@ def build_registry(
     *,
     finished_at: float,
     last_success: Mapping[str, float] | None = None,
+    eddn: Mapping[str, int] | None = None,
 ) -> CollectorRegistry:
     """A registry holding the metrics of one run that ended at ``finished_at`` (Unix seconds).
 
-    ``last_success`` gives, for sources that failed in this run, when they last succeeded.
+    ``last_success`` gives, for sources that failed in this run, when they last succeeded;
+    ``eddn``, the EDDN recorder's counters by name (``EDDN_COUNTERS``).
     """
     registry = CollectorRegistry(auto_describe=True)
     status = Gauge(
@@ -93,6 +111,9 @@ def build_registry(
         elif outcome.name in earlier:
             success.labels(outcome.name).set(earlier[outcome.name])
     last_run.set(finished_at)
+    for name, value in (eddn or {}).items():
+        counter = Counter(f"ed_extractor_eddn_{name}", EDDN_COUNTERS[name], registry=registry)
+        counter.inc(value)
     return registry
 
 
@@ -169,11 +190,14 @@ class RunMetrics:
             self.outcomes.append(outcome)
             yield outcome
 
-    def export(self, store: ManifestStore | None = None) -> bool:
+    def export(
+        self, store: ManifestStore | None = None, *, eddn: Mapping[str, int] | None = None
+    ) -> bool:
         """Write and/or push the metrics of the observed outcomes; False if either failed.
 
-        ``store`` (the run's manifest) supplies the last success of the sources that failed.
-        Failures are logged, never raised: metrics must not turn a good run into a failed one.
+        ``store`` (the run's manifest) supplies the last success of the sources that failed;
+        ``eddn`` adds the EDDN recorder's counters. Failures are logged, never raised: metrics
+        must not turn a good run into a failed one.
         """
         if not self.enabled:
             return True
@@ -184,7 +208,9 @@ class RunMetrics:
                 earlier = last_successes(store, failed)
             except Exception as exc:
                 log.warning("metrics: cannot read the manifest history", extra={"error": str(exc)})
-        registry = build_registry(self.outcomes, finished_at=self._clock(), last_success=earlier)
+        registry = build_registry(
+            self.outcomes, finished_at=self._clock(), last_success=earlier, eddn=eddn
+        )
         ok = True
         if self.metrics_file is not None:
             try:
@@ -205,3 +231,39 @@ class RunMetrics:
                     extra={"url": self.pushgateway_url, "error": str(exc)},
                 )
         return ok
+
+
+class PeriodicExport:
+    """Exports a long run's metrics while it runs: when an outcome is added, and every interval.
+
+    Called often (each turn of the run's loop) with everything observed so far; exports on the
+    first call, whenever ``outcomes`` grew, and when ``interval_s`` passed since the last export.
+    """
+
+    def __init__(
+        self,
+        metrics: RunMetrics,
+        interval_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self._clock = clock
+        self._exported_at: float | None = None
+        self._outcomes = 0
+
+    def __call__(self, outcomes: Sequence[SourceOutcome], eddn: Mapping[str, int]) -> None:
+        """Export ``outcomes`` and the ``eddn`` counters if one is due."""
+        if not self.metrics.enabled:
+            return
+        now = self._clock()
+        if (
+            self._exported_at is not None
+            and len(outcomes) == self._outcomes
+            and now - self._exported_at < self.interval_s
+        ):
+            return
+        self._exported_at, self._outcomes = now, len(outcomes)
+        self.metrics.outcomes = list(outcomes)
+        self.metrics.export(eddn=eddn)

@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     api_poll_total_s: float = Field(default=60.0, gt=0, description="longest wait for a search")
     eddn_endpoint: str = Field(default="tcp://eddn.edcd.io:9500", description="EDDN relay")
     eddn_silence_timeout_s: float = Field(default=60.0, gt=0, description="reconnect after")
+    # EDDN metrics while running: exported at least this often, and whenever an hour file closes
+    eddn_metrics_interval_s: float = Field(
+        default=60.0, gt=0, description="export the recorder's metrics this often"
+    )
     # BitTorrent regime: the libtorrent session of torrent and magnet sources
     bt_listen: str = Field(default="0.0.0.0:6881,[::]:6881", description="listen interfaces")
     bt_peers: str = Field(default="", description="extra peers, comma-separated host:port")

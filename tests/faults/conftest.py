@@ -85,9 +85,16 @@ def explain(result: subprocess.CompletedProcess[str], server: FaultServer | None
     return f"exit {result.returncode}\nstdout={result.stdout}\nstderr={result.stderr[-3000:]}{seen}"
 
 
+_PAYLOAD_BLOCK = 64 << 20  # randbytes cannot make 256 MiB in one call (its bit count overflows)
+
+
 def payload(size: int, seed: int = 1) -> bytes:
     """Deterministic incompressible bytes (sniffed as application/octet-stream)."""
-    return random.Random(seed).randbytes(size)
+    rng = random.Random(seed)
+    if size <= _PAYLOAD_BLOCK:
+        return rng.randbytes(size)
+    starts = range(0, size, _PAYLOAD_BLOCK)
+    return b"".join(rng.randbytes(min(_PAYLOAD_BLOCK, size - start)) for start in starts)
 
 
 def gzip_dump(records: int, seed: int = 1) -> tuple[bytes, int]:

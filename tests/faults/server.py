@@ -142,7 +142,7 @@ class FaultHandler(QuietHandler):
 
     # --- sending, counted ---
 
-    def write_counted(self, exchange: Exchange, data: bytes) -> None:
+    def write_counted(self, exchange: Exchange, data: bytes | memoryview) -> None:
         """Write ``data`` in chunks, counting what the kernel accepted."""
         view = memoryview(data)
         for start in range(0, len(view), _SEND_CHUNK):
@@ -307,7 +307,7 @@ class FaultServer(ThreadingHTTPServer):
         if plan.endless:
             self._endless(h, ex, version, plan)
             return
-        body, size = version.body, len(version.body)
+        body, size = memoryview(version.body), len(version.body)  # slices without copies
         status, first, content_range = 200, 0, None
         start = ex.range_start
         if (
@@ -330,7 +330,7 @@ class FaultServer(ThreadingHTTPServer):
             first = max(0, start - plan.range_shift)
             total = size if plan.range_total is None else plan.range_total
             status, content_range = 206, f"bytes {first}-{last}/{total}"
-            body = version.body[first : last + 1]
+            body = body[first : last + 1]
         ex.status = status
         h.send_response(status)
         h.send_header("Content-Length", str(len(body) + plan.declared_extra))

@@ -1,7 +1,8 @@
 """Random kill -9 during a download over 1 and 4 connections, then a clean run: nothing lost.
 
-CI runs a modest size; ``ED_EXTRACTOR_TORTURE_MB`` (e.g. 2048) and ``ED_EXTRACTOR_TORTURE_KILLS``
-(e.g. 20) make it the full-size run.
+CI runs the full count of kills on a modest size; ``ED_EXTRACTOR_TORTURE_MB`` (e.g. 2048),
+``ED_EXTRACTOR_TORTURE_KILLS`` and ``ED_EXTRACTOR_TORTURE_MIB_S`` (the server's pace, e.g. 100) make
+it the full-size run. Run with ``-s`` to see what the server sent against the bound.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import random
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,10 +22,12 @@ from tests.faults.server import FaultServer, Plan, Version
 
 Start = Callable[..., FaultServer]
 
-SIZE = int(os.environ.get("ED_EXTRACTOR_TORTURE_MB", "16")) << 20
-KILLS = int(os.environ.get("ED_EXTRACTOR_TORTURE_KILLS", "5"))
+SIZE = int(os.environ.get("ED_EXTRACTOR_TORTURE_MB", "32")) << 20
+KILLS = int(os.environ.get("ED_EXTRACTOR_TORTURE_KILLS", "20"))
+#: The server's pace in bytes per second, shared by the connections.
+PACE = float(os.environ.get("ED_EXTRACTOR_TORTURE_MIB_S", "6")) * (1 << 20)
 NAME = "galaxy.bin"
-CHUNK, PAUSE = 64 * 1024, 0.01  # about 6 MB/s in all, shared by the connections
+CHUNK = 64 * 1024
 #: What one kill may cost per connection: bytes written after the sidecar last recorded them
 #: (at most half a second's worth) and bytes in flight (socket buffers, the writer's queue).
 LOST_PER_KILL_PER_CONNECTION = 4 << 20
@@ -35,7 +39,8 @@ def test_random_kills_then_a_clean_run_store_the_right_bytes_and_resend_little(
 ) -> None:
     body = payload(SIZE, seed=31)
     rng = random.Random(connections)
-    throttle = (CHUNK, PAUSE * connections)
+    throttle = (CHUNK, CHUNK * connections / PACE)
+    started = time.monotonic()
     server = fault_server(Version(body), lambda n, exchange: Plan(throttle=throttle))
     args = (
         "fetch",
@@ -73,4 +78,7 @@ def test_random_kills_then_a_clean_run_store_the_right_bytes_and_resend_little(
     assert continued, f"no run continued where another stopped\n{explain(result, server)}"
     sent = server.body_bytes()
     bound = SIZE + KILLS * connections * LOST_PER_KILL_PER_CONNECTION
+    elapsed = time.monotonic() - started
+    print(f"\n{connections} connection(s), {KILLS} kills, {SIZE >> 20} MiB: server sent {sent} "
+          f"bytes, {sent - SIZE} resent (bound {bound - SIZE}), {elapsed:.1f} s")  # fmt: skip
     assert sent <= bound, f"server sent {sent} bytes for a {SIZE}-byte file\n{explain(result)}"

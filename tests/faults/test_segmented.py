@@ -8,18 +8,21 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from ed_extractor.demo.mirror import nginx_path, start_mirror
+from ed_extractor.hashing import PartWriter
 from ed_extractor.http import make_client
 from ed_extractor.services.file_transfer.base import DownloadRequest, SilentProgress
 from ed_extractor.services.file_transfer.part_file import PartFile
+from ed_extractor.services.file_transfer.resume import ResumePoint
 from ed_extractor.services.file_transfer.segments import SegmentedDownload
 from tests.faults.conftest import (
     assert_stored,
@@ -303,6 +306,78 @@ def test_explicit_ranges_are_taken_whole_through_the_given_opener(
     assert result.sha256 == sha256(BODY)
     assert (tmp_path / NAME).read_bytes() == BODY
     assert sorted(p.name for p in tmp_path.iterdir()) == [NAME]
+
+
+class SyncLedger:
+    """A real PartWriter whose writes are noted, and which of them each fdatasync covered."""
+
+    def __init__(self, writer: PartWriter) -> None:
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._since_sync: list[tuple[int, int]] = []
+        self.synced: list[tuple[int, int]] = []
+
+    def pwrite(self, data: bytes | memoryview, offset: int) -> int:
+        count = self._writer.pwrite(data, offset)
+        with self._lock:
+            self._since_sync.append((offset, offset + count))
+        return count
+
+    def sync_data(self) -> None:
+        with self._lock:  # only writes done before the sync starts are surely covered by it
+            covered, self._since_sync = self._since_sync, []
+        self._writer.sync_data()
+        with self._lock:
+            self.synced.extend(covered)
+
+    def covers(self, start: int, end: int) -> bool:
+        with self._lock:
+            spans = sorted(self.synced)
+        reached = start
+        for first, last in spans:
+            if first > reached:
+                break
+            reached = max(reached, last)
+        return reached >= end
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._writer, name)
+
+
+class LedgeredPartFile(PartFile):
+    """A PartFile that checks every sidecar it writes against what was synced before it."""
+
+    ledger: SyncLedger
+    claims: list[ResumePoint]
+    unsynced: list[tuple[int, int, int]]
+
+    def open_writer(self, total: int) -> PartWriter:
+        self.ledger = SyncLedger(super().open_writer(total))
+        self.claims, self.unsynced = [], []
+        return cast(PartWriter, self.ledger)
+
+    def allow_resume(self, point: ResumePoint) -> None:
+        self.claims.append(point)
+        self.unsynced += [s for s in point.segments if not self.ledger.covers(s[0], s[1])]
+        super().allow_resume(point)
+
+
+def test_the_sidecar_never_claims_bytes_that_no_fdatasync_covered(
+    fault_server: Start, tmp_path: Path
+) -> None:
+    server = fault_server(Version(BODY), lambda n, exchange: Plan(throttle=(32 * 1024, 0.02)))
+    url = server.url(NAME)
+    request = DownloadRequest(
+        name=NAME, url=url, final_path=tmp_path / NAME, expected_length=SIZE,
+        expected_etag='"v1"', ranges_supported=True, connections=4,
+    )  # fmt: skip
+    part = LedgeredPartFile(request.final_path, url)
+    with make_client() as client:
+        result = SegmentedDownload(client, request, part, 4).run(None, SilentProgress())
+    assert result.sha256 == sha256(BODY)
+    progressed = [p for p in part.claims if any(w > s for s, w, _ in p.segments)]
+    assert len(progressed) >= 3, f"too few saves to judge: {part.claims}"
+    assert part.unsynced == [], f"ranges claimed before an fdatasync covered them: {part.unsynced}"
 
 
 def test_sixteen_connections_keep_peak_memory_bounded(tmp_path: Path, dest: Path) -> None:

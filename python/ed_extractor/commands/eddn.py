@@ -70,7 +70,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 def run(args: argparse.Namespace) -> int:
     """Record until stopped; print the counters; exit 0 unless a file could not be written."""
     from ed_extractor.manifest import ManifestStore
-    from ed_extractor.metrics import RunMetrics
+    from ed_extractor.metrics import PeriodicExport, RunMetrics
     from ed_extractor.pipeline.eddn_stream import EddnRecorder, run_stream
     from ed_extractor.pipeline.lock import destination_lock
     from ed_extractor.settings import Settings
@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             endpoint,
             schemas=frozenset(args.schemas) if args.schemas else None,
         )
+        metrics = RunMetrics.from_settings(settings)
+        live = PeriodicExport(metrics, settings.eddn_metrics_interval_s)
         try:
             stats = run_stream(
                 recorder,
@@ -106,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
                 silence_timeout_s=settings.eddn_silence_timeout_s,
                 duration_s=args.duration,
                 stop=stop,
+                tick=lambda current: live(current.outcomes, current.stats.as_dict()),
             )
         finally:
-            metrics = RunMetrics.from_settings(settings)
-            list(metrics.observe(recorder.outcomes))
-            metrics.export(store)
+            metrics.outcomes = list(recorder.outcomes)
+            metrics.export(store, eddn=recorder.stats.as_dict())
     counters = stats.as_dict()
     if args.json:
         print(json.dumps(counters), flush=True)

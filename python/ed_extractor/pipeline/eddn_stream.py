@@ -251,12 +251,14 @@ def run_stream(
     silence_timeout_s: float,
     duration_s: float | None = None,
     stop: threading.Event | None = None,
+    tick: Callable[[EddnRecorder], None] | None = None,
 ) -> StreamStats:
     """Subscribe to ``endpoint`` and feed ``recorder`` until ``stop``, or ``duration_s`` is over.
 
     A stream silent for ``silence_timeout_s`` gets a new socket (a relay restart can leave a TCP
     session dead without either side noticing); every such reconnect is counted. Part files a
     killed run left are finished first; on return, every open file is closed and recorded.
+    ``tick`` is called with the recorder at every turn of the loop (at least every 0.2 s).
     """
     stop = stop or threading.Event()
     recorder.recover()
@@ -290,6 +292,8 @@ def run_stream(
             if now - last_flush >= FLUSH_INTERVAL_S:
                 recorder.flush()
                 last_flush = now
+            if tick is not None:
+                tick(recorder)
     finally:
         socket.close(linger=0)
         context.term()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -16,6 +19,7 @@ from ed_extractor.services.file_transfer.resume import (
     load_resume_point,
     save_resume_point,
 )
+from ed_extractor.services.file_transfer.space import allocated_bytes, reserve_space
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +59,20 @@ class PartFile:
         self._resumable = True
 
     def open_sink(
-        self, resume_from: int, verifier: SinkVerifier | None = None, *, blake3: bool = False
+        self,
+        resume_from: int,
+        verifier: SinkVerifier | None = None,
+        *,
+        blake3: bool = False,
+        total: int | None = None,
     ) -> FileSink:
         """A FileSink appending to the part file after its first ``resume_from`` bytes.
 
-        A native ``verifier`` (gzip, zstd) is fed in order on the sink's own threads.
+        A native ``verifier`` (gzip, zstd) is fed in order on the sink's own threads. With the
+        body's ``total`` length known, the disk space for it is reserved at once.
         """
         try:
-            return FileSink(self.path, resume_from=resume_from, blake3=blake3, verifier=verifier)
+            sink = FileSink(self.path, resume_from=resume_from, blake3=blake3, verifier=verifier)
         except ValueError as exc:  # fewer bytes than the sidecar's resume point
             log.warning("part file shorter than its resume point; starting over",
                         extra={"path": str(self.path), "error": str(exc)})  # fmt: skip
@@ -70,17 +80,43 @@ class PartFile:
             raise PartFileStale(str(exc)) from exc
         except OSError as exc:
             raise StorageError(self.path, f"cannot open ({exc.strerror or exc})") from exc
+        if total is not None:  # after opening: the sink cuts the file to its resume point
+            self._reserve(total, sink.abort)
+        return sink
 
     def open_writer(self, total: int) -> PartWriter:
-        """A PartWriter over the part file: sized to ``total`` bytes, or the kept one continued."""
+        """A PartWriter over the part file: sized to ``total`` bytes, or the kept one continued.
+
+        Its disk space is reserved at once (StorageError when the disk cannot hold it).
+        """
         try:
-            return PartWriter(self.path, total, keep=self.resume is not None)
+            writer = PartWriter(self.path, total, keep=self.resume is not None)
         except ValueError as exc:  # a kept part file that is not the size its sidecar says
             self.discard()
             raise PartFileStale(str(exc)) from exc
         except OSError as exc:
             self.discard()
             raise StorageError(self.path, f"cannot open ({exc.strerror or exc})") from exc
+        self._reserve(total, writer.close)
+        return writer
+
+    def _reserve(self, total: int, close: Callable[[], object]) -> None:
+        """Reserve the disk blocks of ``total`` bytes; on failure close, discard, StorageError."""
+        needed = max(0, total - allocated_bytes(self.path))
+        try:
+            reserve_space(self.path, total)
+        except OSError as exc:
+            close()
+            self.discard()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                free = shutil.disk_usage(self.path.parent).free
+                message = (
+                    f"not enough space for {self.final_path.name}: needs {needed} bytes, "
+                    f"{free} free ({exc.strerror})"
+                )
+            else:
+                message = f"cannot reserve {needed} bytes ({exc.strerror or exc})"
+            raise StorageError(self.path, message) from exc
 
     def discard(self) -> None:
         """Remove the part file and its sidecar; nothing is left to resume."""

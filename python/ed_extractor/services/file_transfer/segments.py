@@ -7,9 +7,10 @@ take, it takes over half of the largest range still in flight (work stealing). S
 connections work side by side near the front, one thread can run SHA-256 and the content check
 over the file in order as its contiguous prefix grows, from the chunks held in a bounded window;
 a chunk beyond it is read back from the part file (page cache) when its turn comes. The sidecar
-records every range's progress at a bounded interval, so a killed run continues each range where
-its bytes stopped. With a ``RampPolicy`` (``--connections auto``) the download starts with few
-connections and the controller loop adds more while they raise the measured throughput.
+records every range's progress at a bounded interval, after an fdatasync of the part file, so a
+killed run (or one cut by a power loss) continues each range where its bytes stopped. With a
+``RampPolicy`` (``--connections auto``) the download starts with few connections and the
+controller loop adds more while they raise the measured throughput.
 """
 
 from __future__ import annotations
@@ -235,7 +236,11 @@ class SegmentedDownload:
         )
 
     def _save(self, *, force: bool = False) -> None:
-        """Record every range's progress in the sidecar (at most every SAVE_INTERVAL_S/BYTES)."""
+        """Record every range's progress in the sidecar (at most every SAVE_INTERVAL_S/BYTES).
+
+        The progress is read first and the part file's data synced (fdatasync) before the sidecar
+        is written: after a power loss it never claims bytes that did not reach the disk.
+        """
         received = self.table.received
         due = (
             received - self._saved_bytes >= SAVE_BYTES
@@ -247,7 +252,9 @@ class SegmentedDownload:
             self._saved_bytes = received
             self._saved_at = time.monotonic()
             if self._part.resumable:
-                self._part.allow_resume(self._point())
+                point = self._point()
+                self._writer.sync_data()
+                self._part.allow_resume(point)
         finally:
             self._save_lock.release()
 

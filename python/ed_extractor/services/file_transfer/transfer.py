@@ -193,7 +193,7 @@ def _store_body(
         with part:
             # native: write, hash and check run on the sink's Rust threads (the prefix's check too)
             verifier = getattr(check, "native_verifier", None) if BACKEND == "native" else None
-            sink = part.open_sink(offset, verifier, blake3=request.blake3)
+            sink = part.open_sink(offset, verifier, blake3=request.blake3, total=total)
             writer: ChunkFeed = (
                 ChunkWorker(sink.write, name="sink")
                 if BACKEND == "python"
