@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ed_extractor.services.file_transfer.segment_table import FileOrderDigest, SegmentTable
+from ed_extractor.services.file_transfer.segment_table import (
+    FileOrderDigest,
+    ReorderBudget,
+    SegmentTable,
+)
 from tests.backends import BACKENDS, backend_module
 
 
@@ -87,7 +91,8 @@ def test_the_digest_follows_file_order_whatever_order_the_ranges_arrive_in(
     writer = part_writer(tmp_path / "f.part", len(body))
     checked = bytearray()
     blake2 = hashlib.blake2b()
-    digest = FileOrderDigest(writer, table, len(body), checked.extend, window=window, also=[blake2])
+    budget = ReorderBudget(window)
+    digest = FileOrderDigest(writer, table, len(body), checked.extend, window=budget, also=[blake2])
     pieces = []
     for span in spans:
         assert span is not None
@@ -113,4 +118,28 @@ def test_the_digest_follows_file_order_whatever_order_the_ranges_arrive_in(
     assert blake2.hexdigest() == hashlib.blake2b(body).hexdigest()  # so did every other hasher
     if window == 0:
         assert digest.read_back > 0  # what did not fit was read back from the part file
+    assert budget.held == 0  # every chunk held was given back
     writer.close()
+
+
+def test_digests_running_at_once_share_one_window(tmp_path: Path) -> None:
+    budget = ReorderBudget(3000)
+    part_writer = backend_module("python").PartWriter
+    digests, writers = [], []
+    for n in range(2):
+        table = SegmentTable(((0, 0, 10_000),), piece=5000, min_split=1 << 30)
+        writer = part_writer(tmp_path / f"{n}.part", 10_000)
+        digests.append(FileOrderDigest(writer, table, 10_000, None, window=budget))
+        writers.append(writer)
+    digests[0].offer(5000, b"a" * 2000)  # early chunks: held while the shared window has room
+    digests[1].offer(5000, b"b" * 1000)
+    assert budget.held == 3000
+    digests[1].offer(7000, b"c" * 1000)  # the window is full: read back later instead
+    assert budget.held == 3000
+    digests[0].offer(0, b"d" * 1000)  # at the frontier: always held (the hash takes it next)
+    assert budget.held >= 3000
+    for digest in digests:
+        digest.stop()
+    assert budget.held == 0  # a stopped digest gives back what it held
+    for writer in writers:
+        writer.close()

@@ -381,25 +381,38 @@ def test_the_sidecar_never_claims_bytes_that_no_fdatasync_covered(
     assert part.unsynced == [], f"ranges claimed before an fdatasync covered them: {part.unsynced}"
 
 
-def test_sixteen_connections_keep_peak_memory_bounded(tmp_path: Path, dest: Path) -> None:
+@pytest.mark.parametrize(
+    ("files", "options"),
+    [(1, ("--connections", "16")), (4, ("--parallel", "4"))],
+    ids=["16-connections", "parallel-4"],
+)
+def test_peak_memory_stays_bounded(
+    tmp_path: Path, dest: Path, files: int, options: tuple[str, ...]
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    body = payload(128 << 20, seed=26)
-    (root / NAME).write_bytes(body)
+    bodies = {
+        f"galaxy-{n}.bin": payload(max(64 << 20, (128 << 20) // files), seed=26 + n)
+        for n in range(files)
+    }
+    for name, body in bodies.items():
+        (root / name).write_bytes(body)
     with start_mirror(root) as mirror:  # nginx when installed
+        urls = [f"{mirror.base_url}/{name}" for name in bodies]
         child = subprocess.run(
-            [sys.executable, "-c", _PEAK_RSS_CHILD, f"{mirror.base_url}/{NAME}", str(dest)],
+            [sys.executable, "-c", _PEAK_RSS_CHILD, str(dest), *options, *urls],
             capture_output=True, text=True, timeout=300, env=environment(), check=False,
         )  # fmt: skip
     assert child.returncode == 0, child.stderr[-3000:]
     peak_mib = int(child.stdout.split()[-1]) / 1024
-    assert (dest / NAME).read_bytes() == body
+    for name, body in bodies.items():
+        assert (dest / name).read_bytes() == body, name
     assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB"
 
 
 _PEAK_RSS_CHILD = """
 import resource, subprocess, sys
-subprocess.run([sys.executable, "-m", "ed_extractor", "fetch", sys.argv[1], "--dest", sys.argv[2],
-                "--connections", "16"], check=True, capture_output=True)
+subprocess.run([sys.executable, "-m", "ed_extractor", "fetch", "--dest", *sys.argv[1:]],
+               check=True, capture_output=True)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """

@@ -2,7 +2,8 @@
 
 ``SegmentTable`` hands pieces to connections from the front and splits the largest range in
 flight for an idle one; ``FileOrderDigest`` hashes and checks the file in order as its written
-prefix grows.
+prefix grows, holding chunks that arrived early within a ``ReorderBudget`` that every segmented
+download of the process shares (so ``--parallel K`` does not multiply it).
 """
 
 from __future__ import annotations
@@ -17,8 +18,38 @@ from ed_extractor.hashing import PartWriter, Sha256
 from ed_extractor.services.file_transfer.overlap import ChunkWorker
 from ed_extractor.services.file_transfer.resume import Segment
 
-REORDER_WINDOW: Final = 32 << 20  # chunks held in memory for the in-order hash, at most
+REORDER_WINDOW: Final = 32 << 20  # chunks held in memory for the in-order hashes, at most
 READ_BACK: Final = 256 << 10  # bytes read back per step beyond the window (bounds the check queue)
+
+
+class ReorderBudget:
+    """The bytes of early chunks the in-order digests may hold at once; thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held = 0
+        self._lock = threading.Lock()
+
+    @property
+    def held(self) -> int:
+        """The bytes held now."""
+        return self._held
+
+    def take(self, size: int, *, force: bool = False) -> bool:
+        """Hold ``size`` more bytes if they fit (always with ``force``); True when held."""
+        with self._lock:
+            if not force and self._held + size > self.limit:
+                return False
+            self._held += size
+            return True
+
+    def give(self, size: int) -> None:
+        """Release ``size`` bytes taken before."""
+        with self._lock:
+            self._held -= size
+
+
+SHARED_REORDER_WINDOW: Final = ReorderBudget(REORDER_WINDOW)  # every digest of the process
 
 
 class Hasher(Protocol):
@@ -133,8 +164,8 @@ class FileOrderDigest:
     """SHA-256 and the content check over the part file in file order, on a thread of its own.
 
     Connections ``offer`` each chunk they wrote; one that lies at the hashed frontier, or fits in
-    the reorder window, is kept until the frontier reaches it; any other is read back from the
-    part file when its turn comes.
+    the reorder window (shared with the other digests of the process), is kept until the frontier
+    reaches it; any other is read back from the part file when its turn comes.
     """
 
     def __init__(
@@ -143,7 +174,7 @@ class FileOrderDigest:
         table: SegmentTable,
         total: int,
         check: Callable[[bytes], object] | None,
-        window: int = REORDER_WINDOW,
+        window: ReorderBudget = SHARED_REORDER_WINDOW,
         also: Sequence[Hasher] = (),
     ) -> None:
         """``also``: more hashers (e.g. BLAKE3) fed the same bytes in file order."""
@@ -167,9 +198,14 @@ class FileOrderDigest:
     def offer(self, offset: int, chunk: bytes | memoryview) -> None:
         """``chunk`` will be written at ``offset``: keep it for the hash if it fits the window."""
         with self._changed:
-            if offset == self._done or (
-                offset > self._done and self._pending_bytes + len(chunk) <= self._window
-            ):
+            keep = offset >= self._done and self._window.take(
+                len(chunk), force=offset == self._done
+            )
+            if keep:
+                replaced = self._pending.pop(offset, None)  # a range fetched again
+                if replaced is not None:
+                    self._pending_bytes -= len(replaced)
+                    self._window.give(len(replaced))
                 self._pending[offset] = chunk
                 self._pending_bytes += len(chunk)
 
@@ -190,6 +226,7 @@ class FileOrderDigest:
                 chunk = self._pending.pop(self._done, None)
                 if chunk is not None:
                     self._pending_bytes -= len(chunk)
+                    self._window.give(len(chunk))
                     return chunk, len(chunk)
                 available = self._table.written_after(self._done) - self._done
                 if available > 0:
@@ -216,17 +253,26 @@ class FileOrderDigest:
             self._error = exc
 
     def stop(self) -> None:
-        """Stop hashing (a failed download); never raises."""
+        """Stop hashing (a failed download) and release the chunks held; never raises."""
         with self._changed:
             self._stopped = True
             self._changed.notify()
         self._thread.join()
+        self._release()
         if self._checker is not None:
             self._checker.cancel()
+
+    def _release(self) -> None:
+        """Give the chunks still held back to the shared window."""
+        with self._changed:
+            self._window.give(self._pending_bytes)
+            self._pending.clear()
+            self._pending_bytes = 0
 
     def finish(self) -> str:
         """Wait until the whole file is hashed and checked; return its SHA-256 hex."""
         self._thread.join()
+        self._release()
         if self._error is not None:
             if self._checker is not None:
                 self._checker.cancel()

@@ -40,9 +40,10 @@ from ed_extractor.services.file_transfer.part_file import PartFile
 from ed_extractor.services.file_transfer.ramp import ConnectionRamp, RampPolicy
 from ed_extractor.services.file_transfer.resume import ResumePoint, Segment
 from ed_extractor.services.file_transfer.segment_table import (
-    REORDER_WINDOW,
+    SHARED_REORDER_WINDOW,
     FileOrderDigest,
     Range,
+    ReorderBudget,
     SegmentTable,
 )
 
@@ -117,7 +118,7 @@ class SegmentedDownload:
         connections: int,
         *,
         min_split: int = MIN_SPLIT,
-        window: int = REORDER_WINDOW,
+        window: ReorderBudget = SHARED_REORDER_WINDOW,
         ranges: tuple[Segment, ...] | None = None,
         opener: RangeOpener | None = None,
         ramp: RampPolicy | None = None,
@@ -262,7 +263,7 @@ class SegmentedDownload:
         """The piece size for the connections running now (the whole file for given ranges)."""
         if self._whole_ranges:
             return self.point.total
-        return piece_size(self.point.total, self._running, self._window)
+        return piece_size(self.point.total, self._running, self._window.limit)
 
     def _fetch_all(self) -> None:
         """Run the connections until no range is left; meanwhile save progress, steer the ramp."""
