@@ -155,7 +155,8 @@ class SegmentedDownload:
         self.table = SegmentTable(segments, piece=piece, min_split=min_split)
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._save_lock = threading.Lock()
+        self._wake = threading.Event()  # a connection asks the controller to look now
+        self._ended: set[int] = set()  # the connections that have returned
         self._saved_at = time.monotonic()
         self._saved_bytes = 0
         self._final_url = request.url
@@ -240,24 +241,22 @@ class SegmentedDownload:
         """Record every range's progress in the sidecar (at most every SAVE_INTERVAL_S/BYTES).
 
         The progress is read first and the part file's data synced (fdatasync) before the sidecar
-        is written: after a power loss it never claims bytes that did not reach the disk.
+        is written: after a power loss it never claims bytes that did not reach the disk. Only the
+        controller saves (connections wake it), so no receiving thread waits for the disk.
         """
         received = self.table.received
         due = (
             received - self._saved_bytes >= SAVE_BYTES
             or time.monotonic() - self._saved_at >= SAVE_INTERVAL_S
         )
-        if not (force or due) or not self._save_lock.acquire(blocking=force):
+        if not (force or due):
             return
-        try:
-            self._saved_bytes = received
-            self._saved_at = time.monotonic()
-            if self._part.resumable:
-                point = self._point()
-                self._writer.sync_data()
-                self._part.allow_resume(point)
-        finally:
-            self._save_lock.release()
+        self._saved_bytes = received
+        self._saved_at = time.monotonic()
+        if self._part.resumable:
+            point = self._point()
+            self._writer.sync_data()
+            self._part.allow_resume(point)
 
     def _piece(self) -> int:
         """The piece size for the connections running now (the whole file for given ranges)."""
@@ -279,10 +278,10 @@ class SegmentedDownload:
                     )
                     threads.append(thread)
                     thread.start()
-                alive = [thread for thread in threads if thread.is_alive()]
-                if not alive:
+                if len(self._ended) == len(threads):
                     break
-                alive[0].join(self._pause())
+                self._wake.wait(self._pause())
+                self._wake.clear()
                 self._save()
                 self._steer()
         except BaseException:
@@ -293,15 +292,18 @@ class SegmentedDownload:
         finally:
             if self._ramp is not None:
                 self._ramp.finish()
+        for thread in threads:
+            thread.join()  # each has returned from its work already
         if self._error is not None:
             raise self._error
 
     def _pause(self) -> float:
-        """How long the controller waits between looks: shorter while the ramp measures."""
+        """How long the controller waits: until the next save is due, less while ramping."""
+        due = max(0.0, self._saved_at + SAVE_INTERVAL_S - time.monotonic())
         ramp = self._ramp
         if ramp is None or ramp.settled:
-            return SAVE_INTERVAL_S
-        return min(SAVE_INTERVAL_S, ramp.tick_s)
+            return due
+        return min(due, ramp.tick_s)
 
     def _steer(self) -> None:
         """Let the ramp measure; run as many connections as it says (the surplus ends its piece)."""
@@ -333,6 +335,9 @@ class SegmentedDownload:
             if self._error is None:
                 self._error = exc
             self._stop.set()
+        finally:
+            self._ended.add(index)
+            self._wake.set()  # the controller notices at once that a connection ended
 
     def _open_range(self, first: int, end: int) -> AbstractContextManager[httpx.Response]:
         """The default opener: ``Range`` with ``If-Range`` on the shared client."""
@@ -394,5 +399,6 @@ class SegmentedDownload:
         self._digest.advanced()
         self._request.check_limits(self.table.received)
         self._progress.advance(count)
-        self._save()
+        if self.table.received - self._saved_bytes >= SAVE_BYTES:
+            self._wake.set()  # the controller saves the progress
         return count == len(chunk) and span.claimed < span.end
