@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blake3 import blake3
 from prometheus_client.parser import text_string_to_metric_families
 
 from ed_extractor.manifest import ManifestStore
@@ -172,6 +173,7 @@ def test_the_files_hold_exactly_the_good_messages_in_order_across_hours_and_a_re
     for record in records:
         data = Path(record.path).read_bytes()
         assert record.sha256 == hashlib.sha256(data).hexdigest()
+        assert record.blake3 == blake3(data).hexdigest()  # landed like every other file
         assert (record.bytes, record.regime, record.url) == (len(data), "gzip", relay.endpoint)
         assert record.records == len(gzip.decompress(data).splitlines())
 

@@ -13,7 +13,7 @@ from ed_extractor.manifest import ManifestRecord, ManifestStore
 from ed_extractor.paths import resolve_inside
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
 from ed_extractor.services.api_client import ApiFetcher
-from ed_extractor.services.file_transfer.atomic import store_bytes
+from ed_extractor.services.file_transfer.landing import store_bytes
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,15 @@ class SystemDumpFetcher:
         answer = self._api.get(url)
         if not isinstance(answer.document, dict):
             raise VerificationError(url, "the dump is not a JSON object")
-        digest = store_bytes(final, answer.body)
+        landed = store_bytes(final, answer.body)
         return ManifestRecord(
             name=name,
             url=url,
             final_url=answer.final_url,
             path=str(final),
             bytes=len(answer.body),
-            sha256=digest,
+            sha256=landed.sha256,
+            blake3=landed.blake3,
             regime="json",
             mime_type=DUMP_MIME_TYPE,
             etag=answer.etag,

@@ -212,6 +212,7 @@ class EddnRecorder:
             path=str(closed.path),
             bytes=closed.bytes,
             sha256=closed.sha256,
+            blake3=closed.blake3,
             regime="gzip",
             mime_type=GZIP_MIME_TYPE,
             uncompressed_bytes=closed.uncompressed_bytes,

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ed_extractor.errors import StorageError
-from ed_extractor.hashing import FileSink
 from ed_extractor.paths import part_path
-from ed_extractor.services.file_transfer.atomic import publish
+from ed_extractor.services.file_transfer.landing import finish_and_land, open_part_sink
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +21,11 @@ _READ_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class ClosedFile:
-    """A published file: where, its SHA-256, size, lines and uncompressed size."""
+    """A published file: where, its SHA-256 and BLAKE3, size, lines and uncompressed size."""
 
     path: Path
     sha256: str
+    blake3: str | None
     bytes: int
     records: int
     uncompressed_bytes: int
@@ -76,9 +76,9 @@ class GzipLineFile:
             carried = source.open("rb") if source is not None else None
             if source == self._part:
                 self._part.unlink()  # read through the open handle into the new part file
-            self._sink = FileSink(self._part)
         except OSError as exc:
             raise StorageError(self._part, f"cannot open ({exc.strerror or exc})") from exc
+        self._sink = open_part_sink(final)
         self._compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
         self.records = 0
         self.uncompressed_bytes = 0
@@ -109,16 +109,17 @@ class GzipLineFile:
         self._write(self._compressor.flush(zlib.Z_SYNC_FLUSH))
 
     def close(self) -> ClosedFile:
-        """End the gzip member, fsync, hash and rename the part file over the final name."""
+        """End the gzip member, fsync, hash and land the part file under the final name."""
         self._write(self._compressor.flush(zlib.Z_FINISH))
-        try:
-            size = self._sink.tell()
-            digest = self._sink.finish(fsync=True)
-        except OSError as exc:
-            self.abort()
-            raise StorageError(self._part, f"cannot write ({exc.strerror or exc})") from exc
-        publish(self._part, self.final)
-        return ClosedFile(self.final, digest, size, self.records, self.uncompressed_bytes)
+        landed = finish_and_land(self._sink, self.final)
+        return ClosedFile(
+            self.final,
+            landed.sha256,
+            landed.blake3,
+            landed.bytes,
+            self.records,
+            self.uncompressed_bytes,
+        )
 
     def abort(self) -> None:
         """Stop writing; the part file stays for the next run to recover."""

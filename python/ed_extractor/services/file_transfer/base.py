@@ -10,8 +10,9 @@ from typing import ClassVar, Literal, Protocol
 
 import httpx
 
-from ed_extractor.errors import DeadlineError, TransferError, VerificationError
+from ed_extractor.errors import DeadlineError, TransferError
 from ed_extractor.manifest.models import ManifestRecord, Regime
+from ed_extractor.services.file_transfer.landing import check_sha256
 
 #: Connections per file: a number, or ``"auto"`` (several for a large file whose server allows it).
 Connections = int | Literal["auto"]
@@ -96,10 +97,7 @@ class DownloadRequest:
 
     def check_sha256(self, digest: str) -> None:
         """Raise VerificationError when ``expect_sha256`` is set and ``digest`` is not it."""
-        if self.expect_sha256 is not None and digest != self.expect_sha256.lower():
-            raise VerificationError(
-                self.url, f"SHA-256 mismatch: expected {self.expect_sha256}, got {digest}"
-            )
+        check_sha256(self.url, digest, self.expect_sha256)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from types import TracebackType
 from ed_extractor.errors import DeadlineError, IncompleteBodyError, StorageError, TransferError
 from ed_extractor.hashing import FileSink, PartWriter, SinkVerifier
 from ed_extractor.paths import part_path
+from ed_extractor.services.file_transfer.landing import land
 from ed_extractor.services.file_transfer.resume import (
     ResumePoint,
     discard_part,
@@ -131,11 +131,9 @@ class PartFile:
     def move_into_place(self) -> None:
         """Rename the verified part file over the final name and make the rename durable."""
         try:
-            replace_durably(self.path, self.final_path)
-        except StorageError:
-            self.discard()
-            raise
-        self.discard()  # the sidecar
+            land(self.path, self.final_path)
+        finally:
+            self.discard()  # the sidecar (and the part file, if it could not be moved)
 
     def __enter__(self) -> PartFile:
         return self
@@ -161,16 +159,3 @@ def _worth_keeping(exc: BaseException) -> bool:
     if isinstance(exc, TransferError):
         return exc.retryable
     return not isinstance(exc, Exception)  # interrupted (Ctrl-C, SIGTERM): continue next time
-
-
-def replace_durably(source: Path, final_path: Path) -> None:
-    """Rename a verified file over ``final_path`` and fsync its folder; StorageError on failure."""
-    try:
-        os.replace(source, final_path)
-        directory = os.open(final_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError as exc:
-        raise StorageError(final_path, f"cannot move into place ({exc.strerror or exc})") from exc

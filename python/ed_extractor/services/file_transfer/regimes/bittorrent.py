@@ -32,7 +32,7 @@ from ed_extractor.services.file_transfer.base import (
     ProgressReporter,
     StoredFile,
 )
-from ed_extractor.services.file_transfer.part_file import replace_durably
+from ed_extractor.services.file_transfer.landing import land
 from ed_extractor.services.file_transfer.resume import sidecar_path
 from ed_extractor.services.file_transfer.torrent_session import (
     TorrentOptions,
@@ -159,7 +159,7 @@ class BitTorrentRegime:
             files = _verify(request, plan, part_folder, transferred)
             for file in plan:
                 file.final_path.parent.mkdir(parents=True, exist_ok=True)
-                replace_durably(part_folder / file.relative, file.final_path)
+                land(part_folder / file.relative, file.final_path)
             discard_part_folder(request.final_path)
             if self._options.seed_s > 0:
                 renamed = {file.index: file.name for file in plan}

@@ -1,0 +1,99 @@
+"""The one landing of a verified file: expected SHA-256 checked, fsynced, renamed, folder fsynced.
+
+Every file the program keeps arrives here last: HTTP and S3 downloads (``PartFile``), each file of
+a torrent, API dumps and EDDN hour files. ``land`` is the step a second kind of destination (an
+object store: complete a multipart upload) replaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ed_extractor.errors import StorageError, VerificationError
+from ed_extractor.hashing import FileSink
+from ed_extractor.paths import part_path
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A file in place under its final name, with the digests of its bytes."""
+
+    path: Path
+    bytes: int
+    sha256: str
+    blake3: str | None
+
+
+def check_sha256(url: str, digest: str, expected: str | None) -> None:
+    """Raise VerificationError when ``expected`` is set and ``digest`` is not it."""
+    if expected is not None and digest != expected.lower():
+        raise VerificationError(url, f"SHA-256 mismatch: expected {expected}, got {digest}")
+
+
+def land(part: Path, final: Path) -> None:
+    """Rename the complete, fsynced ``part`` over ``final`` and fsync the folder.
+
+    On failure the part file is removed and StorageError names ``final``; the previous file under
+    ``final`` (if any) is left as it was.
+    """
+    try:
+        os.replace(part, final)
+        directory = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise StorageError(final, f"cannot move into place ({exc.strerror or exc})") from exc
+
+
+def open_part_sink(final: Path) -> FileSink:
+    """A FileSink (SHA-256 and BLAKE3) on ``final``'s part file, its folder created if missing."""
+    part = part_path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return FileSink(part, blake3=True)
+    except OSError as exc:
+        raise StorageError(part, f"cannot open ({exc.strerror or exc})") from exc
+
+
+def finish_and_land(sink: FileSink, final: Path) -> LandedFile:
+    """Finish ``sink`` (written to ``final``'s part file), fsync it and land it under ``final``.
+
+    A failure aborts the sink, removes the part file and raises StorageError.
+    """
+    part = part_path(final)
+    try:
+        size = sink.tell()
+        digest = sink.finish(fsync=True)
+    except OSError as exc:
+        sink.abort()
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
+    land(part, final)
+    return LandedFile(final, size, digest, sink.blake3_hexdigest())
+
+
+def store_bytes(final: Path, body: bytes) -> LandedFile:
+    """Write ``body`` to ``final`` through its part file and land it.
+
+    The folder is created when missing. Nothing appears under ``final`` unless the whole body is
+    on disk; a failure raises StorageError and leaves no part file behind.
+    """
+    sink = open_part_sink(final)
+    try:
+        sink.write(body)
+    except BaseException as exc:
+        sink.abort()
+        with contextlib.suppress(OSError):
+            part_path(final).unlink()
+        if isinstance(exc, OSError):
+            raise StorageError(part_path(final), f"cannot write ({exc.strerror or exc})") from exc
+        raise
+    return finish_and_land(sink, final)
