@@ -1,19 +1,16 @@
-"""Pieces of a segmented download: PartWriter (both backends), the range table, in-order hashing."""
+"""Pieces of a segmented download: PartWriter (both backends) and the range table.
+
+The in-order hashing these tests once covered (the Python ``FileOrderDigest``) is now the native
+``PartSink``'s: tests/test_part_sink.py.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import random
-import threading
 from pathlib import Path
 
 import pytest
 
-from ed_extractor.services.file_transfer.segment_table import (
-    FileOrderDigest,
-    ReorderBudget,
-    SegmentTable,
-)
+from ed_extractor.services.file_transfer.segment_table import SegmentTable
 from tests.backends import BACKENDS, backend_module
 
 
@@ -77,69 +74,3 @@ def test_connections_take_pieces_from_the_front_then_steal_half_of_the_largest()
     assert table.claim(first, 100) == (20, 15)  # the first now stops where the stolen half starts
     assert table.snapshot() == ((0, 20, 35), (35, 35, 50), (50, 100, 100))
     assert table.take() is None  # 15 bytes left in each: too small to split again
-
-
-@pytest.mark.parametrize("window", [0, 64, 1 << 20], ids=["no-window", "small", "large"])
-def test_the_digest_follows_file_order_whatever_order_the_ranges_arrive_in(
-    window: int, tmp_path: Path
-) -> None:
-    rng = random.Random(7)
-    body = rng.randbytes(50_000)
-    table = SegmentTable(((0, 0, len(body)),), piece=10_000, min_split=1 << 30)
-    spans = [table.take() for _ in range(5)]
-    part_writer = backend_module("python").PartWriter
-    writer = part_writer(tmp_path / "f.part", len(body))
-    checked = bytearray()
-    blake2 = hashlib.blake2b()
-    budget = ReorderBudget(window)
-    digest = FileOrderDigest(writer, table, len(body), checked.extend, window=budget, also=[blake2])
-    pieces = []
-    for span in spans:
-        assert span is not None
-        for start in range(span.start, span.end, 1000):
-            pieces.append((span, start, body[start : min(start + 1000, span.end)]))
-    rng.shuffle(pieces)  # each range in order, the ranges interleaved at random
-    pieces.sort(key=lambda piece: piece[1] - piece[0].start)
-
-    def deliver() -> None:
-        for span, start, chunk in pieces:
-            offset, count = table.claim(span, len(chunk))
-            assert (offset, count) == (start, len(chunk))
-            digest.offer(offset, chunk)
-            writer.pwrite(chunk, offset)
-            table.wrote(span, count)
-            digest.advanced()
-
-    thread = threading.Thread(target=deliver)
-    thread.start()
-    thread.join()
-    assert digest.finish() == hashlib.sha256(body).hexdigest()
-    assert bytes(checked) == body  # the content check saw the file in order
-    assert blake2.hexdigest() == hashlib.blake2b(body).hexdigest()  # so did every other hasher
-    if window == 0:
-        assert digest.read_back > 0  # what did not fit was read back from the part file
-    assert budget.held == 0  # every chunk held was given back
-    writer.close()
-
-
-def test_digests_running_at_once_share_one_window(tmp_path: Path) -> None:
-    budget = ReorderBudget(3000)
-    part_writer = backend_module("python").PartWriter
-    digests, writers = [], []
-    for n in range(2):
-        table = SegmentTable(((0, 0, 10_000),), piece=5000, min_split=1 << 30)
-        writer = part_writer(tmp_path / f"{n}.part", 10_000)
-        digests.append(FileOrderDigest(writer, table, 10_000, None, window=budget))
-        writers.append(writer)
-    digests[0].offer(5000, b"a" * 2000)  # early chunks: held while the shared window has room
-    digests[1].offer(5000, b"b" * 1000)
-    assert budget.held == 3000
-    digests[1].offer(7000, b"c" * 1000)  # the window is full: read back later instead
-    assert budget.held == 3000
-    digests[0].offer(0, b"d" * 1000)  # at the frontier: always held (the hash takes it next)
-    assert budget.held >= 3000
-    for digest in digests:
-        digest.stop()
-    assert budget.held == 0  # a stopped digest gives back what it held
-    for writer in writers:
-        writer.close()

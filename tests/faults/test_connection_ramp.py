@@ -15,7 +15,7 @@ from ed_extractor.http import make_client
 from ed_extractor.services.file_transfer.base import DownloadRequest, SilentProgress
 from ed_extractor.services.file_transfer.part_file import PartFile
 from ed_extractor.services.file_transfer.ramp import MB, ConnectionRamp, RampPolicy
-from ed_extractor.services.file_transfer.segments import SegmentedDownload
+from ed_extractor.services.file_transfer.transfer import ranged_download
 from tests.faults.conftest import assert_stored, cli, explain, payload, sha256
 from tests.faults.server import OK, Exchange, FaultServer, Plan, Version
 
@@ -42,7 +42,7 @@ def ramped(
         expected_etag='"v1"', ranges_supported=True, connections="auto",
     )  # fmt: skip
     with make_client(connections_per_file=most) as client:
-        engine = SegmentedDownload(
+        engine = ranged_download(
             client, request, PartFile(request.final_path, url), most, ramp=policy
         )
         result = engine.run(None, SilentProgress())

@@ -18,12 +18,13 @@ import httpx
 import pytest
 
 from ed_extractor.demo.mirror import nginx_path, start_mirror
-from ed_extractor.hashing import PartWriter
+from ed_extractor.hashing import PartSink
 from ed_extractor.http import make_client
 from ed_extractor.services.file_transfer.base import DownloadRequest, SilentProgress
 from ed_extractor.services.file_transfer.part_file import PartFile
+from ed_extractor.services.file_transfer.range_engine import RangeDownload
 from ed_extractor.services.file_transfer.resume import ResumePoint
-from ed_extractor.services.file_transfer.segments import SegmentedDownload
+from ed_extractor.services.file_transfer.transfer import ranged_download
 from tests.faults.conftest import (
     assert_stored,
     cli,
@@ -294,14 +295,15 @@ def test_explicit_ranges_are_taken_whole_through_the_given_opener(
     )  # fmt: skip
     with make_client() as client:
 
-        def opener(first: int, end: int) -> AbstractContextManager[httpx.Response]:
+        def opener(first: int, end: int | None) -> AbstractContextManager[httpx.Response]:
+            assert end is not None
             opened.append((first, end))
             headers = {"Range": f"bytes={first}-{end - 1}", "If-Match": '"v1"'}
             return client.stream("GET", url, headers=headers)
 
-        result = SegmentedDownload(
-            client, request, PartFile(request.final_path, url), 2,
-            ranges=((0, 0, half), (half, half, SIZE)), opener=opener,
+        result = RangeDownload(
+            request, PartFile(request.final_path, url), opener, SIZE, validator='"v1"',
+            connections=2, ranges=((0, 0, half), (half, half, SIZE)),
         ).run(None, SilentProgress())  # fmt: skip
     assert sorted(opened) == [(0, half), (half, SIZE)]
     assert result.sha256 == sha256(BODY)
@@ -310,16 +312,16 @@ def test_explicit_ranges_are_taken_whole_through_the_given_opener(
 
 
 class SyncLedger:
-    """A real PartWriter whose writes are noted, and which of them each fdatasync covered."""
+    """A real PartSink whose writes are noted, and which of them each fdatasync covered."""
 
-    def __init__(self, writer: PartWriter) -> None:
+    def __init__(self, writer: PartSink) -> None:
         self._writer = writer
         self._lock = threading.Lock()
         self._since_sync: list[tuple[int, int]] = []
         self.synced: list[tuple[int, int]] = []
 
-    def pwrite(self, data: bytes | memoryview, offset: int) -> int:
-        count = self._writer.pwrite(data, offset)
+    def write(self, offset: int, data: bytes | memoryview) -> int:
+        count = self._writer.write(offset, data)
         with self._lock:
             self._since_sync.append((offset, offset + count))
         return count
@@ -352,10 +354,10 @@ class LedgeredPartFile(PartFile):
     claims: list[ResumePoint]
     unsynced: list[tuple[int, int, int]]
 
-    def open_writer(self, total: int) -> PartWriter:
-        self.ledger = SyncLedger(super().open_writer(total))
+    def open_sink(self, size: int | None, **options: Any) -> PartSink:
+        self.ledger = SyncLedger(super().open_sink(size, **options))
         self.claims, self.unsynced = [], []
-        return cast(PartWriter, self.ledger)
+        return cast(PartSink, self.ledger)
 
     def allow_resume(self, point: ResumePoint) -> None:
         self.claims.append(point)
@@ -374,7 +376,7 @@ def test_the_sidecar_never_claims_bytes_that_no_fdatasync_covered(
     )  # fmt: skip
     part = LedgeredPartFile(request.final_path, url)
     with make_client() as client:
-        result = SegmentedDownload(client, request, part, 4).run(None, SilentProgress())
+        result = ranged_download(client, request, part, 4).run(None, SilentProgress())
     assert result.sha256 == sha256(BODY)
     progressed = [p for p in part.claims if any(w > s for s, w, _ in p.segments)]
     assert len(progressed) >= 3, f"too few saves to judge: {part.claims}"

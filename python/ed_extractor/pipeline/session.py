@@ -11,7 +11,7 @@ import httpx
 from ed_extractor.http import make_client
 from ed_extractor.manifest import ManifestStore
 from ed_extractor.pipeline.lock import destination_lock
-from ed_extractor.services.file_transfer.segments import connections_per_file
+from ed_extractor.services.file_transfer.range_engine import connections_per_file
 
 if TYPE_CHECKING:
     from ed_extractor.settings import Settings

@@ -5,12 +5,12 @@ from __future__ import annotations
 import errno
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from ed_extractor.errors import DeadlineError, IncompleteBodyError, StorageError, TransferError
-from ed_extractor.hashing import FileSink, PartWriter, SinkVerifier
+from ed_extractor.hashing import PartSink
 from ed_extractor.paths import part_path
 from ed_extractor.services.file_transfer.landing import land
 from ed_extractor.services.file_transfer.resume import (
@@ -35,8 +35,8 @@ class PartFile:
     """The temporary file of one download of ``url`` into ``final_path`` (pooch-style).
 
     On creation it loads the resume point a previous attempt left (``resume``; None: start from
-    nothing). The body goes through ``open_sink`` (one stream, appended) or ``open_writer``
-    (several ranges written at their offsets into a file of the final size). Used as a context
+    nothing). The body goes through ``open_sink`` (a PartSink: a growing prefix, or a file of the
+    final size written at offsets by several connections). Used as a context
     manager, an exception leaving the block keeps the part for the next attempt when
     ``keeps(exc)``, and discards it otherwise; ``move_into_place`` ends a good download.
     """
@@ -60,45 +60,52 @@ class PartFile:
 
     def open_sink(
         self,
-        resume_from: int,
-        verifier: SinkVerifier | None = None,
+        size: int | None,
         *,
+        written: Sequence[tuple[int, int]] = (),
+        verifier: object | None = None,
         blake3: bool = False,
-        total: int | None = None,
-    ) -> FileSink:
-        """A FileSink appending to the part file after its first ``resume_from`` bytes.
+        reserve: int | None = None,
+        window: int = 32 << 20,
+    ) -> PartSink:
+        """The PartSink of the part file: kept (with its ``written`` bytes) or created.
 
-        A native ``verifier`` (gzip, zstd) is fed in order on the sink's own threads. With the
-        body's ``total`` length known, the disk space for it is reserved at once.
+        ``size`` None: a prefix that grows as written; else a file of ``size`` bytes. ``verifier``
+        is fed the file in order on the sink's threads. The disk space of ``reserve`` bytes is
+        taken at once (StorageError when the disk cannot hold it).
         """
+        keep = self.resume is not None
+        if keep:
+            self._check_holds(max((end for _, end in written), default=0))
         try:
-            sink = FileSink(self.path, resume_from=resume_from, blake3=blake3, verifier=verifier)
-        except ValueError as exc:  # fewer bytes than the sidecar's resume point
-            log.warning("part file shorter than its resume point; starting over",
+            sink = PartSink(
+                self.path, size, keep=keep, written=written, blake3=blake3,
+                verifier=verifier, window=window,
+            )  # fmt: skip
+        except ValueError as exc:  # a kept part file that is not what its sidecar says
+            log.warning("part file does not fit its sidecar; starting over",
                         extra={"path": str(self.path), "error": str(exc)})  # fmt: skip
             self.discard()
             raise PartFileStale(str(exc)) from exc
         except OSError as exc:
+            if not keep:
+                self.discard()
             raise StorageError(self.path, f"cannot open ({exc.strerror or exc})") from exc
-        if total is not None:  # after opening: the sink cuts the file to its resume point
-            self._reserve(total, sink.abort)
+        if reserve is not None:  # after opening: the sink sizes the file first
+            self._reserve(reserve, sink.abort)
         return sink
 
-    def open_writer(self, total: int) -> PartWriter:
-        """A PartWriter over the part file: sized to ``total`` bytes, or the kept one continued.
-
-        Its disk space is reserved at once (StorageError when the disk cannot hold it).
-        """
+    def _check_holds(self, length: int) -> None:
+        """PartFileStale (the part discarded) unless the kept part file holds ``length`` bytes."""
         try:
-            writer = PartWriter(self.path, total, keep=self.resume is not None)
-        except ValueError as exc:  # a kept part file that is not the size its sidecar says
+            held = self.path.stat().st_size
+        except OSError:
+            held = -1
+        if held < length:
+            log.warning("part file shorter than its resume point; starting over",
+                        extra={"path": str(self.path), "held": held, "needed": length})  # fmt: skip
             self.discard()
-            raise PartFileStale(str(exc)) from exc
-        except OSError as exc:
-            self.discard()
-            raise StorageError(self.path, f"cannot open ({exc.strerror or exc})") from exc
-        self._reserve(total, writer.close)
-        return writer
+            raise PartFileStale(f"{self.path} holds {held} bytes, not {length}")
 
     def _reserve(self, total: int, close: Callable[[], object]) -> None:
         """Reserve the disk blocks of ``total`` bytes; on failure close, discard, StorageError."""

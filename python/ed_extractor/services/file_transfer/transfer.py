@@ -1,16 +1,14 @@
-"""The streaming core of every regime: a conditional, resumable GET into a FileSink, then rename."""
+"""HTTP(S) bodies: the one-stream conversation (conditional GET, resume), or ranges; the engine."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from pathlib import Path
-from typing import Final
+from contextlib import AbstractContextManager
+from functools import partial
 
 import httpx
 
-from ed_extractor.errors import IncompleteBodyError, ProtocolError, VerificationError
-from ed_extractor.hashing import BACKEND
+from ed_extractor.errors import ProtocolError
 from ed_extractor.headers import (
     accepts_byte_ranges,
     if_range_validator,
@@ -20,24 +18,21 @@ from ed_extractor.headers import (
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
-    ContentSummary,
     DownloadRequest,
     DownloadResult,
     ProgressReporter,
 )
-from ed_extractor.services.file_transfer.overlap import ChunkFeed, ChunkWorker, InlineFeed
 from ed_extractor.services.file_transfer.part_file import PartFile, PartFileStale
-from ed_extractor.services.file_transfer.resume import ResumePoint
-from ed_extractor.services.file_transfer.segments import (
-    SegmentedDownload,
+from ed_extractor.services.file_transfer.range_engine import (
+    RangeDownload,
     SegmentsRefused,
     connection_count,
     ramp_policy,
 )
+from ed_extractor.services.file_transfer.ramp import RampPolicy
+from ed_extractor.services.file_transfer.resume import ResumePoint
 
 log = logging.getLogger(__name__)
-
-_PREFIX_READ: Final = 1 << 20
 
 
 def transfer(
@@ -48,7 +43,8 @@ def transfer(
 ) -> DownloadResult:
     """GET ``request.url`` and store the raw body atomically at ``request.final_path``.
 
-    A kept part file is continued with ``Range``/``If-Range``; without one the GET is conditional
+    Several connections go straight to the range engine. One stream starts with a conversation:
+    a kept part file is continued with ``Range``/``If-Range``; without one the GET is conditional
     on the recorded validators (304: unchanged). A part file that turns out not to fit is
     discarded once the response is closed, and the download starts over.
     """
@@ -56,9 +52,7 @@ def transfer(
     connections = connection_count(request, part.resume)
     if connections > 1 or (part.resume is not None and part.resume.segments):
         try:
-            ramp = ramp_policy(request.connections)
-            engine = SegmentedDownload(client, request, part, connections, ramp=ramp)
-            return engine.run(check, progress)
+            return _ranges(client, request, check, progress, part, connections)
         except (SegmentsRefused, PartFileStale) as exc:
             log.info("segmented download refused; one connection from scratch",
                      extra={"source": request.name, "reason": str(exc)})  # fmt: skip
@@ -67,6 +61,48 @@ def transfer(
         return _attempt(client, request, check, progress, part)
     except PartFileStale:
         return _attempt(client, request, check, progress, PartFile(request.final_path, request.url))
+
+
+def _ranges(
+    client: httpx.Client,
+    request: DownloadRequest,
+    check: ContentCheck | None,
+    progress: ProgressReporter,
+    part: PartFile,
+    connections: int,
+) -> DownloadResult:
+    """Several ranged connections (or the ramp) into a part file of the final size."""
+    engine = ranged_download(client, request, part, connections, ramp=ramp_policy(request.connections))
+    return engine.run(check, progress)
+
+
+def ranged_download(
+    client: httpx.Client,
+    request: DownloadRequest,
+    part: PartFile,
+    connections: int,
+    *,
+    ramp: RampPolicy | None = None,
+) -> RangeDownload:
+    """The engine for ``request`` over ``connections`` ranged GETs (``If-Range``) into ``part``.
+
+    A kept sized part is continued under its sidecar's validator; SegmentsRefused when the probe
+    already saw another version of the file.
+    """
+    resume = part.resume
+    validator = if_range_validator(request.expected_etag, request.expected_last_modified)
+    if resume is not None and resume.segments:
+        if validator not in (None, resume.validator):  # the probe already saw another file
+            part.discard()
+            raise SegmentsRefused("the file changed since the part file was written")
+        total: int | None = resume.total
+        validator = resume.validator
+    else:
+        total = request.expected_length
+    opener = partial(_open_range, client, request.url, validator)
+    return RangeDownload(
+        request, part, opener, total, validator=validator, connections=connections, ramp=ramp
+    )
 
 
 def _attempt(
@@ -102,13 +138,13 @@ def _attempt(
             if not _continues(response, resume):
                 part.discard()
                 raise PartFileStale("206 does not continue the part file")
-            return _store_body(response, request, check, progress, part)
+            return _store_body(client, response, request, check, progress, part)
         if status == httpx.codes.OK:
             if resume is not None:
                 log.info("server sent the whole file instead of the rest; starting over",
                          extra={"source": request.name})  # fmt: skip
                 part.discard()
-            return _store_body(response, request, check, progress, part)
+            return _store_body(client, response, request, check, progress, part)
         raise status_error(request.url, response, "GET")
 
 
@@ -159,117 +195,34 @@ def _check_announced_length(
         )
 
 
-def feed_prefix(part: Path, length: int, checker: ChunkWorker) -> None:
-    """Run the content check over the bytes a resumed download already has on disk."""
-    with part.open("rb") as file:
-        remaining = length
-        while remaining and (block := file.read(min(remaining, _PREFIX_READ))):
-            checker.put(block)
-            remaining -= len(block)
-
-
 def _store_body(
+    client: httpx.Client,
     response: httpx.Response,
     request: DownloadRequest,
     check: ContentCheck | None,
     progress: ProgressReporter,
     part: PartFile,
 ) -> DownloadResult:
-    url = request.url
+    """The body of ``response`` (the whole file, or the tail of the kept part) as one range."""
     resume = part.resume
-    offset = resume.offset if resume is not None else 0
-    announced = parse_content_length(response.headers.get("Content-Length"))
     if resume is not None:
         total: int | None = resume.total
     else:
-        total = announced
-        _check_announced_length(response, request, announced)
-        point = _resume_point_for(response, url, announced)
+        total = parse_content_length(response.headers.get("Content-Length"))
+        _check_announced_length(response, request, total)
+        point = _resume_point_for(response, request.url, total)
         if point is not None:
             part.allow_resume(point)
-    progress.start(request.name, total, already=offset)
-    received = 0
-    try:
-        with part:
-            # native: write, hash and check run on the sink's Rust threads (the prefix's check too)
-            verifier = getattr(check, "native_verifier", None) if BACKEND == "native" else None
-            sink = part.open_sink(offset, verifier, blake3=request.blake3, total=total)
-            writer: ChunkFeed = (
-                ChunkWorker(sink.write, name="sink")
-                if BACKEND == "python"
-                else InlineFeed(sink.write)
-            )
-            checker = ChunkWorker(check.feed, name="check") if check and verifier is None else None
-            try:
-                if checker is not None and offset:
-                    feed_prefix(part.path, offset, checker)
-                received = _receive(response, request, offset, total, writer, checker, progress)
-                writer.close()
-                if checker is not None:
-                    checker.close()
-                digest = sink.finish(fsync=True)
-                summary = check.finish() if check is not None else ContentSummary()
-            except BaseException as exc:
-                if checker is not None:
-                    checker.cancel()
-                if part.keeps(exc):
-                    drain(writer)  # every byte received reaches the part file: less next time
-                writer.cancel()
-                sink.abort()
-                if isinstance(exc, ValueError) and verifier is not None:  # the sink's check
-                    raise VerificationError(url, str(exc)) from exc
-                raise
-            request.check_sha256(digest)
-            part.move_into_place()
-    finally:
-        progress.stop()
-    return DownloadResult(
-        status="downloaded",
-        final_url=str(response.url),
-        etag=response.headers.get("ETag"),
-        last_modified=response.headers.get("Last-Modified"),
-        path=request.final_path,
-        bytes=offset + received,
-        sha256=digest,
-        blake3=sink.blake3_hexdigest(),
-        bytes_transferred=received,
-        summary=summary,
-    )
+    opener = partial(_open_range, client, request.url, None)
+    return RangeDownload(request, part, opener, total, first=response).run(check, progress)
 
 
-def _receive(
-    response: httpx.Response,
-    request: DownloadRequest,
-    offset: int,
-    total: int | None,
-    writer: ChunkFeed,
-    checker: ChunkWorker | None,
-    progress: ProgressReporter,
-) -> int:
-    """Hand every chunk of the body to the writer (and checker); return the bytes received."""
-    url = request.url
-    received = 0
-    with httpx_errors_as_transfer_errors(url, "GET body"):
-        try:
-            for chunk in response.iter_raw():
-                received += len(chunk)
-                request.check_limits(offset + received)
-                writer.put(chunk)
-                if checker is not None:
-                    checker.put(chunk)
-                progress.advance(len(chunk))
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise IncompleteBodyError(
-                url, f"connection lost after {offset + received} of {total or '?'} bytes ({exc})"
-            ) from exc
-    if total is not None and offset + received != total:
-        raise IncompleteBodyError(
-            url, f"body ended at {offset + received} bytes but {total} were announced"
-        )
-    return received
-
-
-def drain(writer: ChunkFeed) -> None:
-    """Let the writer finish what is queued; its own error (a full disk) is reported elsewhere."""
-    with contextlib.suppress(Exception):
-        writer.close()
+def _open_range(
+    client: httpx.Client, url: str, validator: str | None, first: int, end: int | None
+) -> AbstractContextManager[httpx.Response]:
+    """The GET of ``[first, end)`` with ``If-Range`` (``end`` None: to the end of the file)."""
+    last = "" if end is None else str(end - 1)
+    headers = {"Accept-Encoding": "identity", "Range": f"bytes={first}-{last}"}
+    if validator is not None:
+        headers["If-Range"] = validator
+    return client.stream("GET", url, headers=headers)

@@ -2,8 +2,8 @@
 
 Every request carries ``If-Match: <ETag>``: a 412 means the object was replaced, and the download
 starts over with the new version. Over several connections the object's parts (``GET
-?partNumber=N``; 8-64 MiB ranges of a single-part object) go through the segment engine into one
-preallocated part file; over one, they stream in order through the sink. Either way SHA-256 and
+?partNumber=N``; 8-64 MiB ranges of a single-part object) go through the range engine into one
+part file of the object's size; over one, they stream in order. Either way SHA-256 and
 the checks run in file order: the content check of what the probe sniffed, and the object's own
 checksums (part MD5s against a multipart ETag, full-object CRCs). The sidecar holds the object's
 ETag (and, segmented, every range's progress), so an interrupted download continues where its
@@ -15,16 +15,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from functools import partial
 from typing import ClassVar, Final
 
 import httpx
 
-from ed_extractor.errors import IncompleteBodyError, ProtocolError, TransferError
-from ed_extractor.hashing import FileSink
-from ed_extractor.headers import parse_content_range
-from ed_extractor.http import httpx_errors_as_transfer_errors
+from ed_extractor.errors import ProtocolError, TransferError
 from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
@@ -32,17 +29,15 @@ from ed_extractor.services.file_transfer.base import (
     DownloadResult,
     ProgressReporter,
 )
-from ed_extractor.services.file_transfer.overlap import ChunkWorker
 from ed_extractor.services.file_transfer.part_file import PartFile, PartFileStale
-from ed_extractor.services.file_transfer.resume import ResumePoint, discard_part
-from ed_extractor.services.file_transfer.segments import (
+from ed_extractor.services.file_transfer.range_engine import (
     AUTO_THRESHOLD,
-    SegmentedDownload,
+    RangeDownload,
     SegmentsRefused,
     connections_per_file,
     ramp_policy,
 )
-from ed_extractor.services.file_transfer.transfer import drain, feed_prefix
+from ed_extractor.services.file_transfer.resume import ResumePoint, discard_part
 from ed_extractor.services.s3.access import S3Access, s3_error
 from ed_extractor.services.s3.checks import CombinedCheck, S3ObjectCheck
 from ed_extractor.services.s3.probe import S3Object, S3Prober
@@ -52,9 +47,6 @@ log = logging.getLogger(__name__)
 MIN_RANGE: Final = 8 << 20
 MAX_RANGE: Final = 64 << 20
 _RESTARTS: Final = 3  # new object versions met in one download before giving up
-
-#: Opens the signed GET of the bytes ``[first, end)`` of one object version.
-_Opener = Callable[[int, int], AbstractContextManager[httpx.Response]]
 
 
 class ObjectChangedError(TransferError):
@@ -69,15 +61,6 @@ def plan_segments(obj: S3Object, connections: int = 1) -> list[tuple[int, int]]:
         return [(0, 0)]
     size = min(max(-(-obj.size // (4 * connections)), MIN_RANGE), MAX_RANGE)
     return [(start, min(size, obj.size - start)) for start in range(0, obj.size, size)]
-
-
-def remaining_segments(obj: S3Object, offset: int) -> list[tuple[int, int]]:
-    """The ``[first, end)`` still needed when the first ``offset`` bytes are on disk."""
-    return [
-        (max(start, offset), start + length)
-        for start, length in plan_segments(obj)
-        if start + length > offset or not length
-    ]
 
 
 class S3MultipartRegime:
@@ -123,97 +106,60 @@ class S3MultipartRegime:
         resume = part.resume
         if resume is not None and (resume.validator, resume.total) != (obj.etag, obj.size):
             part.discard()  # written for another version of the object
-        opener = partial(self._open, client, request.url, obj)
         connections = _connections(request, obj, part)
-        if connections > 1 or (part.resume is not None and part.resume.segments):
-            try:
-                return self._segmented(client, request, obj, part, connections, opener, progress)
-            except (SegmentsRefused, PartFileStale) as exc:
-                log.info("segmented download refused; one connection from scratch",
-                         extra={"source": request.name, "reason": str(exc)})  # fmt: skip
-                part = PartFile(request.final_path, request.url)
-                part.discard()
-        return self._sequential(request, obj, part, opener, progress)
+        try:
+            return self._ranges(client, request, obj, part, connections, progress)
+        except (SegmentsRefused, PartFileStale) as exc:
+            if connections == 1:
+                raise ProtocolError(request.url, str(exc)) from exc
+            log.info("segmented download refused; one connection from scratch",
+                     extra={"source": request.name, "reason": str(exc)})  # fmt: skip
+        part = PartFile(request.final_path, request.url)
+        part.discard()
+        try:
+            return self._ranges(client, request, obj, part, 1, progress)
+        except (SegmentsRefused, PartFileStale) as exc:
+            raise ProtocolError(request.url, str(exc)) from exc
 
-    def _segmented(
+    def _ranges(
         self,
         client: httpx.Client,
         request: DownloadRequest,
         obj: S3Object,
         part: PartFile,
         connections: int,
-        opener: _Opener,
         progress: ProgressReporter,
     ) -> DownloadResult:
-        """The parts over ``connections`` connections through the segment engine."""
+        """The object's parts (or ranges) over ``connections`` connections through the engine.
+
+        One connection continues a prefix part file; several write a part file of the object's
+        size (the sidecar holds each part's progress).
+        """
+        sized = connections > 1 or bool(part.resume and part.resume.segments)
+        if not sized:
+            part.allow_resume(ResumePoint(request.url, obj.etag, obj.size))
         ranges = tuple(
             (start, start, start + length) for start, length in plan_segments(obj, connections)
         )
         pinned = dataclasses.replace(request, expected_length=obj.size, expected_etag=obj.etag)
-        ramp = ramp_policy(request.connections)
-        engine = SegmentedDownload(
-            client, pinned, part, connections, ranges=ranges, opener=opener, ramp=ramp
-        )
+        engine = RangeDownload(
+            pinned, part, partial(self._open, client, request.url, obj), obj.size,
+            validator=obj.etag, connections=connections, ranges=ranges,
+            ramp=ramp_policy(request.connections) if sized else None,
+        )  # fmt: skip
         result = engine.run(self._checks(request, obj), progress)
         return dataclasses.replace(
             result, final_url=obj.http_url, etag=obj.etag, last_modified=obj.last_modified
         )
 
-    def _sequential(
-        self,
-        request: DownloadRequest,
-        obj: S3Object,
-        part: PartFile,
-        opener: _Opener,
-        progress: ProgressReporter,
-    ) -> DownloadResult:
-        """The parts one after the other, streamed in order through the sink."""
-        offset = part.resume.offset if part.resume is not None else 0
-        part.allow_resume(ResumePoint(request.url, obj.etag, obj.size))
-        check = self._checks(request, obj)
-        progress.start(request.name, obj.size, already=offset)
-        received = 0
-        try:
-            with part:
-                sink = part.open_sink(offset, blake3=request.blake3)
-                checker = ChunkWorker(check.feed, name="check")
-                try:
-                    if offset:
-                        feed_prefix(part.path, offset, checker)
-                    for first, end in remaining_segments(obj, offset):
-                        received += _segment(request, obj, opener, first, end, sink, checker,
-                                             progress)  # fmt: skip
-                    checker.close()
-                    summary = check.finish()
-                    digest = sink.finish(fsync=True)
-                except BaseException:
-                    checker.cancel()
-                    sink.abort()
-                    raise
-                request.check_sha256(digest)
-                part.move_into_place()
-        finally:
-            progress.stop()
-        return DownloadResult(
-            status="downloaded",
-            final_url=obj.http_url,
-            etag=obj.etag,
-            last_modified=obj.last_modified,
-            path=request.final_path,
-            bytes=obj.size,
-            sha256=digest,
-            blake3=sink.blake3_hexdigest(),
-            bytes_transferred=received,
-            summary=summary,
-        )
-
     @contextmanager
     def _open(
-        self, client: httpx.Client, url: str, obj: S3Object, first: int, end: int
+        self, client: httpx.Client, url: str, obj: S3Object, first: int, end: int | None
     ) -> Iterator[httpx.Response]:
         """The signed GET of ``[first, end)``: a whole part by ``partNumber``, else a Range."""
         headers = {"If-Match": obj.etag}
         query: dict[str, str | int] = {}
+        end = obj.size if end is None else end
         number = obj.part_number(first, end)
         if number is not None:
             query["partNumber"] = number
@@ -240,62 +186,3 @@ def _connections(request: DownloadRequest, obj: S3Object, part: PartFile) -> int
         return 1
     wanted = connections_per_file(request.connections)
     return max(1, min(wanted, len(plan_segments(obj, wanted))))
-
-
-def _segment(
-    request: DownloadRequest,
-    obj: S3Object,
-    opener: _Opener,
-    first: int,
-    end: int,
-    sink: FileSink,
-    checker: ChunkWorker,
-    progress: ProgressReporter,
-) -> int:
-    """GET ``[first, end)`` into the sink and the checks; return its size.
-
-    The segment's writer is drained before returning, so that the part file holds every byte
-    received (the next attempt asks for less).
-    """
-    url, length = request.url, end - first
-    writer = ChunkWorker(sink.write, name="sink")
-    received = 0
-    try:
-        with httpx_errors_as_transfer_errors(url, "S3 GET"), opener(first, end) as response:
-            _check_range(url, response, first, length, obj.size)
-            try:
-                for chunk in response.iter_raw():
-                    received += len(chunk)
-                    if received > length:
-                        raise IncompleteBodyError(url, f"segment at {first} exceeds {length} bytes")
-                    request.check_limits(first + received)
-                    writer.put(chunk)
-                    checker.put(chunk)
-                    progress.advance(len(chunk))
-            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                raise IncompleteBodyError(
-                    url, f"connection lost after {received} of {length} bytes at {first} ({exc})"
-                ) from exc
-        writer.close()
-    except BaseException:
-        drain(writer)
-        raise
-    if received != length:
-        raise IncompleteBodyError(url, f"segment at {first} ended after {received} of {length}")
-    return received
-
-
-def _check_range(url: str, response: httpx.Response, start: int, length: int, total: int) -> None:
-    """A 206 must carry exactly the asked segment; a 200 only the whole object."""
-    value = response.headers.get("Content-Range")
-    if response.status_code == 200:
-        if start == 0 and length == total:
-            return
-        raise ProtocolError(url, f"asked for {length} bytes at {start}, got the whole object")
-    if value is None:
-        raise ProtocolError(url, "206 Partial Content without a Content-Range header")
-    got = parse_content_range(value, url)
-    if got.start != start or got.total != total or got.end != start + length - 1:
-        raise ProtocolError(
-            url, f"asked for {length} bytes at {start}, got Content-Range {value!r}"
-        )

@@ -1,16 +1,16 @@
-"""Segmented download: several ranged GETs into one preallocated part file, hashed in file order.
+"""The one range engine: 1..N connections fetch ranges of a file into one native PartSink.
 
-Each connection (a thread; the shared httpx client is thread-safe) takes the next piece from the
-front of what nobody fetches yet (window / connections bytes), GETs it with ``If-Range`` and
-writes it at its offset through a ``PartWriter`` (``pwrite``, no GIL); when nothing is left to
-take, it takes over half of the largest range still in flight (work stealing). Since the
-connections work side by side near the front, one thread can run SHA-256 and the content check
-over the file in order as its contiguous prefix grows, from the chunks held in a bounded window;
-a chunk beyond it is read back from the part file (page cache) when its turn comes. The sidecar
-records every range's progress at a bounded interval, after an fdatasync of the part file, so a
-killed run (or one cut by a power loss) continues each range where its bytes stopped. With a
-``RampPolicy`` (``--connections auto``) the download starts with few connections and the
-controller loop adds more while they raise the measured throughput.
+Every HTTP and S3 body goes through ``RangeDownload``. One connection is one range: the part file
+then grows as a prefix (its length is the resume point; an unknown length is one open-ended
+range). Several connections write into a part file of the final size: each takes the next piece
+from the front of what nobody fetches yet (window / connections bytes), GETs it through the
+source's ``RangeOpener`` (HTTP: ``Range`` + ``If-Range``; S3: a part or a range + ``If-Match``)
+and hands each chunk to the sink at its offset; when nothing is left to take, it takes over half
+of the largest range in flight (work stealing). The sink (Rust, GIL released) writes, and hashes
+and checks the file in order. The sidecar records every range's progress at a bounded interval,
+after an fdatasync of the part file, so a killed run (or one cut by a power loss) continues each
+range where its bytes stopped. With a ``RampPolicy`` (``--connections auto``) the download starts
+with few connections and the controller loop adds more while they raise the measured throughput.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Final
 
 import httpx
 
-from ed_extractor.errors import IncompleteBodyError, ProtocolError
-from ed_extractor.hashing import Blake3
+from ed_extractor.errors import IncompleteBodyError, ProtocolError, VerificationError
+from ed_extractor.hashing import PartSink
 from ed_extractor.headers import if_range_validator, parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.services.file_transfer.base import (
@@ -39,13 +39,7 @@ from ed_extractor.services.file_transfer.base import (
 from ed_extractor.services.file_transfer.part_file import PartFile
 from ed_extractor.services.file_transfer.ramp import ConnectionRamp, RampPolicy
 from ed_extractor.services.file_transfer.resume import ResumePoint, Segment
-from ed_extractor.services.file_transfer.segment_table import (
-    SHARED_REORDER_WINDOW,
-    FileOrderDigest,
-    Range,
-    ReorderBudget,
-    SegmentTable,
-)
+from ed_extractor.services.file_transfer.segment_table import UNKNOWN_END, Range, SegmentTable
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +51,12 @@ MAX_PIECE: Final = 16 << 20  # connections take the file from the front in piece
 MIN_SEGMENT: Final = 256 << 10  # no piece is smaller (an explicit N is lowered to fit)
 SAVE_INTERVAL_S: Final = 0.25  # the sidecar records progress this often...
 SAVE_BYTES: Final = 4 << 20  # ...or after this many new bytes, whichever comes first
+REORDER_WINDOW: Final = 32 << 20  # early chunks the sink holds for its in-order hash, at most
 
-
-#: Opens the GET of the bytes ``[first, end)`` of the file: a context manager of the streamed
-#: response (the default sends ``Range`` with ``If-Range``; S3 signs and sends ``If-Match``).
-RangeOpener = Callable[[int, int], AbstractContextManager[httpx.Response]]
+#: Opens the GET of the bytes ``[first, end)`` of the file (``end`` None: to its end): a context
+#: manager of the streamed response (HTTP sends ``Range`` with ``If-Range``; S3 signs and sends
+#: ``If-Match``).
+RangeOpener = Callable[[int, int | None], AbstractContextManager[httpx.Response]]
 
 
 class SegmentsRefused(Exception):
@@ -88,7 +83,7 @@ def piece_size(total: int, connections: int, window: int) -> int:
 
 
 def connection_count(request: DownloadRequest, resume: ResumePoint | None) -> int:
-    """How many connections ``request`` may use (1: the single-stream path); auto ramps up to it."""
+    """How many connections ``request`` may use (1: a prefix part file); auto ramps up to it."""
     wanted = request.connections
     if resume is not None:  # continue a part file the way it was written
         if not resume.segments:
@@ -103,56 +98,59 @@ def connection_count(request: DownloadRequest, resume: ResumePoint | None) -> in
     return max(1, min(wanted, length // MIN_SEGMENT))
 
 
-class SegmentedDownload:
-    """One file fetched over several connections into ``part`` (a PartFile).
+def sink_verifier(check: ContentCheck | None) -> object | None:
+    """What the sink feeds in file order: the check's native verifier if it has one, else it."""
+    if check is None:
+        return None
+    return getattr(check, "native_verifier", None) or check
 
-    Without a ramp all ``connections`` run from the start; with one, ``connections`` is the most
-    the ramp may reach.
+
+class RangeDownload:
+    """One file fetched over ``connections`` connections into ``part`` (a PartFile).
+
+    One connection continues a prefix part file (its length is the resume point, the caller owns
+    its sidecar); several connections, a ramp or a kept sized part make it ``sized``: a part file
+    of ``total`` bytes whose every range's progress the sidecar holds, under ``validator``.
+    ``total`` None: the length is unknown (one open-ended range).
+    ``ranges``: fixed ranges, each taken whole (an S3 object's parts); else pieces of the file.
+    ``first``: a response already open for the first range (the conditional GET of one stream).
+    Without a ramp all connections run from the start; with one, ``connections`` is the most the
+    ramp may reach.
     """
 
     def __init__(
         self,
-        client: httpx.Client,
         request: DownloadRequest,
         part: PartFile,
-        connections: int,
+        opener: RangeOpener,
+        total: int | None,
         *,
-        min_split: int = MIN_SPLIT,
-        window: ReorderBudget = SHARED_REORDER_WINDOW,
+        validator: str | None = None,
+        connections: int = 1,
         ranges: tuple[Segment, ...] | None = None,
-        opener: RangeOpener | None = None,
+        first: httpx.Response | None = None,
         ramp: RampPolicy | None = None,
+        min_split: int = MIN_SPLIT,
+        window: int = REORDER_WINDOW,
     ) -> None:
-        """Hooks: ``ranges`` (each taken whole) for pieces, ``opener`` for the ranged GET.
-
-        ``ramp``: start with its ``start`` connections and add more while they pay.
-        """
-        self._client = client
         self._request = request
         self._part = part
+        self._open = opener
+        self.total = total
+        self._validator = validator
         self._connections = connections
-        self._open = opener or self._open_range
-        resume = part.resume
-        validator = if_range_validator(request.expected_etag, request.expected_last_modified)
-        if resume is not None and resume.segments:
-            if validator not in (None, resume.validator):  # the probe already saw another file
-                part.discard()
-                raise SegmentsRefused("the file changed since the part file was written")
-            self.point = resume
-            segments = resume.segments
-        else:
-            total = request.expected_length
-            if total is None or validator is None:
-                raise SegmentsRefused("no length or validator to split the file by")
-            self.point = ResumePoint(request.url, validator, total)
-            segments = ((0, 0, total),) if ranges is None else ranges
+        self._first = first
         self._window = window
+        resume = part.resume
+        self.sized = connections > 1 or ramp is not None or bool(resume and resume.segments)
+        if self.sized and (total is None or validator is None):
+            raise SegmentsRefused("no length or validator to split the file by")
+        self._offset = 0 if self.sized or resume is None else resume.offset
         self._ramp_policy = ramp
         self._ramp: ConnectionRamp | None = None
         self._running = connections if ramp is None else min(max(1, ramp.start), connections)
         self._whole_ranges = ranges is not None  # the given ranges are taken whole, never cut
-        piece = self._piece()
-        self.table = SegmentTable(segments, piece=piece, min_split=min_split)
+        self.table = SegmentTable(self._segments(ranges), piece=self._piece(), min_split=min_split)
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._wake = threading.Event()  # a connection asks the controller to look now
@@ -161,52 +159,71 @@ class SegmentedDownload:
         self._saved_bytes = 0
         self._final_url = request.url
         self._headers: httpx.Headers | None = None
+        self._sink: PartSink | None = None
+
+    def _segments(self, ranges: tuple[Segment, ...] | None) -> tuple[Segment, ...]:
+        """The ranges to fetch: the sidecar's, the given ones, or the whole file (or its tail)."""
+        resume, offset = self._part.resume, self._offset
+        if self.sized and resume is not None and resume.segments:
+            return resume.segments
+        if ranges is not None:
+            return tuple((max(s, offset), max(s, offset), e) for s, _, e in ranges if e > offset)
+        return ((offset, offset, UNKNOWN_END if self.total is None else self.total),)
 
     @property
     def ramp(self) -> ConnectionRamp | None:
         """The ramp of the run (how many connections it reached, and why), None without one."""
         return self._ramp
 
+    def _open_sink(self, check: ContentCheck | None) -> PartSink:
+        """The part file's sink: sized, or a prefix (continued after the kept bytes)."""
+        if self.sized:
+            written = [(start, done) for start, done, _ in self.table.snapshot() if done > start]
+        else:
+            written = [(0, self._offset)] if self._offset else []
+        return self._part.open_sink(
+            self.total if self.sized else None,
+            written=written,
+            verifier=sink_verifier(check),
+            blake3=self._request.blake3,
+            reserve=self.total,
+            window=self._window,
+        )
+
     def run(self, check: ContentCheck | None, progress: ProgressReporter) -> DownloadResult:
         """Fetch every range, hash in file order, move into place (or keep/discard the part)."""
-        request, part, total = self._request, self._part, self.point.total
-        request.check_limits(total)
-        writer = part.open_writer(total)
-        already = sum(written - start for start, written, _ in self.table.snapshot())
+        request, part, total = self._request, self._part, self.total
+        if total is not None:
+            request.check_limits(total)
+        already = self._offset + sum(done - start for start, done, _ in self.table.snapshot())
         progress.start(request.name, total, already=already)
         self._progress = progress
-        self._writer = writer
         try:
             with part:
-                part.allow_resume(self._point())
-                blake3 = Blake3() if request.blake3 else None
-                digest_worker = FileOrderDigest(
-                    writer,
-                    self.table,
-                    total,
-                    check.feed if check is not None else None,
-                    window=self._window,
-                    also=() if blake3 is None else (blake3,),
-                )
-                self._digest = digest_worker
+                sink = self._sink = self._open_sink(check)
                 try:
+                    if self.sized:
+                        part.allow_resume(self._resume_point())
                     self._fetch_all()
                     if not self.table.complete():
                         raise IncompleteBodyError(request.url, "a range ended before its end")
-                    digest = digest_worker.finish()
-                except BaseException:
-                    digest_worker.stop()
-                    raise
-                finally:
+                    digest = sink.finish(fsync=True)
+                    summary = check.finish() if check is not None else ContentSummary()
+                except BaseException as exc:
                     self._save(force=True)
-                summary = check.finish() if check is not None else ContentSummary()
-                writer.sync()
-                writer.close()
+                    sink.abort()
+                    if isinstance(exc, ValueError):  # the sink's content check
+                        raise VerificationError(request.url, str(exc)) from exc
+                    raise
                 request.check_sha256(digest)
                 part.move_into_place()
         finally:
-            writer.close()
+            self._first_close()
             progress.stop()
+        return self._result(digest, sink, summary)
+
+    def _result(self, digest: str, sink: PartSink, summary: ContentSummary) -> DownloadResult:
+        request = self._request
         headers = self._headers or httpx.Headers(  # every range was already on disk: the probe's
             {
                 "ETag": request.expected_etag or "",
@@ -214,27 +231,31 @@ class SegmentedDownload:
             }
         )
         ramp = self._ramp
-        log.info("segmented download done",
-                 extra={"source": request.name, "connections": self._running,
-                        "connections_peak": self._connections if ramp is None else ramp.peak,
-                        "ramp": None if ramp is None else ramp.reason,
-                        "read_back": digest_worker.read_back})  # fmt: skip
+        if self.sized:
+            log.info("segmented download done",
+                     extra={"source": request.name, "connections": self._running,
+                            "connections_peak": self._connections if ramp is None else ramp.peak,
+                            "ramp": None if ramp is None else ramp.reason,
+                            "read_back": sink.read_back()})  # fmt: skip
         return DownloadResult(
             status="downloaded",
             final_url=self._final_url,
             etag=headers.get("ETag") or None,
             last_modified=headers.get("Last-Modified") or None,
             path=request.final_path,
-            bytes=total,
+            bytes=sink.hashed(),
             sha256=digest,
-            blake3=None if blake3 is None else blake3.hexdigest(),
+            blake3=sink.blake3_hexdigest(),
             bytes_transferred=self.table.received,
             summary=summary,
         )
 
-    def _point(self) -> ResumePoint:
+    def _resume_point(self) -> ResumePoint:
+        """The sidecar of a sized part file: every range's progress."""
+        assert self.total is not None
+        assert self._validator is not None
         return ResumePoint(
-            self.point.url, self.point.validator, self.point.total, segments=self.table.snapshot()
+            self._request.url, self._validator, self.total, segments=self.table.snapshot()
         )
 
     def _save(self, *, force: bool = False) -> None:
@@ -249,20 +270,21 @@ class SegmentedDownload:
             received - self._saved_bytes >= SAVE_BYTES
             or time.monotonic() - self._saved_at >= SAVE_INTERVAL_S
         )
-        if not (force or due):
+        sink = self._sink
+        if not (force or due) or not self.sized or sink is None:
             return
         self._saved_bytes = received
         self._saved_at = time.monotonic()
         if self._part.resumable:
-            point = self._point()
-            self._writer.sync_data()
+            point = self._resume_point()
+            sink.sync_data()
             self._part.allow_resume(point)
 
     def _piece(self) -> int:
         """The piece size for the connections running now (the whole file for given ranges)."""
-        if self._whole_ranges:
-            return self.point.total
-        return piece_size(self.point.total, self._running, self._window.limit)
+        if self._whole_ranges or not self.sized or self.total is None:
+            return UNKNOWN_END
+        return piece_size(self.total, self._running, self._window)
 
     def _fetch_all(self) -> None:
         """Run the connections until no range is left; meanwhile save progress, steer the ramp."""
@@ -339,65 +361,78 @@ class SegmentedDownload:
             self._ended.add(index)
             self._wake.set()  # the controller notices at once that a connection ended
 
-    def _open_range(self, first: int, end: int) -> AbstractContextManager[httpx.Response]:
-        """The default opener: ``Range`` with ``If-Range`` on the shared client."""
-        headers = {
-            "Accept-Encoding": "identity",
-            "Range": f"bytes={first}-{end - 1}",
-            "If-Range": self.point.validator,
-        }
-        return self._client.stream("GET", self._request.url, headers=headers)
+    def _first_close(self) -> None:
+        """Close the given first response if no connection used it."""
+        first, self._first = self._first, None
+        if first is not None:
+            first.close()
+
+    def _response_for(self, span: Range) -> AbstractContextManager[httpx.Response]:
+        """The given first response for the range it answers, else a new ranged GET."""
+        first = self._first
+        if first is not None and span.claimed == span.start:
+            self._first = None
+            return nullcontext(first)
+        end = None if span.end == UNKNOWN_END else span.end
+        return self._open(span.claimed, end)
 
     def _fetch(self, span: Range) -> None:
         url = self._request.url
         first = span.claimed
-        with (
-            httpx_errors_as_transfer_errors(url, "GET range"),
-            self._open(first, span.end) as response,
-        ):
-            self._accept(response, first)
+        with httpx_errors_as_transfer_errors(url, "GET"), self._response_for(span) as response:
             try:
+                self._accept(response, first, span.end)
                 for chunk in response.iter_raw():
                     if self._stop.is_set() or not self._store(span, chunk):
                         return
             except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                total = "?" if span.end == UNKNOWN_END else span.end
                 raise IncompleteBodyError(
-                    url, f"connection lost at byte {span.written} of range {span.start}- ({exc})"
+                    url, f"connection lost after {span.written} of {total} bytes ({exc})"
                 ) from exc
-        if span.written < span.end:
-            raise IncompleteBodyError(url, f"range ended at byte {span.written} of {span.end}")
+            finally:
+                response.close()
+        if span.end == UNKNOWN_END:
+            self.table.end_at(span, span.written)
+        elif span.written < span.end:
+            raise IncompleteBodyError(
+                url, f"body ended at byte {span.written} but {span.end} were announced"
+            )
 
-    def _accept(self, response: httpx.Response, first: int) -> None:
-        """Go on only with a 206 of exactly the asked bytes of the same file."""
-        url = self._request.url
+    def _accept(self, response: httpx.Response, first: int, end: int) -> None:
+        """Go on only with the asked bytes of the same file: a 206 that fits, or the whole file."""
+        url, total = self._request.url, self.total
         if response.status_code == httpx.codes.OK:
+            if first == 0 and end in (UNKNOWN_END, total):
+                self._note(response)
+                return
             raise SegmentsRefused("the server answered a range with the whole file")
         if response.status_code != httpx.codes.PARTIAL_CONTENT:
-            raise status_error(url, response, "GET range")
+            raise status_error(url, response, "GET")
         value = response.headers.get("Content-Range", "")
         try:
             got = parse_content_range(value, url)
         except ProtocolError as exc:
             raise SegmentsRefused(f"unusable Content-Range {value!r}") from exc
-        if got.start != first or got.total != self.point.total:
+        if got.start != first or got.total != total:
             raise SegmentsRefused(f"Content-Range {value!r} does not fit byte {first}")
+        self._note(response)
+
+    def _note(self, response: httpx.Response) -> None:
         if self._headers is None:
             self._headers = response.headers
             self._final_url = str(response.url)
 
     def _store(self, span: Range, chunk: bytes) -> bool:
-        """Write the part of ``chunk`` that ``span`` still covers; False once it is complete."""
-        if self._digest.error is not None:  # the content check failed: no use fetching on
-            raise self._digest.error
+        """Hand the part of ``chunk`` that ``span`` still covers to the sink; False once done."""
         offset, count = self.table.claim(span, len(chunk))
         if count == 0:
             return False
         piece = chunk if count == len(chunk) else memoryview(chunk)[:count]
-        self._digest.offer(offset, piece)
-        self._writer.pwrite(piece, offset)
+        assert self._sink is not None
+        self._request.check_limits(offset + count)
+        self._sink.write(offset, piece)
         self.table.wrote(span, count)
-        self._digest.advanced()
-        self._request.check_limits(self.table.received)
         self._progress.advance(count)
         if self.table.received - self._saved_bytes >= SAVE_BYTES:
             self._wake.set()  # the controller saves the progress
