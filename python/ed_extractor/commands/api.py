@@ -32,7 +32,7 @@ def add_parser(commands: Subcommands) -> None:
     api = commands.add_parser(NAME, help="fetch from the Spansh API, rate-limited")
     actions = api.add_subparsers(dest="api_command", required=True, metavar="dump")
     dump = actions.add_parser("dump", help="store systems' dumps as <dest>/api/dump/<id64>.json")
-    dump.add_argument("ids", nargs="+", type=_id64, metavar="ID64")
+    dump.add_argument("ids", nargs="+", type=_id64, metavar="ID64", help="systems' id64 numbers")
     dump.add_argument("--base-url", metavar="URL", help="API root (default: Spansh)")
     dump.add_argument("--rate", type=positive_number, metavar="PER_SECOND",
                       help="requests per second per host (default 2)")  # fmt: skip

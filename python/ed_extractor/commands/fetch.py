@@ -1,4 +1,4 @@
-"""``ed-extractor fetch URL ...``: download the URLs named on the command line."""
+"""``ed-extractor fetch SOURCE ...``: download the sources named on the command line."""
 
 from __future__ import annotations
 
@@ -42,10 +42,15 @@ def _sha256_hex(value: str) -> str:
 
 def add_parser(commands: Subcommands) -> None:
     """Register ``fetch`` on the top-level subparsers."""
-    fetch = commands.add_parser(NAME, help="download URLs into the destination")
-    fetch.add_argument("urls", nargs="+", metavar="URL")
+    fetch = commands.add_parser(NAME, help="download sources into the destination")
+    fetch.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="an http(s):// URL, an s3://BUCKET/KEY, a magnet: link or a local .torrent file",
+    )
     add_destination_options(fetch)
-    fetch.add_argument("--name", help="file name to store a single URL under")
+    fetch.add_argument("--name", help="file name to store a single SOURCE under")
     fetch.add_argument(
         "--connections",
         type=_connections,
@@ -57,15 +62,37 @@ def add_parser(commands: Subcommands) -> None:
         choices=get_args(ContentRegime),
         help="what the content must be, whatever the URL's name implies (binary: anything)",
     )
-    fetch.add_argument("--expect-sha256", type=_sha256_hex, metavar="HEX")
+    fetch.add_argument(
+        "--expect-sha256",
+        type=_sha256_hex,
+        metavar="HEX",
+        help="fail unless the stored file's SHA-256 is this (64 hex digits)",
+    )
     fetch.add_argument("--no-verify", action="store_true", help="skip the content checks")
     add_parallel_option(fetch)
     fetch.add_argument("--json", action="store_true", help="one JSON object per source")
 
 
+def is_local_torrent(source: str) -> bool:
+    """True for a path (no scheme) to a ``.torrent`` file: its payload is the source."""
+    from urllib.parse import urlsplit
+
+    from ed_extractor.paths import TORRENT_SUFFIX
+
+    return source.lower().endswith(TORRENT_SUFFIX) and not urlsplit(source).scheme
+
+
+def _source_spec(source: str, args: argparse.Namespace) -> SourceSpec:
+    """The source a SOURCE argument names: a URL, or a local torrent as in the sources TOML."""
+    from ed_extractor.settings import SourceSpec
+
+    where = {"torrent": source} if is_local_torrent(source) else {"url": source}
+    return SourceSpec(**where, name=args.name, expect=args.expect, expect_sha256=args.expect_sha256)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Fetch every URL; exit 1 when at least one failed."""
-    if args.name is not None and len(args.urls) != 1:
+    """Fetch every SOURCE; exit 1 when at least one failed."""
+    if args.name is not None and len(args.sources) != 1:
         raise UsageError("--name takes exactly one URL")
     settings = settings_with(
         dest=args.dest,
@@ -74,12 +101,7 @@ def run(args: argparse.Namespace) -> int:
         connections=args.connections,
         verify=False if args.no_verify else None,
     )
-    from ed_extractor.settings import SourceSpec
-
-    specs = [
-        SourceSpec(url=url, name=args.name, expect=args.expect, expect_sha256=args.expect_sha256)
-        for url in args.urls
-    ]
+    specs = [_source_spec(source, args) for source in args.sources]
     names = [spec.name for spec in specs]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:  # they would share one part file and one manifest row

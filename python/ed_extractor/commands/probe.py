@@ -12,7 +12,7 @@ NAME = "probe"
 def add_parser(commands: Subcommands) -> None:
     """Register ``probe`` on the top-level subparsers."""
     probe = commands.add_parser(NAME, help="show what a URL serves, without downloading it")
-    probe.add_argument("url")
+    probe.add_argument("url", help="an http(s):// or s3:// URL")
     probe.add_argument("--json", action="store_true", help="print one JSON object")
 
 
