@@ -343,6 +343,20 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(
     assert message in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [("ftp://example.org/x.gz", "unsupported scheme 'ftp'"), ("example.org/x.gz", "no scheme")],
+)
+def test_a_url_of_no_accepted_kind_is_told_every_kind_accepted(
+    source: str, reason: str, tmp_path: Path
+) -> None:
+    result = cli("fetch", source, "--dest", str(tmp_path))
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert reason in line
+    assert "http://, https://, s3:// or magnet:" in line
+
+
 def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
     """``parser`` and every subcommand's parser under it (``api dump`` included)."""
     yield parser
