@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import gzip
 import hashlib
@@ -17,6 +18,7 @@ from typing import IO, ClassVar
 import blake3
 import pytest
 
+from ed_extractor.cli import build_parser
 from ed_extractor.demo.generator import generate_dump
 from ed_extractor.demo.mirror import StaticFileHandler, nginx_path, start_mirror
 from ed_extractor.manifest import ManifestStore
@@ -339,6 +341,63 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [("ftp://example.org/x.gz", "unsupported scheme 'ftp'"), ("example.org/x.gz", "no scheme")],
+)
+def test_a_url_of_no_accepted_kind_is_told_every_kind_accepted(
+    source: str, reason: str, tmp_path: Path
+) -> None:
+    result = cli("fetch", source, "--dest", str(tmp_path))
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert reason in line
+    assert "http://, https://, s3:// or magnet:" in line
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every subcommand's parser under it (``api dump`` included)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subcommand in action.choices.values():
+                yield from _parsers(subcommand)
+
+
+def test_every_argument_of_every_command_has_a_help_text() -> None:
+    undocumented = []
+    for parser in _parsers(build_parser()):
+        for action in parser._actions:
+            # a subcommand's help is that of its entry in the list of subcommands
+            entries = getattr(action, "_choices_actions", [action])
+            undocumented += [f"{parser.prog} {e.metavar or e.dest}" for e in entries if not e.help]
+    assert undocumented == []
+    fetch_help = cli("fetch", "--help").stdout
+    assert "SOURCE                an http(s):// URL, an s3://BUCKET/KEY" in fetch_help
+    assert "--expect-sha256 HEX   fail unless" in fetch_help
+
+
+def test_a_local_torrent_file_is_a_source_of_fetch(tmp_path: Path) -> None:
+    """A .torrent path goes where the sources TOML's ``torrent = "path"`` goes: the torrent regime.
+
+    tests/test_cli_torrent.py downloads one from a real peer.
+    """
+    not_metainfo = tmp_path / "galaxy.json.gz.torrent"
+    not_metainfo.write_bytes(b"<html>not bencoded</html>")
+    dest = tmp_path / "data"
+    result = cli("fetch", str(not_metainfo), str(tmp_path / "gone.torrent"), "--dest", str(dest),
+                 "--json")  # fmt: skip
+    assert result.returncode == 1  # failed sources, not a usage error
+    outcomes = {line["name"]: line for line in json_lines(result.stdout)}
+    assert set(outcomes) == {"galaxy.json.gz", "gone"}  # named like the TOML's torrent sources
+    assert outcomes["galaxy.json.gz"]["url"] == not_metainfo.as_uri()
+    assert "not usable torrent metainfo" in str(outcomes["galaxy.json.gz"]["error"])
+    assert "cannot read the torrent file" in str(outcomes["gone"]["error"])
+    assert sorted(p.name for p in dest.iterdir() if not p.name.startswith("manifest")) == [
+        ".ed-extractor.lock"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ed_extractor.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_parser
+from ed_extractor.cli import build_parser
+from ed_extractor.commands.shared import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
 from ed_extractor.services.source_probe.models import ProbeResult
 

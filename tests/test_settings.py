@@ -360,12 +360,12 @@ def test_malformed_toml_names_the_line_and_column(tmp_path: Path) -> None:
         (
             "[[source]]\nurl = 'ftp://h/a.gz'\n",
             "source #1 ('ftp://h/a.gz'): invalid URL 'ftp://h/a.gz': "
-            "unsupported scheme 'ftp'; only http, https and magnet links",
+            "unsupported scheme 'ftp'; use http://, https://, s3:// or magnet:",
         ),
         (
             "[[source]]\nurl = 'downloads.spansh.co.uk/a.gz'\n",
             "source #1 ('downloads.spansh.co.uk/a.gz'): invalid URL 'downloads.spansh.co.uk/a.gz': "
-            "not an absolute URL (no scheme); use http:// or https://",
+            "not an absolute URL (no scheme); use http://, https://, s3:// or magnet:",
         ),
         (
             f"[[source]]\nurl = '{SPANSH}/'\n",

@@ -2,7 +2,7 @@
 
 EdExtractorError
  ├── UsageError              bad command line or configuration (exit code 2)
- │    ├── InvalidURLError     not an absolute http(s) URL
+ │    ├── InvalidURLError     not an absolute http(s) or s3:// URL, nor a magnet: link
  │    └── ConfigError         unreadable or invalid TOML / settings
  ├── SourceError             one source failed (exit code 1); carries ``url``
  │    ├── ProbeError          the probe could not establish what the source is
@@ -31,7 +31,7 @@ class UsageError(EdExtractorError):
 
 
 class InvalidURLError(UsageError):
-    """A URL is malformed or uses a scheme other than http/https."""
+    """A URL is malformed or uses a scheme other than http, https, s3 and magnet."""
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"invalid URL {url!r}: {reason}")

@@ -20,6 +20,8 @@ MAX_NAME_BYTES = 255
 PART_SUFFIX = ".part"
 
 _SCHEMES = frozenset({"http", "https"})
+ACCEPTED_URLS = "http://, https://, s3:// or magnet:"
+"""The kinds of URL validate_url accepts, as its error messages name them."""
 MAGNET_PREFIX = "magnet:?"
 TORRENT_SUFFIX = ".torrent"
 _INFO_HASH_TOPICS = ("urn:btih:", "urn:btmh:")
@@ -59,11 +61,9 @@ def validate_url(url: str) -> str:
         raise InvalidURLError(url, f"malformed ({exc})") from None
     scheme = parts.scheme.lower()
     if not scheme:
-        raise InvalidURLError(url, "not an absolute URL (no scheme); use http:// or https://")
+        raise InvalidURLError(url, f"not an absolute URL (no scheme); use {ACCEPTED_URLS}")
     if scheme not in _SCHEMES:
-        raise InvalidURLError(
-            url, f"unsupported scheme {scheme!r}; only http, https and magnet links"
-        )
+        raise InvalidURLError(url, f"unsupported scheme {scheme!r}; use {ACCEPTED_URLS}")
     if not parts.hostname:
         raise InvalidURLError(url, "missing host")
     return candidate

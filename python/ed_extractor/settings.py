@@ -184,7 +184,7 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    url: str = Field(description="absolute http(s) URL or magnet link, as requested")
+    url: str = Field(description="absolute http(s) or s3:// URL or magnet link, as requested")
     name: str = Field(description="file name inside dest")
     expect: ContentRegime | None = Field(default=None, description="fail unless the body is this")
     enabled: bool = True

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from ed_extractor.commands import positive_int, positive_number
-from ed_extractor.logs import configure_logging
+from ed_extractor.commands.shared import (
+    Subcommands,
+    positive_int,
+    positive_number,
+    print_outcomes,
+    settings_with,
+)
 
 # What only running the command needs is imported in run(), so that the parser stays cheap.
+
+NAME = "api"
 
 
 def _id64(text: str) -> int:
@@ -21,12 +27,12 @@ def _id64(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Subcommands) -> None:
     """Register ``api`` and its ``dump`` subcommand on the top-level subparsers."""
-    api = commands.add_parser("api", help="fetch from the Spansh API, rate-limited")
+    api = commands.add_parser(NAME, help="fetch from the Spansh API, rate-limited")
     actions = api.add_subparsers(dest="api_command", required=True, metavar="dump")
     dump = actions.add_parser("dump", help="store systems' dumps as <dest>/api/dump/<id64>.json")
-    dump.add_argument("ids", nargs="+", type=_id64, metavar="ID64")
+    dump.add_argument("ids", nargs="+", type=_id64, metavar="ID64", help="systems' id64 numbers")
     dump.add_argument("--base-url", metavar="URL", help="API root (default: Spansh)")
     dump.add_argument("--rate", type=positive_number, metavar="PER_SECOND",
                       help="requests per second per host (default 2)")  # fmt: skip
@@ -38,7 +44,6 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch every id; exit 1 when at least one failed."""
-    from ed_extractor.cli import _print_outcomes
     from ed_extractor.metrics import RunMetrics
     from ed_extractor.paths import validate_url
     from ed_extractor.pipeline.api_dump import SystemDumpFetcher
@@ -50,12 +55,10 @@ def run(args: argparse.Namespace) -> int:
         PollSchedule,
         parse_auth_header,
     )
-    from ed_extractor.settings import Settings
 
-    options = {"dest": args.dest, "api_base_url": args.base_url, "api_rate": args.rate,
-               "api_burst": args.burst}  # fmt: skip
-    settings = Settings.from_environment(**{k: v for k, v in options.items() if v is not None})
-    configure_logging(settings.log_format)
+    settings = settings_with(
+        dest=args.dest, api_base_url=args.base_url, api_rate=args.rate, api_burst=args.burst
+    )
     base_url = validate_url(settings.api_base_url)
     secret = settings.api_auth_header
     auth = parse_auth_header(secret.get_secret_value()) if secret is not None else None
@@ -70,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
         )
         metrics = RunMetrics.from_settings(settings)
         fetcher = SystemDumpFetcher(api, store, settings.dest)
-        code = _print_outcomes(metrics.observe(fetcher.fetch_all(args.ids)), args.json)
+        code = print_outcomes(metrics.observe(fetcher.fetch_all(args.ids)), args.json)
         metrics.export(store)
         return code

@@ -10,20 +10,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
-from ed_extractor.commands import positive_number
+from ed_extractor.commands.shared import EXIT_OK, Subcommands, positive_number, settings_with
 from ed_extractor.errors import UsageError
-from ed_extractor.logs import configure_logging
 
 # What only running the command needs is imported in run(), so that the parser stays cheap.
 
-EXIT_OK = 0
+NAME = "eddn"
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Subcommands) -> None:
     """Register ``eddn`` on the top-level subparsers."""
-    eddn = commands.add_parser("eddn", help="record the EDDN relay into hourly gzip files")
+    eddn = commands.add_parser(NAME, help="record the EDDN relay into hourly gzip files")
     eddn.add_argument(
         "--endpoint",
         metavar="tcp://HOST:PORT",
@@ -73,15 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from ed_extractor.metrics import PeriodicExport, RunMetrics
     from ed_extractor.pipeline.eddn_stream import EddnRecorder, run_stream
     from ed_extractor.pipeline.lock import destination_lock
-    from ed_extractor.settings import Settings
 
-    options = {
-        "dest": args.dest,
-        "eddn_endpoint": args.endpoint,
-        "eddn_silence_timeout_s": args.silence_timeout,
-    }
-    settings = Settings.from_environment(**{k: v for k, v in options.items() if v is not None})
-    configure_logging(settings.log_format)
+    settings = settings_with(
+        dest=args.dest, eddn_endpoint=args.endpoint, eddn_silence_timeout_s=args.silence_timeout
+    )
     endpoint = settings.eddn_endpoint
     if not endpoint.startswith(("tcp://", "ipc://")):
         raise UsageError(f"invalid EDDN endpoint {endpoint!r}: expected tcp://HOST:PORT")

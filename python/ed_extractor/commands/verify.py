@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ed_extractor.commands.shared import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Subcommands,
+    add_destination_options,
+    settings_with,
+)
 from ed_extractor.errors import UsageError
-from ed_extractor.logs import configure_logging
 
 # What only running the command needs is imported in run(), so that the parser stays cheap.
 if TYPE_CHECKING:
     from ed_extractor.manifest import ManifestRecord
 
-EXIT_OK = 0
-EXIT_FAILED = 1
+NAME = "verify"
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Subcommands) -> None:
     """Register ``verify`` on the top-level subparsers."""
     verify = commands.add_parser(
-        "verify", help="re-hash every recorded file and compare it with the manifest"
+        NAME, help="re-hash every recorded file and compare it with the manifest"
     )
-    verify.add_argument(
-        "--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST or ./data)"
-    )
-    verify.add_argument(
-        "--manifest", type=Path, help="manifest file (default: <dest>/manifest.sqlite3)"
-    )
+    add_destination_options(verify)
     verify.add_argument("--only", nargs="+", metavar="NAME", help="check only these files")
     verify.add_argument(
         "--algo",
@@ -56,11 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from ed_extractor.pipeline.lock import destination_lock
     from ed_extractor.pipeline.progress import progress_for_terminal
     from ed_extractor.pipeline.verify import check_records
-    from ed_extractor.settings import Settings
 
-    overrides = {"dest": args.dest, "manifest": args.manifest}
-    settings = Settings.from_environment(**{k: v for k, v in overrides.items() if v is not None})
-    configure_logging(settings.log_format)
+    settings = settings_with(dest=args.dest, manifest=args.manifest)
     manifest = settings.manifest_path
     if not manifest.is_file():
         raise UsageError(f"no manifest at {manifest}")
