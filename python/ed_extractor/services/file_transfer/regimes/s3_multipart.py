@@ -25,7 +25,6 @@ from ed_extractor.errors import IncompleteBodyError, ProtocolError, TransferErro
 from ed_extractor.hashing import FileSink
 from ed_extractor.headers import parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors
-from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
     DownloadRequest,
@@ -46,6 +45,7 @@ from ed_extractor.services.file_transfer.transfer import drain, feed_prefix
 from ed_extractor.services.s3.access import S3Access, s3_error
 from ed_extractor.services.s3.checks import CombinedCheck, S3ObjectCheck
 from ed_extractor.services.s3.probe import S3Object, S3Prober
+from ed_extractor.vocabulary import Regime
 
 log = logging.getLogger(__name__)
 
