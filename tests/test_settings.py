@@ -12,6 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ed_extractor.errors import ConfigError, InvalidURLError
+from ed_extractor.pipeline.spansh_dump import torrent_options
+from ed_extractor.services.file_transfer.torrent_session import TorrentOptions
 from ed_extractor.settings import Settings, SourceSpec, load_sources, parse_sources
 
 SPANSH = "https://downloads.spansh.co.uk"
@@ -524,3 +526,14 @@ def test_bittorrent_settings_read_their_variables(monkeypatch: pytest.MonkeyPatc
         True,
         0.0,
     )
+    assert torrent_options(settings) == TorrentOptions(
+        listen="127.0.0.1:0",
+        peers=("127.0.0.1:1", "[::1]:2"),
+        dht=False,
+        utp=False,
+        stall_s=7.5,
+    )
+
+
+def test_torrent_options_default_to_the_bittorrent_settings_defaults() -> None:
+    assert torrent_options(Settings()) == TorrentOptions()

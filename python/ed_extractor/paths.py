@@ -8,7 +8,9 @@ characters are dropped; surrounding whitespace is stripped.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import unicodedata
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -156,6 +158,15 @@ def resolve_inside(dest: Path, name: str) -> Path:
     if resolved == root or not resolved.is_relative_to(root):
         raise StorageError(target, f"refusing to write outside the destination {root}")
     return target
+
+
+def is_whole_file(path: str | Path, size: int) -> bool:
+    """Return True if ``path`` is a regular file (not a symlink) of exactly ``size`` bytes."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size
 
 
 def part_path(final: Path) -> Path:

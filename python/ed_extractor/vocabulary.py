@@ -7,6 +7,9 @@ from typing import Literal
 ContentRegime = Literal["gzip", "json", "zstd", "binary", "bittorrent"]
 """The regimes chosen by what a body is; also the values of a source's ``expect``."""
 
+Regime = Literal[ContentRegime, "s3-multipart"]
+"""Every regime a file is stored by: the content regimes, and those the kind of source picks."""
+
 _HEX = frozenset("0123456789abcdef")
 
 

@@ -302,25 +302,48 @@ def generate_mirror(
     if stamped is not None and all(_size(s.path) == s.bytes for s in stamped):
         log.info("mirror at %s is up to date (%d files)", root, len(stamped))
         return stamped
-    known = {s.name: s for s in stamped or []}
     (root / STAMP_NAME).unlink(missing_ok=True)
 
     started = time.perf_counter()
     plan = _plan(scale_mb, seed)
+    stats, todo = _reuse_or_plan(root, plan, stamped or [], level)
+    stats.update(_write_dumps(todo, _default_workers() if workers is None else workers))
+    ordered = [stats[entry.name] for entry, _, _ in plan]
+    _write_stamp(root, params, ordered)
+    log.info(
+        "mirror at %s: %d files, %.1f MB in %.1fs",
+        root,
+        len(ordered),
+        sum(s.bytes for s in ordered) / 1e6,
+        time.perf_counter() - started,
+    )
+    return ordered
+
+
+def _reuse_or_plan(
+    root: Path, plan: list[tuple[MirrorFile, int, int]], stamped: list[DumpStats], level: int
+) -> tuple[dict[str, DumpStats], list[tuple[Path, list[_ChunkJob]]]]:
+    """The stats of planned files still on disk as stamped, and the chunk jobs of the others."""
+    known = {s.name: s for s in stamped}
+    reused: dict[str, DumpStats] = {}
     todo: list[tuple[Path, list[_ChunkJob]]] = []
-    stats: dict[str, DumpStats] = {}
     for entry, records, file_seed in plan:
         path = root / entry.name
         old = known.get(entry.name)
         if old is not None and old.records == records and _size(path) == old.bytes:
-            stats[entry.name] = old
+            reused[entry.name] = old
         else:
             todo.append((path, _jobs(entry.spec, records, _seed_key(file_seed, entry.spec), level)))
+    return reused, todo
+
+
+def _write_dumps(todo: list[tuple[Path, list[_ChunkJob]]], workers: int) -> dict[str, DumpStats]:
+    """Write each file of ``todo`` from its chunk jobs, rendered by ``workers`` processes."""
     all_jobs = [job for _, jobs in todo for job in jobs]
-    n_workers = _default_workers() if workers is None else workers
-    executor = _executor(n_workers, parallel=len(all_jobs) >= _PARALLEL_MIN_JOBS)
+    executor = _executor(workers, parallel=len(all_jobs) >= _PARALLEL_MIN_JOBS)
+    stats: dict[str, DumpStats] = {}
     try:
-        results = _results(all_jobs, executor, 2 * n_workers)
+        results = _results(all_jobs, executor, 2 * workers)
         for path, jobs in todo:
             t0 = time.perf_counter()
             stat = _write_dump(path, jobs, (next(results) for _ in jobs))
@@ -336,17 +359,7 @@ def generate_mirror(
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
-
-    ordered = [stats[entry.name] for entry, _, _ in plan]
-    _write_stamp(root, params, ordered)
-    log.info(
-        "mirror at %s: %d files, %.1f MB in %.1fs",
-        root,
-        len(ordered),
-        sum(s.bytes for s in ordered) / 1e6,
-        time.perf_counter() - started,
-    )
-    return ordered
+    return stats
 
 
 def _size(path: Path) -> int:

@@ -400,45 +400,56 @@ class _Renderer:
         body_count = int(r() * (24 if populated else 10)) + 1
         known = body_count if populated or r() < 0.5 else int(r() * body_count)
         bodies = self.bodies(name, id64, star, date, known)
-        parts = [f'{{"id64":{id64},"name":"{name}","coords":{coords},']
         if populated:
-            first = int(r() * len(_FACTION_FORMS))
-            factions = [
-                _FACTION_FORMS[(first + k) % len(_FACTION_FORMS)].format(name)
-                for k in range(int(r() * 5) + 2)
-            ]
-            allegiance = _choice(r, _ALLEGIANCES)
-            government = _choice(r, _GOVERNMENTS)
-            members = ",".join(f'{{"name":"{f}",{_choice(r, self.faction_tails)}' for f in factions)
-            parts.append(
-                f'"allegiance":"{allegiance}","government":"{government}",'
-                f'"primaryEconomy":"{_choice(r, _ECONOMIES)}",'
-                f'"secondaryEconomy":"{_choice(r, _ECONOMIES)}",'
-                f'"security":"{_choice(r, _SECURITY)}","population":{int(10 ** (3 + r() * 7))},'
-                f'"bodyCount":{body_count},"controllingFaction":{{"name":"{factions[0]}",'
-                f'"government":"{government}","allegiance":"{allegiance}"}},'
-                f'"factions":[{members}],'
-            )
-            if r() < 0.3:
-                parts.append(
-                    f'"controllingPower":"{_choice(r, _POWERS)}",'
-                    f'"powers":["{_choice(r, _POWERS)}"],'
-                    f'"powerState":"{"Exploited" if r() < 0.5 else "Fortified"}",'
-                )
-            stations = [self.station(factions[0], date) for _ in range(int(r() * 4) + 1)]
+            society, stations = self.society(name, body_count, date)
         else:
-            parts.append(
-                '"allegiance":null,"government":"None","primaryEconomy":"None",'
-                '"secondaryEconomy":"None","security":"Anarchy","population":0,'
-                f'"bodyCount":{body_count},'
-            )
-            stations = [self.carrier(date) for _ in range(int(r() * 3) + 1)] if carriers else []
+            society, stations = self.no_society(body_count, date, carriers)
         permit = "true" if r() < 0.002 else "false"
-        parts.append(
+        return (
+            f'{{"id64":{id64},"name":"{name}","coords":{coords},{society}'
             f'"mainStar":"{star}","needsPermit":{permit},"date":"{date}",'
             f'"bodies":[{bodies}],"stations":[{",".join(stations)}]}}'
         )
-        return "".join(parts)
+
+    def society(self, system: str, body_count: int, date: str) -> tuple[str, list[str]]:
+        """A populated system's factions, economy, security and powers; and its stations."""
+        r = self.rand
+        first = int(r() * len(_FACTION_FORMS))
+        factions = [
+            _FACTION_FORMS[(first + k) % len(_FACTION_FORMS)].format(system)
+            for k in range(int(r() * 5) + 2)
+        ]
+        allegiance = _choice(r, _ALLEGIANCES)
+        government = _choice(r, _GOVERNMENTS)
+        members = ",".join(f'{{"name":"{f}",{_choice(r, self.faction_tails)}' for f in factions)
+        society = (
+            f'"allegiance":"{allegiance}","government":"{government}",'
+            f'"primaryEconomy":"{_choice(r, _ECONOMIES)}",'
+            f'"secondaryEconomy":"{_choice(r, _ECONOMIES)}",'
+            f'"security":"{_choice(r, _SECURITY)}","population":{int(10 ** (3 + r() * 7))},'
+            f'"bodyCount":{body_count},"controllingFaction":{{"name":"{factions[0]}",'
+            f'"government":"{government}","allegiance":"{allegiance}"}},'
+            f'"factions":[{members}],'
+        )
+        if r() < 0.3:
+            society += (
+                f'"controllingPower":"{_choice(r, _POWERS)}",'
+                f'"powers":["{_choice(r, _POWERS)}"],'
+                f'"powerState":"{"Exploited" if r() < 0.5 else "Fortified"}",'
+            )
+        stations = [self.station(factions[0], date) for _ in range(int(r() * 4) + 1)]
+        return society, stations
+
+    def no_society(self, body_count: int, date: str, carriers: bool) -> tuple[str, list[str]]:
+        """An uninhabited system's empty society; fleet carriers parked there, if ``carriers``."""
+        r = self.rand
+        society = (
+            '"allegiance":null,"government":"None","primaryEconomy":"None",'
+            '"secondaryEconomy":"None","security":"Anarchy","population":0,'
+            f'"bodyCount":{body_count},'
+        )
+        stations = [self.carrier(date) for _ in range(int(r() * 3) + 1)] if carriers else []
+        return society, stations
 
     def bodies(self, system: str, system_id64: int, star: str, date: str, count: int) -> str:
         if count == 0:

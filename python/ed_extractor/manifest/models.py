@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from ed_extractor.vocabulary import ContentRegime as ContentRegime
+from ed_extractor.vocabulary import Regime as Regime
 from ed_extractor.vocabulary import normalize_sha256
 
-Regime = Literal[ContentRegime, "s3-multipart"]
 AttemptStatus = Literal["downloaded", "unchanged", "failed"]
 """What happened to a source in one attempt (also the ``status`` of ``fetch --json``)."""
 VerificationStatus = Literal["ok", "mismatch", "missing", "size-mismatch"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from ed_extractor.manifest.models import (
     VerificationRecord,
     VerificationStatus,
 )
+from ed_extractor.paths import is_whole_file
 
 M = TypeVar("M", ManifestRecord, AttemptRecord, VerificationRecord)
 
@@ -117,11 +117,7 @@ def schema_version() -> int:
 
 def record_is_intact(record: ManifestRecord) -> bool:
     """Return True if record.path is a regular file (not a symlink) of exactly record.bytes."""
-    try:
-        st = os.stat(record.path, follow_symlinks=False)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size == record.bytes
+    return is_whole_file(record.path, record.bytes)
 
 
 class ManifestStore:

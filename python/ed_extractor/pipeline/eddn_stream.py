@@ -245,6 +245,22 @@ def _subscribe(
     return socket
 
 
+def _poll_timeout_ms(deadline: float | None, now: float) -> int:
+    """How long one poll may wait: POLL_INTERVAL_S, less when the deadline is nearer (>= 1 ms)."""
+    wait = POLL_INTERVAL_S if deadline is None else min(POLL_INTERVAL_S, deadline - now)
+    return max(1, int(wait * 1000))
+
+
+def _drain(socket: zmq.Socket[bytes], recorder: EddnRecorder) -> None:
+    """Hand ``recorder`` the messages already waiting on ``socket``, at most DRAIN_BATCH of them."""
+    for _ in range(DRAIN_BATCH):
+        try:
+            raw = socket.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        recorder.handle(raw)
+
+
 def run_stream(
     recorder: EddnRecorder,
     endpoint: str,
@@ -272,14 +288,8 @@ def run_stream(
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            wait = POLL_INTERVAL_S if deadline is None else min(POLL_INTERVAL_S, deadline - now)
-            if socket.poll(max(1, int(wait * 1000)), zmq.POLLIN):
-                for _ in range(DRAIN_BATCH):
-                    try:
-                        raw = socket.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    recorder.handle(raw)
+            if socket.poll(_poll_timeout_ms(deadline, now), zmq.POLLIN):
+                _drain(socket, recorder)
                 last_message = time.monotonic()
             recorder.roll()
             now = time.monotonic()

@@ -30,10 +30,12 @@ from ed_extractor.services.file_transfer import (
     DownloadResult,
     ProgressReporter,
 )
+from ed_extractor.services.file_transfer.regimes.bittorrent import bittorrent_regime_with
+from ed_extractor.services.file_transfer.torrent_session import TorrentOptions
 from ed_extractor.services.source_probe.models import HeadInfo, ProbeResult
 from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.services.source_probe.sniff import BITTORRENT
-from ed_extractor.settings import SourceSpec
+from ed_extractor.settings import Settings, SourceSpec
 
 if TYPE_CHECKING:
     from ed_extractor.services.s3.access import S3Access
@@ -79,6 +81,21 @@ class SourceOutcome(BaseModel):
         )
 
 
+def torrent_options(settings: Settings) -> TorrentOptions:
+    """How torrent sources meet the swarm, from the run's ``ED_EXTRACTOR_BT_*`` settings."""
+    return TorrentOptions(
+        listen=settings.bt_listen,
+        peers=tuple(p.strip() for p in settings.bt_peers.split(",") if p.strip()),
+        dht=settings.bt_dht,
+        lsd=settings.bt_lsd,
+        upnp=settings.bt_upnp,
+        natpmp=settings.bt_natpmp,
+        utp=settings.bt_utp,
+        stall_s=settings.bt_stall_s,
+        seed_s=settings.bt_seed_s,
+    )
+
+
 def validators_match(record: ManifestRecord, head: HeadInfo) -> bool:
     """True when the server's HEAD describes the recorded file (ETag, else Last-Modified; size)."""
     if head.content_length is not None and head.content_length != record.bytes:
@@ -90,8 +107,20 @@ def validators_match(record: ManifestRecord, head: HeadInfo) -> bool:
     return False
 
 
+def _download_context(s3: S3Access | None, torrent: TorrentOptions | None) -> DownloadContext:
+    """The registry of regimes of a run: S3 access, and torrents with the options given."""
+    context = DownloadContext(s3=s3)
+    options = torrent if torrent is not None else torrent_options(Settings.from_environment())
+    context.register(BITTORRENT, bittorrent_regime_with(options))
+    return context
+
+
 class DumpFetcher:
-    """Fetches sources into one destination folder and records them in its manifest."""
+    """Fetches sources into one destination folder and records them in its manifest.
+
+    Without a ``context``, torrents meet the swarm with ``torrent`` (default: the options the
+    environment's ``ED_EXTRACTOR_BT_*`` settings give).
+    """
 
     def __init__(
         self,
@@ -106,13 +135,14 @@ class DumpFetcher:
         retry: RetryPolicy | None = None,
         s3: S3Access | None = None,
         connections: Connections = 1,
+        torrent: TorrentOptions | None = None,
     ) -> None:
         self._client = client
         self._connections = connections
         self._store = store
         self._dest = dest
         self._prober = SourceProber(client, s3=s3)
-        self._context = context or DownloadContext(s3=s3)
+        self._context = context or _download_context(s3, torrent)
         self._progress = progress
         self._verify = verify
         self._blake3 = blake3

@@ -11,8 +11,8 @@ from typing import ClassVar, Literal, Protocol
 import httpx
 
 from ed_extractor.errors import DeadlineError, TransferError
-from ed_extractor.manifest.models import ManifestRecord, Regime
 from ed_extractor.services.file_transfer.landing import check_sha256
+from ed_extractor.vocabulary import Regime
 
 #: Connections per file: a number, or ``"auto"`` (several for a large file whose server allows it).
 Connections = int | Literal["auto"]
@@ -62,6 +62,38 @@ class ContentCheck(Protocol):
         """The body is complete: check its end and return what was learnt."""
 
 
+class RecordedFile(Protocol):
+    """A file already stored and recorded for a source (the manifest's records are such files)."""
+
+    @property
+    def name(self) -> str:
+        """Its name inside the destination (``SOURCE/PATH`` for a file of a multi-file torrent)."""
+
+    @property
+    def path(self) -> str:
+        """Where it is stored (absolute)."""
+
+    @property
+    def bytes(self) -> int:
+        """Its recorded size."""
+
+    @property
+    def sha256(self) -> str:
+        """Its recorded SHA-256, lower-case hex."""
+
+    @property
+    def mime_type(self) -> str:
+        """Its sniffed MIME type."""
+
+    @property
+    def uncompressed_bytes(self) -> int | None:
+        """What its content check counted decompressed, if anything."""
+
+    @property
+    def records(self) -> int | None:
+        """The JSON records its content check counted, if any."""
+
+
 @dataclass(frozen=True)
 class DownloadRequest:
     """One download: where from, where to, and what to check."""
@@ -82,9 +114,9 @@ class DownloadRequest:
     ranges_supported: bool = False  # the probe saw Accept-Ranges: bytes (or a 206)
     connections: Connections = 1
     peers: tuple[str, ...] = ()  # host:port peers to contact (peer-to-peer regimes)
-    # The manifest's current records whose validator (etag) is the given one: how a regime whose
-    # validator names the content (a torrent's info-hash) finds what is already stored.
-    recorded_with: Callable[[str], Sequence[ManifestRecord]] | None = None
+    # The files currently recorded with the given validator (etag): how a regime whose validator
+    # names the content (a torrent's info-hash) finds what is already stored.
+    recorded_with: Callable[[str], Sequence[RecordedFile]] | None = None
 
     def check_limits(self, size: int) -> None:
         """Stop a body that outgrows ``max_bytes`` or outlives the run's deadline at ``size``."""

@@ -15,7 +15,6 @@ from typing import Any, Final
 
 from ed_extractor.errors import DeadlineError, StorageError, TransferError
 from ed_extractor.services.file_transfer.base import ProgressReporter
-from ed_extractor.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,11 @@ def libtorrent() -> ModuleType:
 
 @dataclass(frozen=True)
 class TorrentOptions:
-    """How the session meets the swarm: interfaces, discovery, peers, patience."""
+    """How the session meets the swarm: interfaces, discovery, peers, patience.
+
+    The defaults are those of the ``ED_EXTRACTOR_BT_*`` settings; the pipeline builds these options
+    from a run's settings (``pipeline.spansh_dump.torrent_options``).
+    """
 
     listen: str = "0.0.0.0:6881,[::]:6881"
     peers: tuple[str, ...] = ()
@@ -45,21 +48,6 @@ class TorrentOptions:
     stall_s: float = 300.0
     seed_s: float = 0.0
     resume_every_s: float = 2.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TorrentOptions:
-        """The options the run's ``ED_EXTRACTOR_BT_*`` settings give."""
-        return cls(
-            listen=settings.bt_listen,
-            peers=tuple(p.strip() for p in settings.bt_peers.split(",") if p.strip()),
-            dht=settings.bt_dht,
-            lsd=settings.bt_lsd,
-            upnp=settings.bt_upnp,
-            natpmp=settings.bt_natpmp,
-            utp=settings.bt_utp,
-            stall_s=settings.bt_stall_s,
-            seed_s=settings.bt_seed_s,
-        )
 
     def session_settings(self) -> dict[str, Any]:
         """libtorrent's settings_pack for these options."""

@@ -23,13 +23,13 @@ from ed_extractor.services.file_transfer.base import (
     ProgressReporter,
 )
 from ed_extractor.services.file_transfer.part_file import PartFile, PartFileStale
+from ed_extractor.services.file_transfer.ramp import RampPolicy
 from ed_extractor.services.file_transfer.range_engine import (
     RangeDownload,
     SegmentsRefused,
     connection_count,
     ramp_policy,
 )
-from ed_extractor.services.file_transfer.ramp import RampPolicy
 from ed_extractor.services.file_transfer.resume import ResumePoint
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,9 @@ def _ranges(
     connections: int,
 ) -> DownloadResult:
     """Several ranged connections (or the ramp) into a part file of the final size."""
-    engine = ranged_download(client, request, part, connections, ramp=ramp_policy(request.connections))
+    engine = ranged_download(
+        client, request, part, connections, ramp=ramp_policy(request.connections)
+    )
     return engine.run(check, progress)
 
 

@@ -13,7 +13,7 @@ import magic
 from ed_extractor.errors import UnexpectedContentError
 
 if TYPE_CHECKING:
-    from ed_extractor.manifest.models import ContentRegime
+    from ed_extractor.vocabulary import ContentRegime
 
 GZIP = "application/gzip"
 ZSTD = "application/zstd"

@@ -6,7 +6,6 @@ from typing import ClassVar
 
 import httpx
 
-from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
     DownloadRequest,
@@ -14,6 +13,7 @@ from ed_extractor.services.file_transfer.base import (
     ProgressReporter,
 )
 from ed_extractor.services.file_transfer.transfer import transfer
+from ed_extractor.vocabulary import Regime
 
 
 class BinaryRegime:

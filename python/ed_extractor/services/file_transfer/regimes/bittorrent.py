@@ -21,15 +21,21 @@ from ed_extractor.errors import (
 )
 from ed_extractor.hashing import Sha256
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
-from ed_extractor.manifest.models import ManifestRecord, Regime
-from ed_extractor.manifest.store import record_is_intact
-from ed_extractor.paths import is_magnet, name_from_url, part_path, resolve_inside, sanitize_name
+from ed_extractor.paths import (
+    is_magnet,
+    is_whole_file,
+    name_from_url,
+    part_path,
+    resolve_inside,
+    sanitize_name,
+)
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
     ContentSummary,
     DownloadRequest,
     DownloadResult,
     ProgressReporter,
+    RecordedFile,
     StoredFile,
 )
 from ed_extractor.services.file_transfer.landing import land
@@ -46,7 +52,7 @@ from ed_extractor.services.source_probe.sniff import (
     expectation_for,
     sniff_mime,
 )
-from ed_extractor.settings import Settings
+from ed_extractor.vocabulary import Regime
 
 MAX_METAINFO_BYTES: Final = 64 << 20  # a v2 torrent of a 100 GB file carries a few MB of hashes
 _READ: Final = 4 << 20
@@ -121,12 +127,14 @@ class BitTorrentRegime:
     libtorrent fills ``<name>.part/`` (its resume data in ``<name>.part.resume``); once every piece
     passed its hash and the data reached the disk, each file is hashed (SHA-256), content-checked,
     and moved into place. The info-hash is the validator: same torrent, files intact: unchanged.
+    The session meets the swarm with ``options`` (else the class's ``default_options``).
     """
 
     name: ClassVar[Regime] = "bittorrent"
+    default_options: ClassVar[TorrentOptions] = TorrentOptions()
 
     def __init__(self, options: TorrentOptions | None = None) -> None:
-        self._options = options or TorrentOptions.from_settings(Settings.from_environment())
+        self._options = options or self.default_options
 
     def download(
         self, client: httpx.Client, request: DownloadRequest, progress: ProgressReporter
@@ -140,42 +148,18 @@ class BitTorrentRegime:
             return stored
         if plan is not None:
             _check_size(request, plan)
-        part_folder = part_path(request.final_path)
-        try:
-            part_folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise StorageError(part_folder, f"cannot create ({exc.strerror or exc})") from exc
+        part_folder = _make_part_folder(request.final_path)
         with TorrentSession(request.url, self._options, sidecar_path(request.final_path)) as s:
-            if plan is not None:
-                params.renamed_files = {f.index: f.relative for f in plan}
-            s.add(params, part_folder, request.peers)
-            info = s.wait_for_metadata(request.deadline)
-            if plan is None:
-                plan = plan_files(info, request)
-                _check_size(request, plan)
-                _rename(s.handle, plan)
+            plan, info = _add_torrent(s, params, plan, request, part_folder)
             transferred = s.download(request.name, progress, request.deadline)
             s.flush_and_close()
             files = _verify(request, plan, part_folder, transferred)
-            for file in plan:
-                file.final_path.parent.mkdir(parents=True, exist_ok=True)
-                land(part_folder / file.relative, file.final_path)
-            discard_part_folder(request.final_path)
+            _move_into_place(plan, part_folder, request.final_path)
             if self._options.seed_s > 0:
                 renamed = {file.index: file.name for file in plan}
                 s.seed(info, renamed, request.final_path.parent, self._options.seed_s,
                        request.deadline)  # fmt: skip
-        single = len(files) == 1
-        return DownloadResult(
-            status="downloaded",
-            final_url=request.url,
-            etag=validator,
-            path=files[0].path if single else request.final_path,
-            bytes=sum(f.bytes for f in files),
-            sha256=files[0].sha256 if single else None,
-            bytes_transferred=transferred,
-            files=tuple(files),
-        )
+        return _downloaded(request, validator, files, transferred)
 
     def _metainfo(self, client: httpx.Client, request: DownloadRequest) -> Any:
         """The torrent's add_torrent_params: metadata from a file or URL, or a magnet's hashes."""
@@ -193,6 +177,69 @@ class BitTorrentRegime:
             return lt.load_torrent_buffer(data)
         except RuntimeError as exc:
             raise VerificationError(url, f"not usable torrent metainfo: {exc}") from None
+
+
+def bittorrent_regime_with(options: TorrentOptions) -> type[BitTorrentRegime]:
+    """BitTorrentRegime whose instances use ``options``: for a registry that builds regimes bare."""
+
+    class ConfiguredBitTorrentRegime(BitTorrentRegime):
+        default_options = options
+
+    return ConfiguredBitTorrentRegime
+
+
+def _make_part_folder(final_path: Path) -> Path:
+    """Create (or keep) the folder libtorrent downloads into; StorageError if it cannot be."""
+    part_folder = part_path(final_path)
+    try:
+        part_folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise StorageError(part_folder, f"cannot create ({exc.strerror or exc})") from exc
+    return part_folder
+
+
+def _add_torrent(
+    session: TorrentSession,
+    params: Any,
+    plan: list[PlannedFile] | None,
+    request: DownloadRequest,
+    part_folder: Path,
+) -> tuple[list[PlannedFile], Any]:
+    """Add the torrent to ``session``; its plan (a magnet's once its metadata came) and info."""
+    if plan is not None:
+        params.renamed_files = {f.index: f.relative for f in plan}
+    session.add(params, part_folder, request.peers)
+    info = session.wait_for_metadata(request.deadline)
+    if plan is None:
+        plan = plan_files(info, request)
+        _check_size(request, plan)
+        _rename(session.handle, plan)
+    return plan, info
+
+
+def _move_into_place(plan: list[PlannedFile], part_folder: Path, final_path: Path) -> None:
+    """Rename every verified file from the part folder to its final place, then drop the folder."""
+    for file in plan:
+        file.final_path.parent.mkdir(parents=True, exist_ok=True)
+        land(part_folder / file.relative, file.final_path)
+    discard_part_folder(final_path)
+
+
+def _downloaded(
+    request: DownloadRequest, validator: str, files: list[StoredFile], transferred: int
+) -> DownloadResult:
+    """The result of a download: one file as the source's own, several as a folder of files."""
+    single = len(files) == 1
+    return DownloadResult(
+        status="downloaded",
+        final_url=request.url,
+        etag=validator,
+        path=files[0].path if single else request.final_path,
+        bytes=sum(f.bytes for f in files),
+        sha256=files[0].sha256 if single else None,
+        bytes_transferred=transferred,
+        files=tuple(files),
+    )
 
 
 def _read_local(url: str) -> bytes:
@@ -228,17 +275,8 @@ def _already_stored(
     request: DownloadRequest, validator: str, plan: list[PlannedFile] | None
 ) -> DownloadResult | None:
     """The stored files of the same torrent, when every one is intact; else None."""
-    if request.recorded_with is None:
-        return None
-    records: list[ManifestRecord] = list(request.recorded_with(validator))
-    if plan is not None:
-        by_name = {record.name: record for record in records}
-        if any(file.name not in by_name for file in plan):
-            return None
-        records = [by_name[file.name] for file in plan]
-    if not records or not all(record_is_intact(record) for record in records):
-        return None
-    if request.expect_sha256 is not None and [r.sha256 for r in records] != [request.expect_sha256]:
+    records = _recorded_files(request, validator, plan)
+    if not records or not _intact_as_expected(request, records):
         return None
     return DownloadResult(
         status="unchanged",
@@ -256,6 +294,31 @@ def _already_stored(
             for r in records
         ),
     )
+
+
+def _recorded_files(
+    request: DownloadRequest, validator: str, plan: list[PlannedFile] | None
+) -> list[RecordedFile] | None:
+    """The files recorded with the torrent's validator, in the plan's order (all, without a plan).
+
+    None when nothing can be looked up or a planned file has no record.
+    """
+    if request.recorded_with is None:
+        return None
+    records = list(request.recorded_with(validator))
+    if plan is None:
+        return records
+    by_name = {record.name: record for record in records}
+    if any(file.name not in by_name for file in plan):
+        return None
+    return [by_name[file.name] for file in plan]
+
+
+def _intact_as_expected(request: DownloadRequest, records: list[RecordedFile]) -> bool:
+    """Every file is whole on disk, and the one file has the SHA-256 the source expects, if any."""
+    if not all(is_whole_file(record.path, record.bytes) for record in records):
+        return False
+    return request.expect_sha256 is None or [r.sha256 for r in records] == [request.expect_sha256]
 
 
 def _rename(handle: Any, plan: list[PlannedFile]) -> None:

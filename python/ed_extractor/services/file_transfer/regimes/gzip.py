@@ -7,7 +7,6 @@ from typing import ClassVar, Final, cast
 
 from isal import isal_zlib as zlib  # ISA-L: zlib-compatible, inflates about 3x faster
 
-from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import DownloadRequest
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
 from ed_extractor.services.file_transfer.regimes.compressed import (
@@ -17,6 +16,7 @@ from ed_extractor.services.file_transfer.regimes.compressed import (
     StreamVerifier,
     verifier_for_backend,
 )
+from ed_extractor.vocabulary import Regime
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer

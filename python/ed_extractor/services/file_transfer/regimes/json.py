@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ed_extractor.errors import VerificationError
-from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import ContentSummary, DownloadRequest
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
+from ed_extractor.vocabulary import Regime
 
 _WHITESPACE = b" \t\r\n"
 _CLOSERS = {ord("["): ord("]"), ord("{"): ord("}")}

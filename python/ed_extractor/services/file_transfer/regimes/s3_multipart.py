@@ -22,7 +22,6 @@ from typing import ClassVar, Final
 import httpx
 
 from ed_extractor.errors import ProtocolError, TransferError
-from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
     DownloadRequest,
@@ -41,6 +40,7 @@ from ed_extractor.services.file_transfer.resume import ResumePoint, discard_part
 from ed_extractor.services.s3.access import S3Access, s3_error
 from ed_extractor.services.s3.checks import CombinedCheck, S3ObjectCheck
 from ed_extractor.services.s3.probe import S3Object, S3Prober
+from ed_extractor.vocabulary import Regime
 
 log = logging.getLogger(__name__)
 

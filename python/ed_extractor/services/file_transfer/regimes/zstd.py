@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import ClassVar, Final
 
-from ed_extractor.manifest.models import Regime
 from ed_extractor.services.file_transfer.base import DownloadRequest
 from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
 from ed_extractor.services.file_transfer.regimes.compressed import (
@@ -15,6 +14,7 @@ from ed_extractor.services.file_transfer.regimes.compressed import (
     StreamVerifier,
     verifier_for_backend,
 )
+from ed_extractor.vocabulary import Regime
 
 if sys.version_info >= (3, 14):
     from compression import zstd
