@@ -160,6 +160,70 @@ def test_an_unchanged_object_is_not_downloaded_again_but_the_server_is_asked(
     assert (tmp_path / "galaxy.bin").read_bytes() == body
 
 
+@pytest.mark.parametrize(
+    ("parts", "size", "before_body"),
+    [
+        pytest.param(False, 2 << 20, ["HEAD {path}", "GET {path} bytes=0-1023"], id="single-part"),
+        pytest.param(
+            True,
+            2 * PART + 5,
+            ["HEAD {path}", "GET {path} bytes=0-1023", "HEAD {path}?partNumber=1"],
+            id="multipart",
+        ),
+    ],
+)
+def test_an_object_costs_one_head_and_the_sample_before_its_body(
+    s3: SeaweedS3, tmp_path: Path, parts: bool, size: int, before_body: list[str]
+) -> None:
+    """The probe's HEAD describes the object for the download; only a multipart ETag adds one."""
+    body = payload(size, seed=size + 1)
+    key = f"requests/{size}/galaxy.bin"
+    upload(s3, key, body, parts=parts)
+    path = f"/{BUCKET}/{key}"
+    rules = ProxyRules()
+    with s3_proxy(s3.endpoint, rules) as proxy:
+        code, [line], stderr = fetch(environment(proxy), tmp_path, f"s3://{BUCKET}/{key}")
+    assert (code, line["status"]) == (0, "downloaded"), stderr
+    assert (tmp_path / "galaxy.bin").read_bytes() == body
+    bodies = (
+        [f"GET {path}?partNumber={n}" for n in (1, 2, 3)] if parts
+        else [f"GET {path} bytes=0-{size - 1}"]
+    )  # fmt: skip
+    assert rules.seen == [seen.format(path=path) for seen in before_body] + bodies
+    assert len(before_body) == (3 if parts else 2)
+
+
+def test_an_object_replaced_between_probe_and_download_is_described_again(
+    s3: SeaweedS3, tmp_path: Path
+) -> None:
+    old, new = payload(3 * PART, seed=11), payload(2 * PART + 9, seed=12)
+    key = "requests/replaced/galaxy.bin"
+    upload(s3, key, old, parts=True)
+    path = f"/{BUCKET}/{key}"
+    replaced: list[str] = []
+
+    def replace_at_the_sample(asked: str) -> None:
+        if asked == path and len(rules.seen) == 2 and not replaced:  # the sample's GET
+            replaced.append(upload(s3, key, new, parts=True))
+
+    rules = ProxyRules(before=replace_at_the_sample)
+    with s3_proxy(s3.endpoint, rules) as proxy:
+        code, [line], stderr = fetch(environment(proxy), tmp_path, f"s3://{BUCKET}/{key}")
+    assert code == 0, stderr
+    assert line["etag"] == replaced[0]
+    assert (tmp_path / "galaxy.bin").read_bytes() == new
+    assert rules.seen == [
+        f"HEAD {path}",
+        f"GET {path} bytes=0-1023",
+        f"HEAD {path}?partNumber=1",  # If-Match the old ETag: 412
+        f"HEAD {path}",
+        f"HEAD {path}?partNumber=1",
+        f"GET {path}?partNumber=1",
+        f"GET {path}?partNumber=2",
+        f"GET {path}?partNumber=3",
+    ]
+
+
 @pytest.mark.parametrize("connections", ["1", "8"])
 def test_a_corrupted_part_fails_the_multipart_etag_and_the_good_file_stays(
     s3: SeaweedS3, tmp_path: Path, connections: str

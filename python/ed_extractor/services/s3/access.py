@@ -23,6 +23,7 @@ from ed_extractor.services.s3.location import S3Location, parse_s3_url
 if TYPE_CHECKING:
     from botocore.session import Session
 
+    from ed_extractor.services.s3.probe import S3Object
     from ed_extractor.settings import Settings
 
 DEFAULT_REGION: Final = "us-east-1"
@@ -68,13 +69,18 @@ class S3Config:
 
 
 class S3Access:
-    """Turns ``s3://`` URLs into signed HTTP requests: one endpoint, one set of credentials."""
+    """Turns ``s3://`` URLs into signed HTTP requests: one endpoint, one set of credentials.
+
+    It also carries, from the probe to the download of the same run, what the probe's HEAD
+    learnt about each object (``remember`` / ``recall``), so that no HEAD is sent twice.
+    """
 
     def __init__(self, config: S3Config | None = None) -> None:
         self.config = config or S3Config()
         self._lock = threading.Lock()
         self._session: Session | None = None
         self._auth: httpx.Auth | None = None
+        self._described: dict[str, S3Object] = {}
 
     @classmethod
     def from_environment(cls) -> S3Access:
@@ -143,6 +149,20 @@ class S3Access:
                     )
                 self._auth = SigV4(credentials.get_frozen_credentials(), self.region)
             return self._auth
+
+    def remember(self, obj: S3Object) -> None:
+        """Keep what a HEAD just learnt about ``obj.url`` for its next ``recall``."""
+        with self._lock:
+            self._described[obj.url] = obj
+
+    def recall(self, url: str) -> S3Object | None:
+        """What the last HEAD of ``url`` learnt, handed out once (a later recall gets None).
+
+        Once is enough: the download that follows the probe uses it, and a download that starts
+        over (the object was replaced) must ask S3 again.
+        """
+        with self._lock:
+            return self._described.pop(url, None)
 
     def request(
         self,
