@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from ed_extractor.errors import SourceError, TransferError
-from ed_extractor.http import status_error
+from ed_extractor.http import status_error, status_meaning
 from ed_extractor.services.s3.location import S3Location, parse_s3_url
 
 if TYPE_CHECKING:
@@ -188,17 +188,21 @@ class S3Access:
 
 
 def s3_error(url: str, response: httpx.Response, what: str, body: bytes = b"") -> TransferError:
-    """The error for an S3 error response: its code and message, or what the status means."""
+    """The error for an S3 error response: its code and message, or what the status means.
+
+    It reads ``not found: NoSuchKey: ... (HTTP 404)``: what the status says about the object
+    where it says something (``status_meaning``), else which request (``what``) was refused.
+    """
+    status = response.status_code
+    prefix = status_meaning(status) or what
     code_match = _ERROR_CODE.search(body)
     if code_match is None:
-        code = _STATUS_CODES.get(response.status_code)
+        code = _STATUS_CODES.get(status)
         if code is None:
             return status_error(url, response, what)
-        return S3Error(
-            url, code, f"{what}: {code} (HTTP {response.status_code})", response.status_code
-        )
+        return S3Error(url, code, f"{prefix}: {code} (HTTP {status})", status)
     code = code_match.group(1).decode("utf-8", "replace")
     message_match = _ERROR_MESSAGE.search(body)
     message = message_match.group(1).decode("utf-8", "replace") if message_match else ""
-    text = f"{what}: {code}: {message}" if message else f"{what}: {code}"
-    return S3Error(url, code, f"{text} (HTTP {response.status_code})", response.status_code)
+    text = f"{prefix}: {code}: {message}" if message else f"{prefix}: {code}"
+    return S3Error(url, code, f"{text} (HTTP {status})", status)
