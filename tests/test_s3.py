@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,13 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
         server.client().create_bucket(Bucket=BUCKET)
         yield server
+
+
+@pytest.fixture(autouse=True)
+def downloads_removed_after(tmp_path: Path) -> Iterator[None]:
+    """What a test downloaded (up to 30 MB) is deleted when it ends."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def upload(server: SeaweedS3, key: str, body: bytes, *, parts: bool, crc64: bool = True) -> str:
