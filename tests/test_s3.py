@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,13 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
         server.client().create_bucket(Bucket=BUCKET)
         yield server
+
+
+@pytest.fixture(autouse=True)
+def downloads_removed_after(tmp_path: Path) -> Iterator[None]:
+    """What a test downloaded (up to 30 MB) is deleted when it ends."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def upload(server: SeaweedS3, key: str, body: bytes, *, parts: bool, crc64: bool = True) -> str:
@@ -158,6 +166,70 @@ def test_an_unchanged_object_is_not_downloaded_again_but_the_server_is_asked(
     assert line["status"] == "failed"
     assert "SignatureDoesNotMatch" in line["error"]
     assert (tmp_path / "galaxy.bin").read_bytes() == body
+
+
+@pytest.mark.parametrize(
+    ("parts", "size", "before_body"),
+    [
+        pytest.param(False, 2 << 20, ["HEAD {path}", "GET {path} bytes=0-1023"], id="single-part"),
+        pytest.param(
+            True,
+            2 * PART + 5,
+            ["HEAD {path}", "GET {path} bytes=0-1023", "HEAD {path}?partNumber=1"],
+            id="multipart",
+        ),
+    ],
+)
+def test_an_object_costs_one_head_and_the_sample_before_its_body(
+    s3: SeaweedS3, tmp_path: Path, parts: bool, size: int, before_body: list[str]
+) -> None:
+    """The probe's HEAD describes the object for the download; only a multipart ETag adds one."""
+    body = payload(size, seed=size + 1)
+    key = f"requests/{size}/galaxy.bin"
+    upload(s3, key, body, parts=parts)
+    path = f"/{BUCKET}/{key}"
+    rules = ProxyRules()
+    with s3_proxy(s3.endpoint, rules) as proxy:
+        code, [line], stderr = fetch(environment(proxy), tmp_path, f"s3://{BUCKET}/{key}")
+    assert (code, line["status"]) == (0, "downloaded"), stderr
+    assert (tmp_path / "galaxy.bin").read_bytes() == body
+    bodies = (
+        [f"GET {path}?partNumber={n}" for n in (1, 2, 3)] if parts
+        else [f"GET {path} bytes=0-{size - 1}"]
+    )  # fmt: skip
+    assert rules.seen == [seen.format(path=path) for seen in before_body] + bodies
+    assert len(before_body) == (3 if parts else 2)
+
+
+def test_an_object_replaced_between_probe_and_download_is_described_again(
+    s3: SeaweedS3, tmp_path: Path
+) -> None:
+    old, new = payload(3 * PART, seed=11), payload(2 * PART + 9, seed=12)
+    key = "requests/replaced/galaxy.bin"
+    upload(s3, key, old, parts=True)
+    path = f"/{BUCKET}/{key}"
+    replaced: list[str] = []
+
+    def replace_at_the_sample(asked: str) -> None:
+        if asked == path and len(rules.seen) == 2 and not replaced:  # the sample's GET
+            replaced.append(upload(s3, key, new, parts=True))
+
+    rules = ProxyRules(before=replace_at_the_sample)
+    with s3_proxy(s3.endpoint, rules) as proxy:
+        code, [line], stderr = fetch(environment(proxy), tmp_path, f"s3://{BUCKET}/{key}")
+    assert code == 0, stderr
+    assert line["etag"] == replaced[0]
+    assert (tmp_path / "galaxy.bin").read_bytes() == new
+    assert rules.seen == [
+        f"HEAD {path}",
+        f"GET {path} bytes=0-1023",
+        f"HEAD {path}?partNumber=1",  # If-Match the old ETag: 412
+        f"HEAD {path}",
+        f"HEAD {path}?partNumber=1",
+        f"GET {path}?partNumber=1",
+        f"GET {path}?partNumber=2",
+        f"GET {path}?partNumber=3",
+    ]
 
 
 @pytest.mark.parametrize("connections", ["1", "8"])
@@ -292,17 +364,18 @@ def test_a_run_over_8_connections_killed_resumes_each_part_where_it_stopped(
 @pytest.mark.parametrize(
     ("url", "env", "message"),
     [
-        (f"s3://{BUCKET}/missing/key.bin", {}, "NoSuchKey"),
-        ("s3://no-such-bucket/key.bin", {}, "NoSuchBucket"),
+        (f"s3://{BUCKET}/missing/key.bin", {}, "not found: NoSuchKey: "),
+        ("s3://no-such-bucket/key.bin", {}, "not found: NoSuchBucket: "),
         (f"s3://{BUCKET}/errors/ok.bin", {"AWS_SECRET_ACCESS_KEY": "wrong"},
-         "SignatureDoesNotMatch"),
+         "access denied: SignatureDoesNotMatch: "),
         (f"s3://{BUCKET}/errors/ok.bin", {"AWS_ACCESS_KEY_ID": "AKIDUNKNOWN"},
-         "InvalidAccessKeyId"),
+         "access denied: InvalidAccessKeyId: "),
         (f"s3://{BUCKET}/errors/ok.bin", {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
          "no AWS credentials found"),
         (f"s3://{BUCKET}/errors/ok.bin", {"ED_EXTRACTOR_S3_ENDPOINT_URL": "http://127.0.0.1:9"},
          "cannot connect"),
-        (f"s3://{BUCKET}/errors/ok.bin", {"ED_EXTRACTOR_S3_ANONYMOUS": "1"}, "AccessDenied"),
+        (f"s3://{BUCKET}/errors/ok.bin", {"ED_EXTRACTOR_S3_ANONYMOUS": "1"},
+         "access denied: AccessDenied"),
     ],
     ids=["no-such-key", "no-such-bucket", "wrong-secret", "unknown-key", "no-credentials",
          "bad-endpoint", "anonymous-on-a-private-bucket"],

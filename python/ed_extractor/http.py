@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final
 
 import httpcore
 import httpx
@@ -63,13 +64,37 @@ def httpx_errors_as_transfer_errors(url: str, what: str) -> Iterator[None]:
         raise TransferError(url, f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
 
+#: What a status says about the URL itself, in the words a user reads (not which request got it).
+_STATUS_MEANINGS: Final = {
+    401: "authentication required",
+    403: "access denied",
+    404: "not found",
+    410: "gone",
+}
+
+
+def status_meaning(status_code: int) -> str | None:
+    """What ``status_code`` says about the URL ("not found" for 404), if it says something."""
+    return _STATUS_MEANINGS.get(status_code)
+
+
 def status_error(url: str, response: httpx.Response, what: str) -> TransferError:
-    """The TransferError for an error status, with Retry-After and the redirect target if any."""
+    """The TransferError for an error status, with Retry-After and the redirect target if any.
+
+    A status that says what is wrong with the URL reads ``not found: HTTP 404``, whichever request
+    (``what``: HEAD, the probe's ranged GET, the body's GET) met it; others name the request.
+    """
     final = str(response.url)
     where = "" if final == url else f" from {final}"
+    meaning = status_meaning(response.status_code)
+    status = (
+        f"{meaning}: HTTP {response.status_code}"
+        if meaning
+        else f"{what} answered HTTP {response.status_code} {response.reason_phrase}"
+    )
     return TransferError(
         url,
-        f"{what} answered HTTP {response.status_code} {response.reason_phrase}{where}",
+        f"{status}{where}",
         status_code=response.status_code,
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )

@@ -6,10 +6,11 @@ import dataclasses
 import itertools
 import json
 import re
+import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, cast
@@ -383,15 +384,22 @@ def test_the_sidecar_never_claims_bytes_that_no_fdatasync_covered(
     assert part.unsynced == [], f"ranges claimed before an fdatasync covered them: {part.unsynced}"
 
 
+@pytest.fixture
+def large_files(tmp_path: Path) -> Iterator[Path]:
+    """A folder for a test's large files (256-512 MiB), removed when the test ends."""
+    folder = tmp_path / "large"
+    folder.mkdir()
+    yield folder
+    shutil.rmtree(folder)
+
+
 @pytest.mark.parametrize(
     ("files", "options"),
     [(1, ("--connections", "16")), (4, ("--parallel", "4"))],
     ids=["16-connections", "parallel-4"],
 )
-def test_peak_memory_stays_bounded(
-    tmp_path: Path, dest: Path, files: int, options: tuple[str, ...]
-) -> None:
-    root = tmp_path / "root"
+def test_peak_memory_stays_bounded(large_files: Path, files: int, options: tuple[str, ...]) -> None:
+    root, dest = large_files / "root", large_files / "dest"
     root.mkdir()
     bodies = {
         f"galaxy-{n}.bin": payload(max(64 << 20, (128 << 20) // files), seed=26 + n)

@@ -17,12 +17,13 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from ed_extractor.errors import SourceError, TransferError
-from ed_extractor.http import status_error
+from ed_extractor.http import status_error, status_meaning
 from ed_extractor.services.s3.location import S3Location, parse_s3_url
 
 if TYPE_CHECKING:
     from botocore.session import Session
 
+    from ed_extractor.services.s3.probe import S3Object
     from ed_extractor.settings import Settings
 
 DEFAULT_REGION: Final = "us-east-1"
@@ -68,13 +69,18 @@ class S3Config:
 
 
 class S3Access:
-    """Turns ``s3://`` URLs into signed HTTP requests: one endpoint, one set of credentials."""
+    """Turns ``s3://`` URLs into signed HTTP requests: one endpoint, one set of credentials.
+
+    It also carries, from the probe to the download of the same run, what the probe's HEAD
+    learnt about each object (``remember`` / ``recall``), so that no HEAD is sent twice.
+    """
 
     def __init__(self, config: S3Config | None = None) -> None:
         self.config = config or S3Config()
         self._lock = threading.Lock()
         self._session: Session | None = None
         self._auth: httpx.Auth | None = None
+        self._described: dict[str, S3Object] = {}
 
     @classmethod
     def from_environment(cls) -> S3Access:
@@ -144,6 +150,20 @@ class S3Access:
                 self._auth = SigV4(credentials.get_frozen_credentials(), self.region)
             return self._auth
 
+    def remember(self, obj: S3Object) -> None:
+        """Keep what a HEAD just learnt about ``obj.url`` for its next ``recall``."""
+        with self._lock:
+            self._described[obj.url] = obj
+
+    def recall(self, url: str) -> S3Object | None:
+        """What the last HEAD of ``url`` learnt, handed out once (a later recall gets None).
+
+        Once is enough: the download that follows the probe uses it, and a download that starts
+        over (the object was replaced) must ask S3 again.
+        """
+        with self._lock:
+            return self._described.pop(url, None)
+
     def request(
         self,
         client: httpx.Client,
@@ -168,17 +188,21 @@ class S3Access:
 
 
 def s3_error(url: str, response: httpx.Response, what: str, body: bytes = b"") -> TransferError:
-    """The error for an S3 error response: its code and message, or what the status means."""
+    """The error for an S3 error response: its code and message, or what the status means.
+
+    It reads ``not found: NoSuchKey: ... (HTTP 404)``: what the status says about the object
+    where it says something (``status_meaning``), else which request (``what``) was refused.
+    """
+    status = response.status_code
+    prefix = status_meaning(status) or what
     code_match = _ERROR_CODE.search(body)
     if code_match is None:
-        code = _STATUS_CODES.get(response.status_code)
+        code = _STATUS_CODES.get(status)
         if code is None:
             return status_error(url, response, what)
-        return S3Error(
-            url, code, f"{what}: {code} (HTTP {response.status_code})", response.status_code
-        )
+        return S3Error(url, code, f"{prefix}: {code} (HTTP {status})", status)
     code = code_match.group(1).decode("utf-8", "replace")
     message_match = _ERROR_MESSAGE.search(body)
     message = message_match.group(1).decode("utf-8", "replace") if message_match else ""
-    text = f"{what}: {code}: {message}" if message else f"{what}: {code}"
-    return S3Error(url, code, f"{text} (HTTP {response.status_code})", response.status_code)
+    text = f"{prefix}: {code}: {message}" if message else f"{prefix}: {code}"
+    return S3Error(url, code, f"{text} (HTTP {status})", status)

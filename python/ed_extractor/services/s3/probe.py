@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Final
@@ -11,7 +12,7 @@ import httpx
 from ed_extractor.errors import ProbeError, TransferError
 from ed_extractor.headers import parse_content_length, parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors
-from ed_extractor.services.s3.access import S3Access, s3_error
+from ed_extractor.services.s3.access import S3Access, S3Error, s3_error
 from ed_extractor.services.source_probe.models import HeadInfo
 from ed_extractor.services.source_probe.sniff import SAMPLE_SIZE
 
@@ -23,6 +24,7 @@ CHECKSUM_HEADERS: Final = {
 _MULTIPART_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})-([0-9]+)"?$')
 _PLAIN_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 _ERROR_BODY_LIMIT: Final = 64 << 10
+_CHECKSUM_MODE: Final = {"x-amz-checksum-mode": "ENABLED"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class S3Object:
     size: int
     etag: str
     last_modified: str | None
-    parts: int = 1  # the upload's part count (1: a single PUT)
+    parts: int = 1  # the upload's part count (1: a single PUT, or not asked for yet)
     part_size: int = 0  # size of every part but the last; 0 for a single-part object
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64, whole object
     encrypted: bool = False  # SSE-KMS or SSE-C: the ETag is not an MD5
@@ -69,6 +71,34 @@ class S3Object:
         return [(start, min(self.part_size, self.size - start)) for start in starts]
 
 
+def _described(url: str, head: httpx.Response) -> S3Object:
+    """The object a HEAD (checksum mode on) describes; its part layout is not known yet."""
+    headers = head.headers
+    size = parse_content_length(headers.get("Content-Length"))
+    etag = headers.get("ETag")
+    if size is None or etag is None:
+        raise ProbeError(url, "S3 HEAD answered without Content-Length or ETag")
+    encrypted = (
+        headers.get("x-amz-server-side-encryption", "").lower().startswith("aws:kms")
+        or "x-amz-server-side-encryption-customer-algorithm" in headers
+    )
+    full_object = headers.get("x-amz-checksum-type", "FULL_OBJECT").upper() == "FULL_OBJECT"
+    checksums = {
+        name: value
+        for name, header in CHECKSUM_HEADERS.items()
+        if (value := headers.get(header)) and full_object and "-" not in value
+    }
+    return S3Object(
+        url=url,
+        http_url=str(head.url),
+        size=size,
+        etag=etag,
+        last_modified=headers.get("Last-Modified"),
+        checksums=checksums,
+        encrypted=encrypted,
+    )
+
+
 class S3Prober:
     """HEADs and samples ``s3://`` objects through one S3Access and the shared client."""
 
@@ -76,52 +106,14 @@ class S3Prober:
         self._client = client
         self._access = access
 
-    def describe(self, url: str) -> S3Object:
-        """HEAD the object (checksums on); HEAD a multipart one's first part for the layout."""
-        response = self._head(url, {"x-amz-checksum-mode": "ENABLED"})
-        headers = response.headers
-        size = parse_content_length(headers.get("Content-Length"))
-        etag = headers.get("ETag")
-        if size is None or etag is None:
-            raise ProbeError(url, "S3 HEAD answered without Content-Length or ETag")
-        encrypted = (
-            headers.get("x-amz-server-side-encryption", "").lower().startswith("aws:kms")
-            or "x-amz-server-side-encryption-customer-algorithm" in headers
-        )
-        full_object = headers.get("x-amz-checksum-type", "FULL_OBJECT").upper() == "FULL_OBJECT"
-        checksums = {
-            name: value
-            for name, header in CHECKSUM_HEADERS.items()
-            if (value := headers.get(header)) and full_object and "-" not in value
-        }
-        obj = S3Object(
-            url=url,
-            http_url=str(response.url),
-            size=size,
-            etag=etag,
-            last_modified=headers.get("Last-Modified"),
-            checksums=checksums,
-            encrypted=encrypted,
-        )
-        if not obj.multipart:
-            return obj
-        first = self._head(url, {"If-Match": etag}, partNumber=1)
-        parts = parse_content_length(first.headers.get("x-amz-mp-parts-count"))
-        part_size = parse_content_length(first.headers.get("Content-Length"))
-        if not parts or not part_size:
-            raise ProbeError(url, "HEAD ?partNumber=1 gave no x-amz-mp-parts-count or length")
-        layout = S3Object(**{**obj.__dict__, "parts": parts, "part_size": part_size})
-        if len(layout.part_ranges()) != parts:
-            raise ProbeError(
-                url,
-                f"{parts} parts of {part_size} bytes cannot make {size} bytes "
-                "(parts of unequal size are not supported)",
-            )
-        return layout
-
     def head(self, url: str) -> HeadInfo:
-        """The HeadInfo of the object (a signed HEAD; no body is asked for)."""
-        response = self._head(url, {})
+        """The HeadInfo of the object: one signed HEAD (checksums on), no body asked for.
+
+        The object's description (``S3Object``) is kept in the S3Access for ``describe``, so
+        that the download that follows the probe does not ask for it again.
+        """
+        response = self._head(url, _CHECKSUM_MODE)
+        self._access.remember(_described(url, response))
         return HeadInfo(
             url=url,
             final_url=str(response.url),
@@ -133,6 +125,40 @@ class S3Prober:
             content_type=response.headers.get("Content-Type"),
             content_encoding=response.headers.get("Content-Encoding"),
         )
+
+    def describe(self, url: str) -> S3Object:
+        """The object with its part layout: what ``head`` learnt (once), else a new HEAD.
+
+        Only a multipart object costs a request more (``HEAD ?partNumber=1``, If-Match its
+        ETag); when the object was replaced since ``head``, the description starts over.
+        """
+        held = self._access.recall(url)
+        if held is not None:
+            try:
+                return self._with_layout(held)
+            except S3Error as exc:
+                if exc.status_code != httpx.codes.PRECONDITION_FAILED:
+                    raise
+        return self._with_layout(_described(url, self._head(url, _CHECKSUM_MODE)))
+
+    def _with_layout(self, obj: S3Object) -> S3Object:
+        """``obj`` with its part count and size (a single-part object has nothing to learn)."""
+        if not obj.multipart:
+            return obj
+        url = obj.url
+        first = self._head(url, {"If-Match": obj.etag}, partNumber=1)
+        parts = parse_content_length(first.headers.get("x-amz-mp-parts-count"))
+        part_size = parse_content_length(first.headers.get("Content-Length"))
+        if not parts or not part_size:
+            raise ProbeError(url, "HEAD ?partNumber=1 gave no x-amz-mp-parts-count or length")
+        layout = dataclasses.replace(obj, parts=parts, part_size=part_size)
+        if len(layout.part_ranges()) != parts:
+            raise ProbeError(
+                url,
+                f"{parts} parts of {part_size} bytes cannot make {obj.size} bytes "
+                "(parts of unequal size are not supported)",
+            )
+        return layout
 
     def ranged_get(self, url: str) -> HeadInfo:
         """The object's first SAMPLE_SIZE bytes (an empty object answers 416: no sample)."""
