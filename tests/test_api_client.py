@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ed_extractor.errors import TransferError, VerificationError
 from ed_extractor.http import make_client
@@ -20,10 +24,11 @@ from ed_extractor.services.api_client import (
     ApiFetcher,
     HostRateLimiter,
     PollSchedule,
-    TokenBucket,
+    RequestWindow,
     cursor_pages,
     offset_pages,
 )
+from ed_extractor.settings import API_MAX_BYTES
 from tests.spansh_api import BAD_JSON_ID, QUEUED_POLLS, SpanshApi, serve_api, system_dump
 from tests.test_cli import FETCH_KEYS, cli, json_lines
 
@@ -46,33 +51,127 @@ def fetcher(
 ) -> ApiFetcher:
     options.setdefault("retry", QUICK_RETRY)
     return ApiFetcher(
-        make_client(), base_url=base_url, limiter=HostRateLimiter(rate, burst), **options
+        make_client(),
+        base_url=base_url,
+        limiter=HostRateLimiter(rate, burst),
+        max_bytes=API_MAX_BYTES,
+        **options,
     )
 
 
-# --- the token bucket ---------------------------------------------------------------------------
+# --- the request window ---------------------------------------------------------------------------
 
 
-def test_a_bucket_gives_its_burst_at_once_then_one_token_per_interval() -> None:
-    now = [100.0]
-    waits: list[float] = []
+class FakeTime:
+    """A clock that only moves when someone sleeps (or the test moves it)."""
 
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        now[0] += seconds
+    def __init__(self) -> None:
+        self.now = 100.0
 
-    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0], sleep=sleep)
-    taken = [bucket.acquire() for _ in range(6)]
-    assert taken == [0.0, 0.0, 0.0, pytest.approx(0.5), pytest.approx(0.5), pytest.approx(0.5)]
-    now[0] += 10.0  # a long pause refills only up to the burst
-    assert [bucket.acquire() for _ in range(4)] == [0, 0, 0, pytest.approx(0.5)]
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def window(self, rate: float, burst: int) -> RequestWindow:
+        return RequestWindow(rate, burst, clock=self.clock, sleep=self.sleep)
 
 
-def test_a_hold_off_delays_the_next_token() -> None:
-    now = [0.0]
-    bucket = TokenBucket(rate=10.0, burst=5, clock=lambda: now[0], sleep=lambda s: None)
-    bucket.hold_off(2.0)
-    assert bucket.acquire() == pytest.approx(2.0)
+def send(time_: FakeTime, window: RequestWindow, count: int, latency: float = 0.0) -> list[float]:
+    """Send ``count`` requests one after another, each answered ``latency`` s after it went.
+
+    Returns when each went, in seconds from the start.
+    """
+    sent = []
+    for _ in range(count):
+        with window.acquire():
+            sent.append(time_.now - 100.0)
+            time_.now += latency
+    return sent
+
+
+def test_at_rate_n_with_a_burst_of_n_a_window_holds_n_requests() -> None:
+    time_ = FakeTime()
+    sent = send(time_, time_.window(rate=4, burst=4), 12)
+    assert sent == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]  # not 8 in the first second, as before
+
+
+def test_a_burst_of_one_spaces_requests_evenly() -> None:
+    time_ = FakeTime()
+    sent = send(time_, time_.window(rate=4, burst=1), 6)
+    assert sent == pytest.approx([0, 0.25, 0.5, 0.75, 1.0, 1.25])
+
+
+def test_a_burst_only_spaces_requests_inside_the_limit() -> None:
+    time_ = FakeTime()
+    assert send(time_, time_.window(rate=4, burst=2), 8) == [0, 0, 0.5, 0.5, 1, 1, 1.5, 1.5]
+    time_ = FakeTime()
+    assert send(time_, time_.window(rate=4, burst=100), 8) == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_a_place_is_free_one_window_after_the_answer_began() -> None:
+    time_ = FakeTime()
+    sent = send(time_, time_.window(rate=2, burst=2), 4, latency=0.3)
+    assert sent == pytest.approx([0, 0.3, 1.3, 1.6])  # the server saw the first by 0.3 at most
+
+
+def test_rates_below_one_and_fractional_rates_round_down_to_whole_requests_per_window() -> None:
+    time_ = FakeTime()
+    assert send(time_, time_.window(rate=0.5, burst=4), 3) == [0, 2, 4]
+    time_ = FakeTime()
+    assert send(time_, time_.window(rate=2.5, burst=4), 5) == [0, 0, 1, 1, 2]
+
+
+def test_a_hold_off_delays_the_next_request() -> None:
+    time_ = FakeTime()
+    window = time_.window(rate=10, burst=5)
+    window.hold_off(2.0)
+    assert send(time_, window, 1) == [pytest.approx(2.0)]
+
+
+def test_a_request_in_flight_holds_its_place_until_answered() -> None:
+    window = RequestWindow(rate=2, burst=2)
+    first, second = window.acquire(), window.acquire()
+    let_through: list[float] = []
+
+    def third() -> None:
+        with window.acquire():
+            let_through.append(time.monotonic())
+
+    waiter = threading.Thread(target=third)
+    waiter.start()
+    time.sleep(0.3)
+    assert not let_through  # both places are held by requests still in flight
+    answered = time.monotonic()
+    first.answered()
+    second.answered()
+    waiter.join(timeout=5)
+    assert let_through[0] - answered >= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.sampled_from([0.5, 1, 2, 2.5, 4, 10]),
+    burst=st.integers(1, 12),
+    latencies=st.lists(st.floats(0, 1.5), min_size=1, max_size=40),
+    arrival=st.floats(0, 1),
+)
+def test_no_window_of_the_servers_clock_ever_sees_more_than_the_rate(
+    rate: float, burst: int, latencies: list[float], arrival: float
+) -> None:
+    """Wherever between sending and answering the server sees a request, 1 s holds <= rate."""
+    time_ = FakeTime()
+    window = time_.window(rate, burst)
+    seen = []
+    for latency in latencies:
+        with window.acquire():
+            seen.append(time_.now + arrival * latency)
+            time_.now += latency
+    seen.sort()
+    for index, moment in enumerate(seen):
+        in_window = sum(1 for other in seen[index:] if other < moment + 1.0)
+        assert in_window <= max(1, rate)
 
 
 def test_rate_and_burst_must_be_positive() -> None:
@@ -82,19 +181,38 @@ def test_rate_and_burst_must_be_positive() -> None:
         HostRateLimiter(1, 0)
 
 
+def test_each_host_has_its_own_window() -> None:
+    limiter = HostRateLimiter(1, 1)
+    assert limiter.window("a.example") is limiter.window("a.example")
+    assert limiter.window("a.example") is not limiter.window("b.example")
+
+
 # --- against the rate-limited server --------------------------------------------------------------
 
 
 def test_at_its_configured_rate_the_fetcher_never_causes_a_429(
     base_url: str, api: SpanshApi
 ) -> None:
-    api.limit_per_s = 6  # rate 4 with burst 1: at most 5 requests in any second
-    api_fetcher = fetcher(base_url, rate=4.0, burst=1, retry=RetryPolicy(attempts=1))
-    ids = range(20, 34)
+    api.limit_per_s = 4
+    api_fetcher = fetcher(base_url, rate=4.0, burst=4, retry=RetryPolicy(attempts=1))
+    ids = range(20, 32)
+    started = time.monotonic()
     documents = [api_fetcher.get(f"/api/dump/{i}").document for i in ids]
+    elapsed = time.monotonic() - started
     assert documents == [system_dump(i) for i in ids]
     assert api.too_many == 0
-    assert api.requests == 14
+    assert api.requests == 12
+    assert 2.0 <= elapsed < 3.5  # 12 requests at 4 per second: windows start at 0, ~1 and ~2 s
+
+
+def test_threads_sharing_a_fetcher_never_cause_a_429(base_url: str, api: SpanshApi) -> None:
+    ids = range(20, 35)
+    api.limit_per_s = 5
+    api_fetcher = fetcher(base_url, rate=5.0, burst=5, retry=RetryPolicy(attempts=1))
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        documents = list(pool.map(lambda i: api_fetcher.get(f"/api/dump/{i}").document, ids))
+    assert documents == [system_dump(i) for i in ids]
+    assert api.too_many == 0
 
 
 def test_without_the_limit_the_same_requests_are_refused(base_url: str, api: SpanshApi) -> None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ed_extractor.errors import EdExtractorError, ManifestError, VerificationError
+from ed_extractor.errors import EdExtractorError, ManifestError, StorageError, VerificationError
+from ed_extractor.hashing import FileSink
 from ed_extractor.manifest import ManifestRecord, ManifestStore
-from ed_extractor.paths import resolve_inside
+from ed_extractor.paths import part_path, resolve_inside
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
-from ed_extractor.services.api_client import ApiFetcher
-from ed_extractor.services.file_transfer.atomic import store_bytes
+from ed_extractor.services.api_client import ApiAnswer, ApiFetcher, JsonDocumentCheck
+from ed_extractor.services.file_transfer.atomic import publish
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +39,67 @@ def dump_name(id64: int) -> str:
     return f"api/dump/{id64}.json"
 
 
-class SystemDumpFetcher:
-    """Fetches system dumps through an ApiFetcher into ``dest`` and records them in ``store``."""
+@dataclass(frozen=True)
+class StoredJson:
+    """A JSON document landed under its final name: its size and digests."""
 
-    def __init__(self, api: ApiFetcher, store: ManifestStore, dest: Path) -> None:
+    bytes: int
+    sha256: str
+    blake3: str | None
+
+
+def store_json_object(
+    final: Path, url: str, chunks: Iterable[bytes], *, blake3: bool = True
+) -> StoredJson:
+    """Land the JSON object ``chunks`` (from ``url``) at ``final`` through its part file.
+
+    Each chunk is checked (JsonDocumentCheck: one JSON object, bounded memory), then written
+    and hashed (SHA-256, and BLAKE3 when ``blake3``); the complete file is fsynced and renamed
+    over ``final``. On any failure the part file is removed and ``final`` is left as it was:
+    VerificationError for a body that is not a JSON object, StorageError for the disk.
+    """
+    part = part_path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        sink = FileSink(part, blake3=blake3)
+    except OSError as exc:
+        raise StorageError(part, f"cannot open ({exc.strerror or exc})") from exc
+    check = JsonDocumentCheck()
+    try:
+        for chunk in chunks:
+            check.feed(chunk)
+            if check.first not in (None, ord("{")):
+                raise VerificationError(url, "the dump is not a JSON object")
+            sink.write(chunk)
+        check.finish()
+        sha256 = sink.finish(fsync=True)
+    except BaseException as exc:
+        sink.abort()
+        with contextlib.suppress(OSError):
+            part.unlink()
+        if isinstance(exc, OSError):
+            raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
+        if isinstance(exc, ValueError):  # the JSON check's verdict
+            raise VerificationError(url, f"the answer is not JSON ({exc})") from None
+        raise
+    publish(part, final)
+    return StoredJson(check.size, sha256, sink.blake3_hexdigest() if blake3 else None)
+
+
+class SystemDumpFetcher:
+    """Fetches system dumps through an ApiFetcher into ``dest`` and records them in ``store``.
+
+    Each body streams to disk (capped by the fetcher's ``max_bytes``), so memory stays bounded
+    whatever a server sends; ``blake3`` records each file's BLAKE3 beside its SHA-256.
+    """
+
+    def __init__(
+        self, api: ApiFetcher, store: ManifestStore, dest: Path, *, blake3: bool = True
+    ) -> None:
         self._api = api
         self._store = store
         self._dest = dest
+        self._blake3 = blake3
 
     def fetch_all(self, ids: Iterable[int]) -> Iterator[SourceOutcome]:
         """Fetch each id in turn; one failing id does not stop the others."""
@@ -73,22 +130,24 @@ class SystemDumpFetcher:
 
     def _fetch(self, name: str, url: str) -> ManifestRecord:
         final = resolve_inside(self._dest, name)
-        answer = self._api.get(url)
-        if not isinstance(answer.document, dict):
-            raise VerificationError(url, "the dump is not a JSON object")
-        digest = store_bytes(final, answer.body)
+
+        def land(answer: ApiAnswer, chunks: Iterator[bytes]) -> tuple[ApiAnswer, StoredJson]:
+            return answer, store_json_object(final, url, chunks, blake3=self._blake3)
+
+        answer, stored = self._api.stream("GET", url, land)
         return ManifestRecord(
             name=name,
             url=url,
             final_url=answer.final_url,
             path=str(final),
-            bytes=len(answer.body),
-            sha256=digest,
+            bytes=stored.bytes,
+            sha256=stored.sha256,
+            blake3=stored.blake3,
             regime="json",
             mime_type=DUMP_MIME_TYPE,
             etag=answer.etag,
             last_modified=answer.last_modified,
-            uncompressed_bytes=len(answer.body),
+            uncompressed_bytes=stored.bytes,
             records=1,
             downloaded_at=datetime.now(UTC),
         )
