@@ -29,7 +29,7 @@ def add_parser(commands: Any) -> None:
     dump.add_argument("ids", nargs="+", type=_id64, metavar="ID64")
     dump.add_argument("--base-url", metavar="URL", help="API root (default: Spansh)")
     dump.add_argument("--rate", type=positive_number, metavar="PER_SECOND",
-                      help="at most this many requests to a host in any 1 s (default 2)")  # fmt: skip
+                      help="most requests to a host in any 1 s (default 2)")  # fmt: skip
     dump.add_argument("--burst", type=positive_int, metavar="N",
                       help="of those, requests allowed back to back (default 4)")  # fmt: skip
     dump.add_argument("--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST)")
