@@ -2,36 +2,58 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import itertools
 import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ed_extractor.errors import TransferError, VerificationError
+from ed_extractor.errors import IncompleteBodyError, TransferError, VerificationError
 from ed_extractor.http import make_client
 from ed_extractor.manifest import ManifestStore
 from ed_extractor.pipeline.api_dump import MAX_ID64, parse_id64
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.api_client import (
     ApiFetcher,
+    BodyTooLargeError,
     HostRateLimiter,
+    JsonDocumentCheck,
     PollSchedule,
     RequestWindow,
     cursor_pages,
+    decoded_chunks,
     offset_pages,
 )
+from ed_extractor.services.api_client.body import STEP_BYTES
 from ed_extractor.settings import API_MAX_BYTES
-from tests.spansh_api import BAD_JSON_ID, QUEUED_POLLS, SpanshApi, serve_api, system_dump
+from tests.spansh_api import (
+    BAD_JSON_ID,
+    BOMB_ID,
+    QUEUED_POLLS,
+    SpanshApi,
+    gzip_bomb,
+    serve_api,
+    system_dump,
+)
 from tests.test_cli import FETCH_KEYS, cli, json_lines
 
+PEAK_RSS_LIMIT_MIB = 150
 QUICK_RETRY = RetryPolicy(attempts=3, initial_wait_s=0.01, max_wait_s=5.0)
 
 
@@ -404,3 +426,256 @@ def test_bad_options_are_usage_errors_before_any_request(
     [line] = result.stderr.strip().splitlines()
     assert reason in line
     assert api.requests == 0
+
+
+# --- the rate limit end to end ------------------------------------------------------------------
+
+
+def test_api_dump_at_rate_n_with_the_default_burst_causes_no_429(
+    base_url: str, api: SpanshApi, tmp_path: Path
+) -> None:
+    api.limit_per_s = 5  # the issue's server: 429 past 5 requests in any 1 s window
+    ids = [str(i) for i in range(20, 35)]
+    no_retry = {"ED_EXTRACTOR_RETRY_ATTEMPTS": "1"}  # a 429 would fail its id
+    started = time.monotonic()
+    result = cli("api", "dump", *ids, "--base-url", base_url, "--rate", "5", "--dest",
+                 str(tmp_path), "--json", env=no_retry)  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert [line["status"] for line in json_lines(result.stdout)] == ["downloaded"] * 15
+    assert api.too_many == 0
+    assert api.requests == 15
+    fetching = elapsed - 0.5  # about half a second starts the interpreter
+    assert 2.0 <= fetching < 4.5, elapsed  # 15 requests at 5 per second: ~2 s, not absurdly slow
+
+
+# --- bounded bodies ------------------------------------------------------------------------------
+
+
+def run_measured(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
+    """Run ``ed-extractor ARGS``; return its exit code, stdout, stderr and peak RSS in MiB."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "ed_extractor", *args],
+            stdout=out,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+        )
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, no one else's
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return child.returncode, out.read().decode(), err.read().decode(), usage.ru_maxrss / 1024
+
+
+def test_a_gzip_bomb_fails_its_id_in_bounded_memory_and_keeps_nothing(
+    base_url: str, api: SpanshApi, tmp_path: Path
+) -> None:
+    common = ["--base-url", base_url, "--dest", str(tmp_path), "--json"]
+    first = cli("api", "dump", str(BOMB_ID + 1), *common)
+    assert first.returncode == 0, first.stderr
+    kept = tmp_path / "api" / "dump" / f"{BOMB_ID + 1}.json"
+    before = kept.read_bytes()
+    api.bombs.add(BOMB_ID + 1)  # the next answer for a stored id is a bomb too
+
+    code, stdout, stderr, peak_mib = run_measured("api", "dump", str(BOMB_ID), str(BOMB_ID + 1),
+                                                  "2", *common)  # fmt: skip
+    assert code == 1, stderr
+    bombed, refreshed, fine = json_lines(stdout)
+    for line in (bombed, refreshed):
+        assert line["status"] == "failed"
+        assert f"larger than {API_MAX_BYTES} bytes once decoded" in str(line["error"])
+        assert "\n" not in str(line["error"])
+    assert fine["status"] == "downloaded"
+    assert peak_mib < PEAK_RSS_LIMIT_MIB, f"peak RSS {peak_mib:.0f} MiB"
+    assert api.bomb_bytes_sent < 2 * 1024 * 1024  # about 1 MB each, whatever of it was read
+    assert kept.read_bytes() == before
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["2.json", kept.name]
+    with ManifestStore(tmp_path / "manifest.sqlite3") as store:
+        assert store.get(f"api/dump/{BOMB_ID}.json") is None
+        record = store.get(kept.name and f"api/dump/{BOMB_ID + 1}.json")
+    assert record is not None
+    assert record.sha256 == hashlib.sha256(before).hexdigest()
+
+
+def test_an_identity_body_over_the_cap_fails_the_same_way(
+    base_url: str, api: SpanshApi, tmp_path: Path
+) -> None:
+    api.gzip_answers = False
+    small = {"ED_EXTRACTOR_API_MAX_BYTES": "100"}
+    result = cli("api", "dump", "7", "--base-url", base_url, "--dest", str(tmp_path), "--json",
+                 env=small)  # fmt: skip
+    assert result.returncode == 1
+    [line] = json_lines(result.stdout)
+    assert "larger than 100 bytes once decoded (ED_EXTRACTOR_API_MAX_BYTES)" in str(line["error"])
+    assert api.requests == 1  # not retried
+    assert list((tmp_path / "api" / "dump").iterdir()) == []
+
+
+@pytest.mark.parametrize("gzip_answers", [True, False])
+def test_a_dump_is_stored_decoded_with_its_blake3_in_the_manifest(
+    base_url: str, api: SpanshApi, tmp_path: Path, gzip_answers: bool
+) -> None:
+    api.gzip_answers = gzip_answers
+    result = cli("api", "dump", "7", "--base-url", base_url, "--dest", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "api" / "dump" / "7.json"
+    data = path.read_bytes()
+    assert json.loads(data) == system_dump(7)
+    [outcome] = json_lines(result.stdout)
+    listed = cli("manifest", "--dest", str(tmp_path), "--json")
+    [record] = json_lines(listed.stdout)
+    assert record["blake3"] == outcome["blake3"] == blake3.blake3(data).hexdigest()
+    assert record["sha256"] == outcome["sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["bytes"] == outcome["bytes"] == len(data)
+    assert not (tmp_path / "api" / "dump" / "7.json.part").exists()
+
+
+def test_an_api_answer_that_is_a_gzip_bomb_fails_in_the_library_too(base_url: str) -> None:
+    api_fetcher = ApiFetcher(make_client(), base_url=base_url, limiter=HostRateLimiter(100, 100),
+                             max_bytes=1 << 20)  # fmt: skip
+    with pytest.raises(BodyTooLargeError, match=f"larger than {1 << 20} bytes"):
+        api_fetcher.get(f"/api/dump/{BOMB_ID}")
+
+
+def raw_pieces(data: bytes, size: int = 7) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def decode(data: bytes, encoding: str | None, max_bytes: int = 1 << 30) -> bytes:
+    return b"".join(decoded_chunks(raw_pieces(data), encoding, url="u", max_bytes=max_bytes))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        (None, lambda data: data),
+        ("identity", lambda data: data),
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("GZIP", gzip.compress),
+        ("deflate", zlib.compress),
+    ],
+)
+def test_decoded_chunks_undo_the_content_encoding(encoding: str | None, encode: Any) -> None:
+    data = json.dumps(system_dump(5)).encode() * 50
+    assert decode(encode(data), encoding) == data
+
+
+def test_decoded_chunks_inflate_in_bounded_steps() -> None:
+    pieces = decoded_chunks(gzip_bomb(64 << 20), "gzip", url="u", max_bytes=1 << 30)
+    assert max(len(piece) for piece in pieces) <= STEP_BYTES
+
+
+def test_decoded_chunks_stop_at_the_cap() -> None:
+    data = b" " * 1000
+    assert decode(gzip.compress(data), "gzip", max_bytes=1000) == data
+    with pytest.raises(BodyTooLargeError, match="larger than 999 bytes"):
+        decode(gzip.compress(data), "gzip", max_bytes=999)
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "error", "message"),
+    [
+        (gzip.compress(b"{}")[:-3], "gzip", IncompleteBodyError, "gzip stream ends early"),
+        (gzip.compress(b"{}") + b"junk", "gzip", VerificationError, "data after the end"),
+        (b"{}", "gzip", VerificationError, "gzip stream is corrupt"),
+        (b"{}", "br", VerificationError, "unsupported Content-Encoding 'br'"),
+    ],
+)
+def test_decoded_chunks_refuse_broken_streams(
+    body: bytes, encoding: str, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        decode(body, encoding)
+
+
+# --- the streaming JSON check -------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)  # fmt: skip
+
+
+def json_check_whole(document: bytes) -> None:
+    """Feed ``document`` in one piece and finish; ValueError when it is not JSON."""
+    check = JsonDocumentCheck()
+    check.feed(document)
+    check.finish()
+
+
+def json_check_accepts(data: bytes, cuts: list[int]) -> bool:
+    """Whether JsonDocumentCheck accepts ``data`` fed in the pieces ``cuts`` make."""
+    check = JsonDocumentCheck()
+    bounds = [0, *sorted(cuts), len(data)]
+    try:
+        for start, end in itertools.pairwise(bounds):
+            check.feed(data[start:end])
+        check.finish()
+    except ValueError:
+        return False
+    return True
+
+
+def json_loads_accepts(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_values, st.booleans(), st.data())
+def test_the_json_check_accepts_any_json_document_however_it_is_cut(
+    value: Any, ascii_only: bool, data: st.DataObject
+) -> None:
+    document = json.dumps(value, ensure_ascii=ascii_only).encode()
+    cuts = data.draw(st.lists(st.integers(0, len(document)), max_size=6))
+    assert json_check_accepts(document, cuts)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(json_values, st.data())
+def test_the_json_check_agrees_with_json_loads_on_damaged_documents(
+    value: Any, data: st.DataObject
+) -> None:
+    document = bytearray(json.dumps(value).encode())
+    position = data.draw(st.integers(0, len(document)))
+    byte = data.draw(st.sampled_from(b'{}[],:"\\ 0-1.eE+tfnrul\x01\xff'))
+    if data.draw(st.booleans()) and position < len(document):
+        document[position] = byte
+    else:
+        document.insert(position, byte)
+    cuts = data.draw(st.lists(st.integers(0, len(document)), max_size=4))
+    assert json_check_accepts(bytes(document), cuts) == json_loads_accepts(bytes(document))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"", "the body is empty"),
+        (b'{"system": {"id64": 13, ', "the document ends early"),
+        (b"[1,]", "unexpected b']' at byte 3"),
+        (b'{"a": 1} {}', "unexpected b'{' at byte 9"),
+        (b"[" * 1001, "nested deeper than 1000 levels"),
+        (b'["\xff"]', "can't decode byte 0xff"),
+    ],
+)
+def test_the_json_check_names_the_first_problem(text: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        json_check_whole(text)
+
+
+def test_the_json_check_holds_one_token_not_the_document() -> None:
+    check = JsonDocumentCheck()
+    check.feed(b'{"names": [')
+    for _ in range(1000):
+        check.feed(b'"Test Sector AB-C d1", ')
+        assert len(check._pending) < 64
+    check.feed(b'"last"]}')
+    check.finish()
+    assert check.first == ord("{")
