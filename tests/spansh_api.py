@@ -71,6 +71,15 @@ class SpanshApi:
                 return False
             return True
 
+    def reply(
+        self, method: str, path: str, query: dict[str, list[str]], accepted_encodings: str
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body and extra headers for one admitted request: gzip-encoded if accepted."""
+        status, body = self.answer(method, path, query)
+        if self.gzip_answers and "gzip" in accepted_encodings:
+            return status, gzip.compress(body), {"Content-Encoding": "gzip"}
+        return status, body, {}
+
     def answer(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
         """Status and body for one admitted request."""
         parts = path.strip("/").split("/")
@@ -123,55 +132,59 @@ def gzip_bomb(inflated_bytes: int = BOMB_INFLATED_BYTES) -> Iterator[bytes]:
     yield deflate.compress(b"}") + deflate.flush() + struct.pack("<II", zlib.crc32(b"}", crc), size)
 
 
+class SpanshApiHandler(QuietHandler):
+    """Answers requests from the state of its class's ``api``."""
+
+    api: SpanshApi
+
+    def _respond(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        url = urlsplit(self.path)
+        self.api.auth_headers.append(self.headers.get("Authorization"))
+        if not self.api.admit(url.path):
+            self._send(429, b'{"error": "slow down"}', {"Retry-After": "1"})
+        elif url.path in {f"/api/dump/{bomb}" for bomb in self.api.bombs}:
+            self._send_bomb()
+        else:
+            accepted = self.headers.get("Accept-Encoding", "")
+            self._send(*self.api.reply(method, url.path, parse_qs(url.query), accepted))
+
+    def _send(self, status: int, body: bytes, extra: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_bomb(self) -> None:
+        """Stream the bomb, delimited by closing the connection; stop when the client goes."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for piece in gzip_bomb():
+                self.wfile.write(piece)
+                self.api.bomb_bytes_sent += len(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_GET(self) -> None:
+        self._respond("GET")
+
+    def do_POST(self) -> None:
+        self._respond("POST")
+
+
 @contextmanager
 def serve_api(api: SpanshApi) -> Iterator[str]:
     """Serve ``api`` on 127.0.0.1; yield its base URL."""
-
-    class Handler(QuietHandler):
-        def _respond(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            url = urlsplit(self.path)
-            api.auth_headers.append(self.headers.get("Authorization"))
-            if not api.admit(url.path):
-                status, body, extra = 429, b'{"error": "slow down"}', {"Retry-After": "1"}
-            elif url.path in {f"/api/dump/{bomb}" for bomb in api.bombs}:
-                self._send_bomb()
-                return
-            else:
-                status, body = api.answer(method, url.path, parse_qs(url.query))
-                extra = {}
-            if api.gzip_answers and "gzip" in self.headers.get("Accept-Encoding", ""):
-                body, extra = gzip.compress(body), {**extra, "Content-Encoding": "gzip"}
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _send_bomb(self) -> None:
-            """Stream the bomb, delimited by closing the connection; stop when the client goes."""
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            try:
-                for piece in gzip_bomb():
-                    self.wfile.write(piece)
-                    api.bomb_bytes_sent += len(piece)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def do_GET(self) -> None:
-            self._respond("GET")
-
-        def do_POST(self) -> None:
-            self._respond("POST")
-
-    with serve(Handler) as base_url:
+    handler = type("Handler", (SpanshApiHandler,), {"api": api})
+    with serve(handler) as base_url:
         yield base_url
