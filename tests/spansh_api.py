@@ -48,6 +48,7 @@ class SpanshApi:
     bombs: set[int] = field(default_factory=lambda: {BOMB_ID})  # dumps sent as a gzip bomb
     gzip_answers: bool = True  # gzip-encode answers when the request accepts gzip
     bomb_bytes_sent: int = 0
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of every request
     queued_polls: int = QUEUED_POLLS
     requests: int = 0
     too_many: int = 0
@@ -62,6 +63,7 @@ class SpanshApi:
         with self._lock:
             self.requests += 1
             now = time.monotonic()
+            self.arrivals.append(now)
             while self._recent and self._recent[0] <= now - 1.0:
                 self._recent.popleft()
             self._recent.append(now)

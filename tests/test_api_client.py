@@ -437,16 +437,15 @@ def test_api_dump_at_rate_n_with_the_default_burst_causes_no_429(
     api.limit_per_s = 5  # the server: 429 past 5 requests in any 1 s window
     ids = [str(i) for i in range(20, 35)]
     no_retry = {"ED_EXTRACTOR_RETRY_ATTEMPTS": "1"}  # a 429 would fail its id
-    started = time.monotonic()
     result = cli("api", "dump", *ids, "--base-url", base_url, "--rate", "5", "--dest",
                  str(tmp_path), "--json", env=no_retry)  # fmt: skip
-    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     assert [line["status"] for line in json_lines(result.stdout)] == ["downloaded"] * 15
     assert api.too_many == 0
     assert api.requests == 15
-    fetching = elapsed - 0.5  # about half a second starts the interpreter
-    assert 2.0 <= fetching < 4.5, elapsed  # 15 requests at 5 per second: ~2 s, not absurdly slow
+    # 15 requests at 5 per second: windows start at 0, ~1 and ~2 s (each id also waits for its
+    # file's fsync and its manifest record, which take their time on a busy disk)
+    assert 2.0 <= api.arrivals[-1] - api.arrivals[0] < 3.5
 
 
 # --- bounded bodies ------------------------------------------------------------------------------
