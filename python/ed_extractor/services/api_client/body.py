@@ -25,9 +25,9 @@ class BodyTooLargeError(VerificationError):
 def decoded_chunks(
     raw_chunks: Iterable[bytes], content_encoding: str | None, *, url: str, max_bytes: int
 ) -> Iterator[bytes]:
-    """The decoded body of ``raw_chunks`` (as received), in pieces of at most ``STEP_BYTES``.
+    """The decoded body of ``raw_chunks`` (as received), inflated ``STEP_BYTES`` at a time.
 
-    Identity bodies come in the pieces they were received in. BodyTooLargeError as soon as
+    An identity body comes in the pieces it was received in. BodyTooLargeError as soon as
     more than ``max_bytes`` decoded bytes would come; a compressed stream cut short is an
     IncompleteBodyError; data after its end, or an encoding other than identity, gzip or
     deflate, a VerificationError.
