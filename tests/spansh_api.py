@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import struct
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +19,9 @@ from tests.httpd import QuietHandler, serve
 
 BAD_JSON_ID = 13
 QUEUED_POLLS = 3
+BOMB_ID = 666
+BOMB_INFLATED_BYTES = 1 << 30  # what the bomb's ~1 MB of gzip inflate to
+BOMB_HEAD = b'{"system": '  # a JSON object opened, then only whitespace: valid until the cap
 
 
 def system_dump(id64: int) -> dict[str, Any]:
@@ -39,6 +45,10 @@ class SpanshApi:
     missing: set[int] = field(default_factory=set)
     bad_json: set[int] = field(default_factory=lambda: {BAD_JSON_ID})
     throttle_once: set[str] = field(default_factory=set)  # paths answered 429 the first time
+    bombs: set[int] = field(default_factory=lambda: {BOMB_ID})  # dumps sent as a gzip bomb
+    gzip_answers: bool = True  # gzip-encode answers when the request accepts gzip
+    bomb_bytes_sent: int = 0
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of every request
     queued_polls: int = QUEUED_POLLS
     requests: int = 0
     too_many: int = 0
@@ -53,6 +63,7 @@ class SpanshApi:
         with self._lock:
             self.requests += 1
             now = time.monotonic()
+            self.arrivals.append(now)
             while self._recent and self._recent[0] <= now - 1.0:
                 self._recent.popleft()
             self._recent.append(now)
@@ -61,6 +72,15 @@ class SpanshApi:
                 self.too_many += 1
                 return False
             return True
+
+    def reply(
+        self, method: str, path: str, query: dict[str, list[str]], accepted_encodings: str
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body and extra headers for one admitted request: gzip-encoded if accepted."""
+        status, body = self.answer(method, path, query)
+        if self.gzip_answers and "gzip" in accepted_encodings:
+            return status, gzip.compress(body), {"Content-Encoding": "gzip"}
+        return status, body, {}
 
     def answer(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
         """Status and body for one admitted request."""
@@ -71,7 +91,7 @@ class SpanshApi:
                 return 404, b'{"error": "not found"}'
             if id64 in self.bad_json:
                 return 200, b'{"system": {"id64": 13, '
-            return 200, json.dumps(system_dump(id64)).encode()
+            return 200, json.dumps(system_dump(id64), indent=1).encode()
         if method == "POST" and path == "/api/systems/search":
             return 200, json.dumps({"job": "job-1", "status": "queued"}).encode()
         if method == "GET" and parts[:2] == ["api", "results"]:
@@ -94,35 +114,79 @@ class SpanshApi:
         return 404, b"{}"
 
 
+def gzip_bomb(inflated_bytes: int = BOMB_INFLATED_BYTES) -> Iterator[bytes]:
+    """A gzip stream, made on the fly, of a JSON object that inflates to ``inflated_bytes``.
+
+    ``BOMB_HEAD``, MiBs of spaces, ``}``. The spaces are one MiB deflated once (about a KiB)
+    after a full flush, so the same bytes stand for every MiB: the stream is about 1 MB and
+    costs next to nothing to send.
+    """
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    spaces = b" " * (1 << 20)
+    yield b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # gzip header: deflate, no name, no time
+    yield deflate.compress(BOMB_HEAD) + deflate.flush(zlib.Z_FULL_FLUSH)
+    deflated_spaces = deflate.compress(spaces) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(BOMB_HEAD)
+    for _ in range((inflated_bytes - len(BOMB_HEAD) - 1) // len(spaces)):
+        yield deflated_spaces
+        crc = zlib.crc32(spaces, crc)
+    size = inflated_bytes - (inflated_bytes - len(BOMB_HEAD) - 1) % len(spaces)
+    yield deflate.compress(b"}") + deflate.flush() + struct.pack("<II", zlib.crc32(b"}", crc), size)
+
+
+class SpanshApiHandler(QuietHandler):
+    """Answers requests from the state of its class's ``api``."""
+
+    api: SpanshApi
+
+    def _respond(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        url = urlsplit(self.path)
+        self.api.auth_headers.append(self.headers.get("Authorization"))
+        if not self.api.admit(url.path):
+            self._send(429, b'{"error": "slow down"}', {"Retry-After": "1"})
+        elif url.path in {f"/api/dump/{bomb}" for bomb in self.api.bombs}:
+            self._send_bomb()
+        else:
+            accepted = self.headers.get("Accept-Encoding", "")
+            self._send(*self.api.reply(method, url.path, parse_qs(url.query), accepted))
+
+    def _send(self, status: int, body: bytes, extra: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_bomb(self) -> None:
+        """Stream the bomb, delimited by closing the connection; stop when the client goes."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for piece in gzip_bomb():
+                self.wfile.write(piece)
+                self.api.bomb_bytes_sent += len(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_GET(self) -> None:
+        self._respond("GET")
+
+    def do_POST(self) -> None:
+        self._respond("POST")
+
+
 @contextmanager
 def serve_api(api: SpanshApi) -> Iterator[str]:
     """Serve ``api`` on 127.0.0.1; yield its base URL."""
-
-    class Handler(QuietHandler):
-        def _respond(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            url = urlsplit(self.path)
-            api.auth_headers.append(self.headers.get("Authorization"))
-            if not api.admit(url.path):
-                status, body, extra = 429, b'{"error": "slow down"}', {"Retry-After": "1"}
-            else:
-                status, body = api.answer(method, url.path, parse_qs(url.query))
-                extra = {}
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            self._respond("GET")
-
-        def do_POST(self) -> None:
-            self._respond("POST")
-
-    with serve(Handler) as base_url:
+    handler = type("Handler", (SpanshApiHandler,), {"api": api})
+    with serve(handler) as base_url:
         yield base_url

@@ -537,3 +537,25 @@ def test_bittorrent_settings_read_their_variables(monkeypatch: pytest.MonkeyPatc
 
 def test_torrent_options_default_to_the_bittorrent_settings_defaults() -> None:
     assert torrent_options(Settings()) == TorrentOptions()
+
+
+def test_api_settings_read_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.api_rate, defaults.api_burst) == (2.0, 4)
+    assert defaults.api_max_bytes == 32 << 20  # Spansh's largest system dumps are a few MB
+    monkeypatch.setenv("ED_EXTRACTOR_API_RATE", "5")
+    monkeypatch.setenv("ED_EXTRACTOR_API_BURST", "1")
+    monkeypatch.setenv("ED_EXTRACTOR_API_MAX_BYTES", "1000000")
+    settings = Settings()
+    assert (settings.api_rate, settings.api_burst, settings.api_max_bytes) == (5.0, 1, 1_000_000)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "32MiB"])
+def test_the_api_cap_is_a_positive_number_of_bytes(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("ED_EXTRACTOR_API_MAX_BYTES", value)
+    with pytest.raises(
+        ConfigError, match=r"invalid setting api_max_bytes \(ED_EXTRACTOR_API_MAX_BYTES\)"
+    ):
+        Settings()

@@ -65,6 +65,9 @@ RETRY_ATTEMPTS = 5
 RETRY_INITIAL_WAIT_S = 1.0
 RETRY_MAX_WAIT_S = 300.0
 RETRY_TOTAL_S = 3600.0
+# The most bytes of one API answer, once decoded: Spansh's largest system dumps are a few MB of
+# JSON, so 32 MiB leaves ample room while bounding what a hostile answer (a gzip bomb) can cost.
+API_MAX_BYTES = 32 << 20
 
 
 class Settings(BaseSettings):
@@ -115,6 +118,9 @@ class Settings(BaseSettings):
     api_burst: int = Field(default=4, ge=1, description="API requests allowed back to back")
     api_auth_header: SecretStr | None = Field(default=None, description="'Name: value' to send")
     api_poll_total_s: float = Field(default=60.0, gt=0, description="longest wait for a search")
+    api_max_bytes: int = Field(
+        default=API_MAX_BYTES, ge=1, description="largest API answer, decoded, in bytes"
+    )
     eddn_endpoint: str = Field(default="tcp://eddn.edcd.io:9500", description="EDDN relay")
     eddn_silence_timeout_s: float = Field(default=60.0, gt=0, description="reconnect after")
     # EDDN metrics while running: exported at least this often, and whenever an hour file closes

@@ -35,9 +35,9 @@ def add_parser(commands: Subcommands) -> None:
     dump.add_argument("ids", nargs="+", type=_id64, metavar="ID64", help="systems' id64 numbers")
     dump.add_argument("--base-url", metavar="URL", help="API root (default: Spansh)")
     dump.add_argument("--rate", type=positive_number, metavar="PER_SECOND",
-                      help="requests per second per host (default 2)")  # fmt: skip
+                      help="most requests to a host in any 1 s (default 2)")  # fmt: skip
     dump.add_argument("--burst", type=positive_int, metavar="N",
-                      help="requests allowed back to back (default 4)")  # fmt: skip
+                      help="of those, requests allowed back to back (default 4)")  # fmt: skip
     dump.add_argument("--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST)")
     dump.add_argument("--json", action="store_true", help="one JSON object per id")
 
@@ -67,12 +67,13 @@ def run(args: argparse.Namespace) -> int:
             client,
             base_url=base_url,
             limiter=HostRateLimiter(settings.api_rate, settings.api_burst),
+            max_bytes=settings.api_max_bytes,
             retry=RetryPolicy.from_settings(settings),
             auth_header=auth,
             poll=PollSchedule(total_s=settings.api_poll_total_s),
         )
         metrics = RunMetrics.from_settings(settings)
-        fetcher = SystemDumpFetcher(api, store, settings.dest)
+        fetcher = SystemDumpFetcher(api, store, settings.dest, blake3=settings.blake3)
         code = print_outcomes(metrics.observe(fetcher.fetch_all(args.ids)), args.json)
         metrics.export(store)
         return code

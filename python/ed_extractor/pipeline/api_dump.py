@@ -12,8 +12,8 @@ from ed_extractor.errors import EdExtractorError, ManifestError, VerificationErr
 from ed_extractor.manifest import ManifestRecord, ManifestStore
 from ed_extractor.paths import resolve_inside
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
-from ed_extractor.services.api_client import ApiFetcher
-from ed_extractor.services.file_transfer.landing import store_bytes
+from ed_extractor.services.api_client import ApiAnswer, ApiFetcher, JsonDocumentCheck
+from ed_extractor.services.file_transfer.landing import LandedFile, store_chunks
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,37 @@ def dump_name(id64: int) -> str:
     return f"api/dump/{id64}.json"
 
 
-class SystemDumpFetcher:
-    """Fetches system dumps through an ApiFetcher into ``dest`` and records them in ``store``."""
+def checked_json_object(url: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks`` passed on while JsonDocumentCheck (bounded memory) finds one JSON object.
 
-    def __init__(self, api: ApiFetcher, store: ManifestStore, dest: Path) -> None:
+    VerificationError as soon as the body is not a JSON object, or not JSON at all.
+    """
+    check = JsonDocumentCheck()
+    try:
+        for chunk in chunks:
+            check.feed(chunk)
+            if check.first not in (None, ord("{")):
+                raise VerificationError(url, "the dump is not a JSON object")
+            yield chunk
+        check.finish()
+    except ValueError as exc:  # the JSON check's verdict
+        raise VerificationError(url, f"the answer is not JSON ({exc})") from None
+
+
+class SystemDumpFetcher:
+    """Fetches system dumps through an ApiFetcher into ``dest`` and records them in ``store``.
+
+    Each body streams to disk (capped by the fetcher's ``max_bytes``), so memory stays bounded
+    whatever a server sends; ``blake3`` records each file's BLAKE3 beside its SHA-256.
+    """
+
+    def __init__(
+        self, api: ApiFetcher, store: ManifestStore, dest: Path, *, blake3: bool = True
+    ) -> None:
         self._api = api
         self._store = store
         self._dest = dest
+        self._blake3 = blake3
 
     def fetch_all(self, ids: Iterable[int]) -> Iterator[SourceOutcome]:
         """Fetch each id in turn; one failing id does not stop the others."""
@@ -73,23 +97,25 @@ class SystemDumpFetcher:
 
     def _fetch(self, name: str, url: str) -> ManifestRecord:
         final = resolve_inside(self._dest, name)
-        answer = self._api.get(url)
-        if not isinstance(answer.document, dict):
-            raise VerificationError(url, "the dump is not a JSON object")
-        landed = store_bytes(final, answer.body)
+
+        def land(answer: ApiAnswer, chunks: Iterator[bytes]) -> tuple[ApiAnswer, LandedFile]:
+            body = checked_json_object(url, chunks)
+            return answer, store_chunks(final, body, blake3=self._blake3)
+
+        answer, stored = self._api.stream("GET", url, land)
         return ManifestRecord(
             name=name,
             url=url,
             final_url=answer.final_url,
             path=str(final),
-            bytes=len(answer.body),
-            sha256=landed.sha256,
-            blake3=landed.blake3,
+            bytes=stored.bytes,
+            sha256=stored.sha256,
+            blake3=stored.blake3,
             regime="json",
             mime_type=DUMP_MIME_TYPE,
             etag=answer.etag,
             last_modified=answer.last_modified,
-            uncompressed_bytes=len(answer.body),
+            uncompressed_bytes=stored.bytes,
             records=1,
             downloaded_at=datetime.now(UTC),
         )

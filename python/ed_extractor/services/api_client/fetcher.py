@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -15,11 +15,13 @@ import httpx
 from ed_extractor.errors import ConfigError, TransferError, VerificationError
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.retry import RetryPolicy
+from ed_extractor.services.api_client.body import ACCEPT_ENCODING, decoded_chunks
 from ed_extractor.services.api_client.rate_limit import HostRateLimiter
 
 log = logging.getLogger(__name__)
 
 QUEUED = "queued"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,23 +55,35 @@ def parse_auth_header(value: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class ApiResponse:
-    """A successful API answer: the parsed JSON document and the response it came in."""
+class ApiAnswer:
+    """What a successful API response says about itself, before its body is read."""
 
     url: str
     final_url: str
-    body: bytes
-    document: Any
     etag: str | None
     last_modified: str | None
 
 
+@dataclass(frozen=True)
+class ApiResponse(ApiAnswer):
+    """A successful API answer read whole: its decoded body and the parsed JSON document."""
+
+    body: bytes
+    document: Any
+
+
+#: Reads one successful answer's decoded body (an iterator of chunks) and returns a result.
+BodyReader = Callable[[ApiAnswer, Iterator[bytes]], T]
+
+
 class ApiFetcher:
-    """Requests JSON from ``base_url``, one token of the host's bucket per attempt.
+    """Requests JSON from ``base_url``, each attempt let through by the host's request window.
 
     429 and 5xx (and connection errors) are tried again under ``retry``, waiting at least the
-    server's Retry-After, during which the host's bucket hands out nothing either. Any other
-    error status, or a body that is not JSON, fails at once.
+    server's Retry-After, during which the host's window lets nothing through either. Any other
+    error status, or a body that is not JSON, fails at once. Bodies are streamed: gzip and
+    deflate are undone in small steps, and more than ``max_bytes`` decoded bytes fail the
+    request (BodyTooLargeError, not retried).
     """
 
     def __init__(
@@ -78,6 +92,7 @@ class ApiFetcher:
         *,
         base_url: str,
         limiter: HostRateLimiter,
+        max_bytes: int,
         retry: RetryPolicy | None = None,
         auth_header: tuple[str, str] | None = None,
         poll: PollSchedule | None = None,
@@ -87,7 +102,8 @@ class ApiFetcher:
         self.base_url = base_url.rstrip("/") + "/"
         self._limiter = limiter
         self._retry = retry or RetryPolicy()
-        self._headers = {"Accept": "application/json"}
+        self.max_bytes = max_bytes
+        self._headers = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
         if auth_header is not None:
             self._headers[auth_header[0]] = auth_header[1]
         self._poll = poll or PollSchedule()
@@ -113,36 +129,66 @@ class ApiFetcher:
         params: dict[str, Any] | None = None,
         payload: Any = None,
     ) -> ApiResponse:
-        """One API call, rate-limited and retried; raises TransferError or VerificationError."""
+        """One API call, rate-limited and retried, its body (at most ``max_bytes``) parsed.
+
+        Raises TransferError or VerificationError.
+        """
+        return self.stream(method, path, _parse_json, params=params, payload=payload)
+
+    def stream(
+        self,
+        method: str,
+        path: str,
+        read: BodyReader[T],
+        *,
+        params: dict[str, Any] | None = None,
+        payload: Any = None,
+    ) -> T:
+        """One API call, rate-limited and retried, whose decoded body ``read`` consumes.
+
+        ``read`` is called once per successful attempt with a fresh body; an error it raises
+        is retried when retryable (a connection cut while reading), else raised.
+        """
         url = self.url(path)
-        return self._retry.retrying()(self._attempt, method, url, params, payload)
+        result: T = self._retry.retrying()(self._attempt, method, url, params, payload, read)
+        return result
 
     def _attempt(
-        self, method: str, url: str, params: dict[str, Any] | None, payload: Any
-    ) -> ApiResponse:
-        bucket = self._limiter.bucket(urlsplit(url).netloc)
-        bucket.acquire()
-        with httpx_errors_as_transfer_errors(url, method):
-            response = self._client.request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None,
+        payload: Any,
+        read: BodyReader[T],
+    ) -> T:
+        window = self._limiter.window(urlsplit(url).netloc)
+        with window.acquire() as slot, httpx_errors_as_transfer_errors(url, method):
+            request = self._client.build_request(
                 method, url, params=params, json=payload, headers=self._headers
             )
-        if not response.is_success:
-            error = status_error(url, response, method)
-            if error.retry_after is not None:
-                bucket.hold_off(error.retry_after)
-            raise error
-        try:
-            document = json.loads(response.content)
-        except (ValueError, RecursionError) as exc:
-            raise VerificationError(url, f"the answer is not JSON ({exc})") from None
-        return ApiResponse(
-            url=url,
-            final_url=str(response.url),
-            body=response.content,
-            document=document,
-            etag=response.headers.get("ETag"),
-            last_modified=response.headers.get("Last-Modified"),
-        )
+            response = self._client.send(request, stream=True)
+            slot.answered()
+            try:
+                if not response.is_success:
+                    error = status_error(url, response, method)
+                    if error.retry_after is not None:
+                        window.hold_off(error.retry_after)
+                    raise error
+                answer = ApiAnswer(
+                    url=url,
+                    final_url=str(response.url),
+                    etag=response.headers.get("ETag"),
+                    last_modified=response.headers.get("Last-Modified"),
+                )
+                body = decoded_chunks(
+                    response.iter_raw(),
+                    response.headers.get("Content-Encoding"),
+                    url=url,
+                    max_bytes=self.max_bytes,
+                )
+                return read(answer, body)
+            finally:
+                response.close()
 
     def search(self, path: str, query: Any, *, results_path: str = "/api/results/{job}") -> Any:
         """POST ``query`` to ``path``, then poll the job until it is no longer queued.
@@ -171,6 +217,16 @@ class ApiFetcher:
                 results, f"job {job} still queued after {polls} polls", retryable=False
             )
         return document
+
+
+def _parse_json(answer: ApiAnswer, chunks: Iterator[bytes]) -> ApiResponse:
+    """Read the whole (capped) body and parse it as JSON."""
+    body = b"".join(chunks)
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise VerificationError(answer.url, f"the answer is not JSON ({exc})") from None
+    return ApiResponse(**vars(answer), body=body, document=document)
 
 
 def _job_id(document: dict[str, Any]) -> str | None:

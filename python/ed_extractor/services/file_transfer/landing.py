@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,14 +53,21 @@ def land(part: Path, final: Path) -> None:
         raise StorageError(final, f"cannot move into place ({exc.strerror or exc})") from exc
 
 
-def open_part_sink(final: Path) -> FileSink:
-    """A FileSink (SHA-256 and BLAKE3) on ``final``'s part file, its folder created if missing."""
+def open_part_sink(final: Path, *, blake3: bool = True) -> FileSink:
+    """A FileSink (SHA-256, and BLAKE3) on ``final``'s part file, its folder created if missing."""
     part = part_path(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        return FileSink(part, blake3=True)
+        return FileSink(part, blake3=blake3)
     except OSError as exc:
         raise StorageError(part, f"cannot open ({exc.strerror or exc})") from exc
+
+
+def _discard(sink: FileSink, final: Path) -> None:
+    """Stop ``sink`` and remove ``final``'s part file; never raises."""
+    sink.abort()
+    with contextlib.suppress(OSError):
+        part_path(final).unlink()
 
 
 def finish_and_land(sink: FileSink, final: Path) -> LandedFile:
@@ -67,32 +75,29 @@ def finish_and_land(sink: FileSink, final: Path) -> LandedFile:
 
     A failure aborts the sink, removes the part file and raises StorageError.
     """
-    part = part_path(final)
     try:
         size = sink.tell()
         digest = sink.finish(fsync=True)
     except OSError as exc:
-        sink.abort()
-        with contextlib.suppress(OSError):
-            part.unlink()
-        raise StorageError(part, f"cannot write ({exc.strerror or exc})") from exc
-    land(part, final)
+        _discard(sink, final)
+        raise StorageError(part_path(final), f"cannot write ({exc.strerror or exc})") from exc
+    land(part_path(final), final)
     return LandedFile(final, size, digest, sink.blake3_hexdigest())
 
 
-def store_bytes(final: Path, body: bytes) -> LandedFile:
-    """Write ``body`` to ``final`` through its part file and land it.
+def store_chunks(final: Path, chunks: Iterable[bytes], *, blake3: bool = True) -> LandedFile:
+    """Write ``chunks`` to ``final`` through its part file and land it.
 
-    The folder is created when missing. Nothing appears under ``final`` unless the whole body is
-    on disk; a failure raises StorageError and leaves no part file behind.
+    The folder is created when missing. Nothing appears under ``final`` unless every chunk is on
+    disk; a failure (the disk's as StorageError, or what the iteration raised) leaves no part file
+    behind and the previous file under ``final`` as it was.
     """
-    sink = open_part_sink(final)
+    sink = open_part_sink(final, blake3=blake3)
     try:
-        sink.write(body)
+        for chunk in chunks:
+            sink.write(chunk)
     except BaseException as exc:
-        sink.abort()
-        with contextlib.suppress(OSError):
-            part_path(final).unlink()
+        _discard(sink, final)
         if isinstance(exc, OSError):
             raise StorageError(part_path(final), f"cannot write ({exc.strerror or exc})") from exc
         raise
