@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ed_extractor.errors import ConfigError, InvalidURLError
 from ed_extractor.pipeline.spansh_dump import torrent_options
-from ed_extractor.services.file_transfer.torrent_session import TorrentOptions
+from ed_extractor.services.sources.torrent_session import TorrentOptions
 from ed_extractor.settings import Settings, SourceSpec, load_sources, parse_sources
 
 SPANSH = "https://downloads.spansh.co.uk"

@@ -115,10 +115,9 @@ def fetch_sources(
     """Fetch ``specs`` in one locked destination session, printing each outcome as it comes."""
     from ed_extractor.metrics import RunMetrics
     from ed_extractor.pipeline.progress import progress_for_terminal
-    from ed_extractor.pipeline.session import destination_session
+    from ed_extractor.pipeline.session import destination_session, s3_access
     from ed_extractor.pipeline.spansh_dump import DumpFetcher
     from ed_extractor.retry import RetryPolicy
-    from ed_extractor.services.s3.access import S3Access, S3Config
 
     deadline = None if settings.deadline_s is None else time.monotonic() + settings.deadline_s
     with destination_session(settings) as (store, client):
@@ -128,7 +127,7 @@ def fetch_sources(
             settings.dest,
             progress=progress_for_terminal(),
             verify=settings.verify,
-            s3=S3Access(S3Config.from_settings(settings)),
+            s3=s3_access(settings),
             connections=settings.connections,
             blake3=settings.blake3,
             retry=RetryPolicy.from_settings(settings, deadline),

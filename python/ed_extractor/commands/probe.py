@@ -20,7 +20,9 @@ def run(args: argparse.Namespace) -> int:
     """Probe the URL and print what it serves."""
     from ed_extractor.http import make_client
     from ed_extractor.paths import validate_url
+    from ed_extractor.pipeline.session import s3_access
     from ed_extractor.services.source_probe.prober import SourceProber
+    from ed_extractor.services.sources import Sources
 
     url = validate_url(args.url)
     settings = settings_with()
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         read_timeout=settings.read_timeout,
         max_redirects=settings.max_redirects,
     ) as client:
-        result = SourceProber(client).probe(url)
+        sources = Sources(s3=s3_access(settings))
+        result = SourceProber(client, sources=sources).probe(url)
     if args.json:
         print(result.model_dump_json())
     else:

@@ -14,6 +14,7 @@ from ed_extractor.pipeline.lock import destination_lock
 from ed_extractor.services.file_transfer.range_engine import connections_per_file
 
 if TYPE_CHECKING:
+    from ed_extractor.services.s3.access import S3Access
     from ed_extractor.settings import Settings
 
 
@@ -32,3 +33,15 @@ def destination_session(settings: Settings) -> Iterator[tuple[ManifestStore, htt
         ) as client,
     ):
         yield store, client
+
+
+def s3_access(settings: Settings) -> S3Access:
+    """The S3 access of a run: the ``ED_EXTRACTOR_S3_*`` settings (credentials: the AWS chain)."""
+    from ed_extractor.services.s3.access import S3Access, S3Config
+
+    config = S3Config(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        anonymous=settings.s3_anonymous,
+    )
+    return S3Access(config)

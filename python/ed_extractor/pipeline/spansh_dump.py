@@ -20,7 +20,7 @@ from ed_extractor.manifest import (
     Regime,
     record_is_intact,
 )
-from ed_extractor.paths import is_magnet, part_path, resolve_inside
+from ed_extractor.paths import part_path, resolve_inside
 from ed_extractor.pipeline.concurrency import completed
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.file_transfer import (
@@ -30,11 +30,11 @@ from ed_extractor.services.file_transfer import (
     DownloadResult,
     ProgressReporter,
 )
-from ed_extractor.services.file_transfer.regimes.bittorrent import bittorrent_regime_with
-from ed_extractor.services.file_transfer.torrent_session import TorrentOptions
 from ed_extractor.services.source_probe.models import HeadInfo, ProbeResult
 from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.services.source_probe.sniff import BITTORRENT
+from ed_extractor.services.sources import Sources
+from ed_extractor.services.sources.torrent_session import TorrentOptions
 from ed_extractor.settings import Settings, SourceSpec
 
 if TYPE_CHECKING:
@@ -108,11 +108,9 @@ def validators_match(record: ManifestRecord, head: HeadInfo) -> bool:
 
 
 def _download_context(s3: S3Access | None, torrent: TorrentOptions | None) -> DownloadContext:
-    """The registry of regimes of a run: S3 access, and torrents with the options given."""
-    context = DownloadContext(s3=s3)
+    """The content regimes and sources of a run: S3 access, and torrents with the options given."""
     options = torrent if torrent is not None else torrent_options(Settings.from_environment())
-    context.register(BITTORRENT, bittorrent_regime_with(options))
-    return context
+    return DownloadContext(sources=Sources(s3=s3, torrent=options))
 
 
 class DumpFetcher:
@@ -141,8 +139,8 @@ class DumpFetcher:
         self._connections = connections
         self._store = store
         self._dest = dest
-        self._prober = SourceProber(client, s3=s3)
         self._context = context or _download_context(s3, torrent)
+        self._prober = SourceProber(client, sources=self._context.sources)
         self._progress = progress
         self._verify = verify
         self._blake3 = blake3
@@ -200,9 +198,9 @@ class DumpFetcher:
         final_path = resolve_inside(self._dest, spec.name)
         # The part file is checked too: a symlinked <name>.part must not lead out of dest.
         resolve_inside(self._dest, part_path(final_path).name)
-        if is_magnet(spec.url) or spec.torrent is not None:  # peers, not a server, to ask
-            return self._download(spec, final_path, None, BITTORRENT, None, started)
         head = self._prober.head(spec.url)
+        if head is None:  # peers, not a server, to ask: the payload is sniffed once it is here
+            return self._download(spec, final_path, None, BITTORRENT, None, started)
         record = self._store.get(spec.name)
         intact = record if record is not None and record_is_intact(record) else None
         if intact is not None and spec.expect_sha256 not in (None, intact.sha256):

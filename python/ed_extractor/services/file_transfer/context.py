@@ -1,63 +1,86 @@
-"""DownloadContext: the registry that picks a download regime by the sniffed MIME type."""
+"""DownloadContext: the registry that picks a content regime by the sniffed MIME type.
+
+``select`` pairs it with the source of the URL (``Sources``, by URL kind; torrent metainfo means
+the BitTorrent source): the result is the ``DownloadStrategy`` of one download.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from ed_extractor.services.file_transfer.base import DownloadStrategy
+import httpx
+
+from ed_extractor.services.file_transfer.base import (
+    ContentCheck,
+    DownloadRequest,
+    DownloadResult,
+    ProgressReporter,
+)
 from ed_extractor.services.file_transfer.regimes import (
     BinaryRegime,
-    BitTorrentRegime,
     GzipRegime,
     JsonRegime,
     ZstdRegime,
 )
-from ed_extractor.services.s3.location import is_s3_url
 from ed_extractor.services.source_probe.models import ProbeResult
-from ed_extractor.services.source_probe.sniff import BITTORRENT, GZIP, JSON, ZSTD
+from ed_extractor.services.source_probe.sniff import GZIP, JSON, ZSTD
+from ed_extractor.services.sources import Source, Sources
+from ed_extractor.vocabulary import Regime
 
-if TYPE_CHECKING:
-    from ed_extractor.services.s3.access import S3Access
-
-DEFAULT_REGIMES: dict[str, type[DownloadStrategy]] = {
+DEFAULT_REGIMES: dict[str, type[BinaryRegime]] = {
     GZIP: GzipRegime,
     JSON: JsonRegime,
     ZSTD: ZstdRegime,
-    BITTORRENT: BitTorrentRegime,
 }
 
 
+@dataclass(frozen=True)
+class SourceDownload:
+    """One download: a source and the content regime whose check its bytes go through."""
+
+    source: Source
+    content: BinaryRegime
+    checks: DownloadContext
+    name: Regime
+
+    def download(
+        self, client: httpx.Client, request: DownloadRequest, progress: ProgressReporter
+    ) -> DownloadResult:
+        """Fetch ``request`` from the source, checked as the content regime says (unless off)."""
+        check = self.content.content_check(request) if request.verify else None
+        return self.source.download(client, request, check, self.checks.check_for, progress)
+
+
 class DownloadContext:
-    """Maps canonical MIME types to regimes; anything unregistered is downloaded as binary.
+    """Maps canonical MIME types to content regimes; anything unregistered is binary."""
 
-    An ``s3://`` source is always S3-Multipart, with the content check of its sniffed type.
-    """
+    def __init__(self, *, sources: Sources | None = None) -> None:
+        self._registry: dict[str, type[BinaryRegime]] = dict(DEFAULT_REGIMES)
+        self._sources = sources or Sources()
 
-    def __init__(self, *, s3: S3Access | None = None) -> None:
-        self._registry: dict[str, type[DownloadStrategy]] = dict(DEFAULT_REGIMES)
-        self._s3 = s3
+    @property
+    def sources(self) -> Sources:
+        """The run's sources, by URL kind."""
+        return self._sources
 
-    def register(self, mime_type: str, regime: type[DownloadStrategy]) -> None:
+    def register(self, mime_type: str, regime: type[BinaryRegime]) -> None:
         """Use ``regime`` for content sniffed as ``mime_type`` (replacing any earlier choice)."""
         self._registry[mime_type] = regime
 
-    def regime_for(self, mime_type: str) -> type[DownloadStrategy]:
-        """The regime class registered for ``mime_type``, else BinaryRegime."""
+    def regime_for(self, mime_type: str) -> type[BinaryRegime]:
+        """The content regime registered for ``mime_type``, else BinaryRegime."""
         return self._registry.get(mime_type, BinaryRegime)
 
-    def select(self, probe: ProbeResult) -> DownloadStrategy:
-        """A fresh regime for the content the probe sniffed (S3-Multipart for an s3:// source)."""
+    def check_for(self, mime_type: str, request: DownloadRequest) -> ContentCheck | None:
+        """The content check of ``mime_type`` for ``request`` (None for binary)."""
+        return self.regime_for(mime_type)().content_check(request)
+
+    def select(self, probe: ProbeResult) -> SourceDownload:
+        """The download of what the probe found: its URL's source, its sniffed type's check."""
         return self.select_for(probe.url, probe.mime_type)
 
-    def select_for(self, url: str, mime_type: str) -> DownloadStrategy:
-        """A fresh regime for ``url`` whose content is ``mime_type`` (S3-Multipart for s3://)."""
-        regime = self.regime_for(mime_type)()
-        if not is_s3_url(url):
-            return regime
-        from ed_extractor.services.file_transfer.regimes.s3_multipart import S3MultipartRegime
-        from ed_extractor.services.s3.access import S3Access
-
-        if self._s3 is None:
-            self._s3 = S3Access.from_environment()
-        check = regime.content_check if isinstance(regime, BinaryRegime) else None
-        return S3MultipartRegime(self._s3, check)
+    def select_for(self, url: str, mime_type: str) -> SourceDownload:
+        """The download of ``url`` serving ``mime_type`` (torrent metainfo: the swarm)."""
+        content = self.regime_for(mime_type)()
+        source = self._sources.for_content(url, mime_type)
+        return SourceDownload(source, content, self, source.regime(content.name))

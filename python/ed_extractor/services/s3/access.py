@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from botocore.session import Session
 
     from ed_extractor.services.s3.probe import S3Object
-    from ed_extractor.settings import Settings
 
 DEFAULT_REGION: Final = "us-east-1"
 _DNS_BUCKET: Final = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -58,15 +57,6 @@ class S3Config:
     anonymous: bool = False
     profile: str | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> S3Config:
-        """The S3 part of the run's settings."""
-        return cls(
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            anonymous=settings.s3_anonymous,
-        )
-
 
 class S3Access:
     """Turns ``s3://`` URLs into signed HTTP requests: one endpoint, one set of credentials.
@@ -81,13 +71,6 @@ class S3Access:
         self._session: Session | None = None
         self._auth: httpx.Auth | None = None
         self._described: dict[str, S3Object] = {}
-
-    @classmethod
-    def from_environment(cls) -> S3Access:
-        """An S3Access configured by the ``ED_EXTRACTOR_S3_*`` settings."""
-        from ed_extractor.settings import Settings
-
-        return cls(S3Config.from_settings(Settings.from_environment()))
 
     def _botocore_session(self) -> Session:
         if self._session is None:

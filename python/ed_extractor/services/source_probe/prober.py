@@ -3,79 +3,43 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import httpx
 
-from ed_extractor.errors import InvalidURLError, ProbeError
-from ed_extractor.headers import accepts_byte_ranges, parse_content_length, parse_content_range
-from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
-from ed_extractor.manifest.models import ContentRegime
-from ed_extractor.paths import is_magnet, validate_url
-from ed_extractor.services.s3.location import is_s3_url
+from ed_extractor.errors import InvalidURLError
+from ed_extractor.vocabulary import ContentRegime
 
 from .models import HeadInfo, ProbeResult
-from .sniff import SAMPLE_SIZE, Expectation, check_expected, expectation_for, sniff_mime
+from .sniff import Expectation, check_expected, expectation_for, sniff_mime
 
 if TYPE_CHECKING:
-    from ed_extractor.services.s3.access import S3Access
-    from ed_extractor.services.s3.probe import S3Prober
+    from ed_extractor.services.sources import Sources
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RANGE = f"bytes=0-{SAMPLE_SIZE - 1}"
 
-
-def _probeable(url: str) -> str:
-    """``url`` checked as an http(s) or s3:// URL: a magnet link has nothing to probe."""
-    checked = validate_url(url)
-    if is_magnet(checked):
-        raise InvalidURLError(url, "a magnet link is fetched from peers; it cannot be probed")
-    return checked
-
-
-def _head_info(
-    url: str,
-    response: httpx.Response,
-    method: Literal["HEAD", "GET"],
-    *,
-    content_length: int | None,
-    is_range_supported: bool,
-    sample: bytes | None = None,
-) -> HeadInfo:
-    headers = response.headers
-    return HeadInfo(
-        url=url,
-        final_url=str(response.url),
-        status_code=response.status_code,
-        method=method,
-        content_length=content_length,
-        etag=headers.get("ETag"),
-        last_modified=headers.get("Last-Modified"),
-        is_range_supported=is_range_supported,
-        content_type=headers.get("Content-Type"),
-        content_encoding=headers.get("Content-Encoding"),
-        sample=sample,
-    )
+def _content_length(url: str, base: HeadInfo, got: HeadInfo) -> int | None:
+    """The body's length: a Content-Range total wins over HEAD's Content-Length."""
+    if got.is_range_supported and got.content_length is not None:
+        if base.content_length not in (None, got.content_length):
+            log.warning("%s: HEAD says %s bytes, Content-Range says %s; using Content-Range",
+                        url, base.content_length, got.content_length)  # fmt: skip
+        return got.content_length
+    return base.content_length if base.content_length is not None else got.content_length
 
 
 class SourceProber:
     """Find out what a URL serves, reading at most one small sample of its body."""
 
-    def __init__(self, client: httpx.Client, *, s3: S3Access | None = None) -> None:
+    def __init__(self, client: httpx.Client, *, sources: Sources | None = None) -> None:
+        """``sources``: the run's sources (default: HTTP, S3 with the default configuration)."""
+        if sources is None:
+            from ed_extractor.services.sources import Sources
+
+            sources = Sources()
         self._client = client
-        self._s3_access = s3
-        self._s3_prober: S3Prober | None = None
-
-    def _s3(self) -> S3Prober:
-        """The prober of ``s3://`` sources (S3 settings read from the environment if not given)."""
-        if self._s3_prober is None:
-            from ed_extractor.services.s3.access import S3Access
-            from ed_extractor.services.s3.probe import S3Prober
-
-            access = self._s3_access or S3Access.from_environment()
-            self._s3_prober = S3Prober(self._client, access)
-        return self._s3_prober
+        self._sources = sources
 
     def probe(self, url: str, *, expect: ContentRegime | None = None) -> ProbeResult:
         """HEAD and sample ``url``; check the sniffed type against ``expect`` or the extension.
@@ -85,31 +49,18 @@ class SourceProber:
         Content-Range, and UnexpectedContentError when the body is not what is expected.
         """
         expected = expectation_for(url, expect)
-        return self._sample(url, self.head(url), expected)
+        head = self.head(url)
+        if head is None:
+            raise InvalidURLError(url, "a magnet link is fetched from peers; it cannot be probed")
+        return self._sample(url, head, expected)
 
-    def head(self, url: str) -> HeadInfo:
-        """Size and validators of ``url``: a HEAD, or the ranged GET when HEAD cannot be believed.
+    def head(self, url: str) -> HeadInfo | None:
+        """Size and validators of ``url`` from its source (None: the bytes come from peers).
 
-        HEAD is believed only when it answers 2xx with a Content-Length. Anything else (405 and 501
-        from servers that refuse HEAD, 403/404 from servers that answer HEAD differently from GET,
-        a 200 without a length) is settled by the ranged GET, whose sample is kept for ``sample``.
+        Over HTTP a HEAD, or the ranged GET when HEAD cannot be believed (its sample is kept for
+        ``sample``); for S3 one signed HEAD.
         """
-        _probeable(url)
-        if is_s3_url(url):
-            return self._s3().head(url)
-        with httpx_errors_as_transfer_errors(url, "HEAD"):
-            response = self._client.head(url)
-        length = parse_content_length(response.headers.get("Content-Length"))
-        if response.is_success and length is not None:
-            return _head_info(
-                url,
-                response,
-                "HEAD",
-                content_length=length,
-                is_range_supported=accepts_byte_ranges(response.headers.get("Accept-Ranges")),
-            )
-        log.debug("HEAD %s answered %s without a usable length; ranged GET instead", url, response)
-        return self._ranged_get(url)
+        return self._sources.for_url(url).head(self._client, url)
 
     def sample(
         self, url: str, head: HeadInfo | None, *, expect: ContentRegime | None = None
@@ -124,21 +75,9 @@ class SourceProber:
     def _sample(self, url: str, head: HeadInfo | None, expected: Expectation | None) -> ProbeResult:
         got = head if head is not None and head.sample is not None and head.url == url else None
         if got is None:
-            _probeable(url)
-            got = self._s3().ranged_get(url) if is_s3_url(url) else self._ranged_get(url)
+            got = self._sources.for_url(url).ranged_sample(self._client, url)
         base = head if head is not None else got
-        content_length = base.content_length
-        if got.is_range_supported and got.content_length is not None:
-            if content_length not in (None, got.content_length):
-                log.warning(
-                    "%s: HEAD says %s bytes, Content-Range says %s; using Content-Range",
-                    url,
-                    content_length,
-                    got.content_length,
-                )
-            content_length = got.content_length
-        elif content_length is None:
-            content_length = got.content_length
+        content_length = _content_length(url, base, got)
         result = ProbeResult(
             url=url,
             final_url=got.final_url,
@@ -153,65 +92,3 @@ class SourceProber:
         )
         check_expected(url, expected, result.mime_type)
         return result
-
-    def _ranged_get(self, url: str) -> HeadInfo:
-        """GET ``Range: bytes=0-1023`` streamed; read at most one socket chunk past the sample."""
-        with (
-            httpx_errors_as_transfer_errors(url, "ranged GET"),
-            self._client.stream("GET", url, headers={"Range": SAMPLE_RANGE}) as response,
-        ):
-            if response.status_code == 416:
-                sample = b""
-            elif not response.is_success:
-                raise status_error(url, response, "ranged GET")
-            else:
-                sample = _read_sample(response)
-        headers = response.headers
-        if response.status_code == 206:
-            value = headers.get("Content-Range")
-            if value is None:
-                raise ProbeError(url, "206 Partial Content without a Content-Range header")
-            content_range = parse_content_range(value, url)
-            if content_range.start != 0:
-                raise ProbeError(url, f"asked for {SAMPLE_RANGE} but got Content-Range {value!r}")
-            return _head_info(
-                url,
-                response,
-                "GET",
-                content_length=content_range.total,
-                is_range_supported=True,
-                sample=sample,
-            )
-        if response.status_code == 416:
-            value = headers.get("Content-Range")
-            total = None if value is None else parse_content_range(value, url).total
-            if total:
-                raise ProbeError(url, f"the server refused {SAMPLE_RANGE} of a {total}-byte body")
-            return _head_info(
-                url, response, "GET", content_length=total, is_range_supported=True, sample=sample
-            )
-        return _head_info(
-            url,
-            response,
-            "GET",
-            content_length=parse_content_length(headers.get("Content-Length")),
-            is_range_supported=False,
-            sample=sample,
-        )
-
-
-def _read_sample(response: httpx.Response) -> bytes:
-    """The first SAMPLE_SIZE raw (never content-decoded) bytes of a streamed response.
-
-    A short body is read to its end so that the connection can be reused; a long one (a server
-    that ignored Range and sends the whole dump) is abandoned after the chunk that completes the
-    sample, and closing the response then drops the connection.
-    """
-    declared = parse_content_length(response.headers.get("Content-Length"))
-    read_to_end = declared is not None and declared <= SAMPLE_SIZE
-    buffer = bytearray()
-    for chunk in response.iter_raw():
-        buffer += chunk
-        if len(buffer) >= SAMPLE_SIZE and not read_to_end:
-            break
-    return bytes(buffer[:SAMPLE_SIZE])

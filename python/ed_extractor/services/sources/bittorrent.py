@@ -1,4 +1,4 @@
-"""BitTorrentRegime: a torrent's payload through libtorrent, verified per file, moved into place."""
+"""The BitTorrent source: a torrent's payload through libtorrent, verified per file, landed."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import httpx
 
 from ed_extractor.errors import (
     ConfigError,
+    InvalidURLError,
     StorageError,
     TransferError,
     UnexpectedContentError,
     VerificationError,
 )
-from ed_extractor.hashing import Sha256
+from ed_extractor.hashing import PartSink
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.paths import (
     is_magnet,
@@ -28,6 +29,7 @@ from ed_extractor.paths import (
     part_path,
     resolve_inside,
     sanitize_name,
+    validate_url,
 )
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
@@ -39,23 +41,25 @@ from ed_extractor.services.file_transfer.base import (
     StoredFile,
 )
 from ed_extractor.services.file_transfer.landing import land
+from ed_extractor.services.file_transfer.range_engine import sink_verifier
 from ed_extractor.services.file_transfer.resume import sidecar_path
-from ed_extractor.services.file_transfer.torrent_session import (
-    TorrentOptions,
-    TorrentSession,
-    info_hash_of,
-    libtorrent,
-)
+from ed_extractor.services.source_probe.models import HeadInfo
 from ed_extractor.services.source_probe.sniff import (
     SAMPLE_SIZE,
     check_expected,
     expectation_for,
     sniff_mime,
 )
+from ed_extractor.services.sources import CheckLookup
+from ed_extractor.services.sources.torrent_session import (
+    TorrentOptions,
+    TorrentSession,
+    info_hash_of,
+    libtorrent,
+)
 from ed_extractor.vocabulary import Regime
 
 MAX_METAINFO_BYTES: Final = 64 << 20  # a v2 torrent of a 100 GB file carries a few MB of hashes
-_READ: Final = 4 << 20
 
 
 def validator_of(hashes: Any) -> str:
@@ -121,23 +125,41 @@ def _safe_segment(segment: str) -> str:
         return "_"
 
 
-class BitTorrentRegime:
+class BitTorrentSource:
     """Torrent metainfo (from a URL or a local file) or a magnet link: the payload, not the torrent.
 
     libtorrent fills ``<name>.part/`` (its resume data in ``<name>.part.resume``); once every piece
-    passed its hash and the data reached the disk, each file is hashed (SHA-256), content-checked,
-    and moved into place. The info-hash is the validator: same torrent, files intact: unchanged.
-    The session meets the swarm with ``options`` (else the class's ``default_options``).
+    passed its hash and the data reached the disk, each file is hashed (SHA-256, BLAKE3) and
+    checked by the part sink (the check its sniffed type calls for), and moved into place. The
+    info-hash is the validator: same torrent, files intact: unchanged. The session meets the swarm
+    with ``options`` (else the defaults).
     """
 
-    name: ClassVar[Regime] = "bittorrent"
-    default_options: ClassVar[TorrentOptions] = TorrentOptions()
+    kind: ClassVar[str] = "bittorrent"
 
     def __init__(self, options: TorrentOptions | None = None) -> None:
-        self._options = options or self.default_options
+        self._options = options or TorrentOptions()
+
+    def head(self, client: httpx.Client, url: str) -> None:
+        """Nothing to ask before the body: the payload comes from peers (a magnet is checked)."""
+        if is_magnet(url):
+            validate_url(url)
+
+    def ranged_sample(self, client: httpx.Client, url: str) -> HeadInfo:
+        """A torrent has no sample to take; its files are sniffed once downloaded."""
+        raise InvalidURLError(url, "a torrent is fetched from peers; it cannot be probed")
+
+    def regime(self, content: Regime) -> Regime:
+        """Every file of a torrent is recorded as ``bittorrent``."""
+        return "bittorrent"
 
     def download(
-        self, client: httpx.Client, request: DownloadRequest, progress: ProgressReporter
+        self,
+        client: httpx.Client,
+        request: DownloadRequest,
+        check: ContentCheck | None,
+        checks: CheckLookup,
+        progress: ProgressReporter,
     ) -> DownloadResult:
         """Fetch the torrent's payload into place unless the same torrent is stored intact."""
         params = self._metainfo(client, request)
@@ -153,7 +175,7 @@ class BitTorrentRegime:
             plan, info = _add_torrent(s, params, plan, request, part_folder)
             transferred = s.download(request.name, progress, request.deadline)
             s.flush_and_close()
-            files = _verify(request, plan, part_folder, transferred)
+            files = _verify(request, plan, part_folder, transferred, checks)
             _move_into_place(plan, part_folder, request.final_path)
             if self._options.seed_s > 0:
                 renamed = {file.index: file.name for file in plan}
@@ -177,15 +199,6 @@ class BitTorrentRegime:
             return lt.load_torrent_buffer(data)
         except RuntimeError as exc:
             raise VerificationError(url, f"not usable torrent metainfo: {exc}") from None
-
-
-def bittorrent_regime_with(options: TorrentOptions) -> type[BitTorrentRegime]:
-    """BitTorrentRegime whose instances use ``options``: for a registry that builds regimes bare."""
-
-    class ConfiguredBitTorrentRegime(BitTorrentRegime):
-        default_options = options
-
-    return ConfiguredBitTorrentRegime
 
 
 def _make_part_folder(final_path: Path) -> Path:
@@ -341,14 +354,18 @@ def _check_size(request: DownloadRequest, plan: list[PlannedFile]) -> None:
 
 
 def _verify(
-    request: DownloadRequest, plan: list[PlannedFile], part_folder: Path, transferred: int
+    request: DownloadRequest,
+    plan: list[PlannedFile],
+    part_folder: Path,
+    transferred: int,
+    checks: CheckLookup,
 ) -> list[StoredFile]:
     """Hash and check every file in the part folder; nothing moves unless all are good."""
     total = sum(file.size for file in plan) or 1
     files: list[StoredFile] = []
     try:
         for file in plan:
-            digest = _digest(part_folder / file.relative, request, file.name)
+            digest = _digest(part_folder / file.relative, file.size, request, file.name, checks)
             expected = request.expect_sha256
             if expected is not None and len(plan) == 1 and digest.sha256 != expected:
                 raise VerificationError(
@@ -372,28 +389,31 @@ def _verify(
     return files
 
 
-def _digest(path: Path, request: DownloadRequest, name: str) -> _Digest:
-    """SHA-256 (and BLAKE3), sniffed type and content summary of one file, in one read of it."""
-    sha256 = Sha256()
-    blake3 = _blake3_hasher(request)
-    check: ContentCheck | None = None
+def _digest(
+    path: Path, size: int, request: DownloadRequest, name: str, checks: CheckLookup
+) -> _Digest:
+    """SHA-256 (and BLAKE3), sniffed type and content summary of one file.
+
+    The file is read back by the part sink, which hashes and checks it on its own threads.
+    """
     with path.open("rb") as file:
-        block = file.read(_READ)
-        mime_type = sniff_mime(block[:SAMPLE_SIZE])
-        if request.verify:
-            check_expected(request.url, expectation_for(name), mime_type)
-            check = _content_check(mime_type, dataclasses.replace(request, name=name))
-        while block:
-            sha256.update(block)
-            if blake3 is not None:
-                blake3.update(block)
-            if check is not None:
-                check.feed(block)
-            block = file.read(_READ)
+        mime_type = sniff_mime(file.read(SAMPLE_SIZE))
+    check: ContentCheck | None = None
+    if request.verify:
+        check_expected(request.url, expectation_for(name), mime_type)
+        check = checks(mime_type, dataclasses.replace(request, name=name))
+    sink = PartSink(
+        path, size, keep=True, written=[(0, size)] if size else [],
+        blake3=request.blake3, verifier=sink_verifier(check),
+    )  # fmt: skip
+    try:
+        sha256 = sink.finish(fsync=False)
+    except ValueError as exc:  # the content check
+        raise VerificationError(request.url, f"{name}: {exc}") from exc
+    finally:
+        sink.abort()
     summary = check.finish() if check is not None else ContentSummary()
-    return _Digest(
-        sha256.hexdigest(), None if blake3 is None else blake3.hexdigest(), mime_type, summary
-    )
+    return _Digest(sha256, sink.blake3_hexdigest(), mime_type, summary)
 
 
 @dataclass(frozen=True)
@@ -402,25 +422,6 @@ class _Digest:
     blake3: str | None
     mime_type: str
     summary: ContentSummary
-
-
-def _blake3_hasher(request: DownloadRequest) -> Any | None:
-    """A BLAKE3 hasher when the hashing backend has one and the request asks for it."""
-    from ed_extractor import hashing
-
-    factory = getattr(hashing, "Blake3", None)
-    return factory() if factory is not None and getattr(request, "blake3", True) else None
-
-
-def _content_check(mime_type: str, request: DownloadRequest) -> ContentCheck | None:
-    """The check the HTTP regime of this content type runs (gzip, zstd, JSON), if any."""
-    from ed_extractor.services.file_transfer.context import DEFAULT_REGIMES
-    from ed_extractor.services.file_transfer.regimes.binary import BinaryRegime
-
-    regime = DEFAULT_REGIMES.get(mime_type)
-    if regime is None or not issubclass(regime, BinaryRegime):
-        return None
-    return regime().content_check(request)
 
 
 def discard_part_folder(final_path: Path) -> None:

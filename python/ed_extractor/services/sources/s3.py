@@ -1,4 +1,4 @@
-"""S3MultipartRegime: an ``s3://`` object fetched part by part (or range by range), verified.
+"""The S3 source: an ``s3://`` object fetched part by part (or range by range), verified.
 
 Every request carries ``If-Match: <ETag>``: a 412 means the object was replaced, and the download
 starts over with the new version. Over several connections the object's parts (``GET
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import ClassVar, Final
@@ -22,6 +22,7 @@ from typing import ClassVar, Final
 import httpx
 
 from ed_extractor.errors import ProtocolError, TransferError
+from ed_extractor.paths import validate_url
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
     DownloadRequest,
@@ -40,6 +41,8 @@ from ed_extractor.services.file_transfer.resume import ResumePoint, discard_part
 from ed_extractor.services.s3.access import S3Access, s3_error
 from ed_extractor.services.s3.checks import CombinedCheck, S3ObjectCheck
 from ed_extractor.services.s3.probe import S3Object, S3Prober
+from ed_extractor.services.source_probe.models import HeadInfo
+from ed_extractor.services.sources import CheckLookup
 from ed_extractor.vocabulary import Regime
 
 log = logging.getLogger(__name__)
@@ -63,43 +66,55 @@ def plan_segments(obj: S3Object, connections: int = 1) -> list[tuple[int, int]]:
     return [(start, min(size, obj.size - start)) for start in range(0, obj.size, size)]
 
 
-class S3MultipartRegime:
-    """Every ``s3://`` source: signed part GETs, in parallel if allowed, S3's checksums checked."""
+class S3Source:
+    """An ``s3://`` object: signed HEAD and sample, part GETs (in parallel if allowed).
 
-    name: ClassVar[Regime] = "s3-multipart"
+    S3's own checksums (part MD5s, full-object CRCs) are checked beside the content check.
+    """
 
-    def __init__(
-        self,
-        access: S3Access,
-        content_check: Callable[[DownloadRequest], ContentCheck | None] | None = None,
-    ) -> None:
+    kind: ClassVar[str] = "s3"
+
+    def __init__(self, access: S3Access) -> None:
         self._access = access
-        self._content_check = content_check
+
+    def head(self, client: httpx.Client, url: str) -> HeadInfo:
+        """One signed HEAD (checksums on); the description is kept for the download."""
+        return S3Prober(client, self._access).head(validate_url(url))
+
+    def ranged_sample(self, client: httpx.Client, url: str) -> HeadInfo:
+        """The object's first bytes (signed ranged GET)."""
+        return S3Prober(client, self._access).ranged_get(validate_url(url))
+
+    def regime(self, content: Regime) -> Regime:
+        """Every object is recorded as ``s3-multipart`` (single-part ones included)."""
+        return "s3-multipart"
 
     def download(
-        self, client: httpx.Client, request: DownloadRequest, progress: ProgressReporter
+        self,
+        client: httpx.Client,
+        request: DownloadRequest,
+        check: ContentCheck | None,
+        checks: CheckLookup,
+        progress: ProgressReporter,
     ) -> DownloadResult:
         """Fetch the object into place; start over (a few times) when it is replaced meanwhile."""
         prober = S3Prober(client, self._access)
         for _ in range(_RESTARTS):
             obj = prober.describe(request.url)
             try:
-                return self._fetch(client, request, obj, progress)
+                return self._fetch(client, request, obj, check, progress)
             except ObjectChangedError as exc:
                 log.warning("object replaced during the download; starting over",
                             extra={"source": request.name, "error": str(exc)})  # fmt: skip
                 discard_part(request.final_path)
         raise TransferError(request.url, f"the object was replaced {_RESTARTS} times meanwhile")
 
-    def _checks(self, request: DownloadRequest, obj: S3Object) -> ContentCheck:
-        content = self._content_check(request) if self._content_check and request.verify else None
-        return CombinedCheck([check for check in (content, S3ObjectCheck(obj)) if check])
-
     def _fetch(
         self,
         client: httpx.Client,
         request: DownloadRequest,
         obj: S3Object,
+        content: ContentCheck | None,
         progress: ProgressReporter,
     ) -> DownloadResult:
         part = PartFile(request.final_path, request.url)
@@ -108,7 +123,7 @@ class S3MultipartRegime:
             part.discard()  # written for another version of the object
         connections = _connections(request, obj, part)
         try:
-            return self._ranges(client, request, obj, part, connections, progress)
+            return self._ranges(client, request, obj, part, connections, content, progress)
         except (SegmentsRefused, PartFileStale) as exc:
             if connections == 1:
                 raise ProtocolError(request.url, str(exc)) from exc
@@ -117,7 +132,7 @@ class S3MultipartRegime:
         part = PartFile(request.final_path, request.url)
         part.discard()
         try:
-            return self._ranges(client, request, obj, part, 1, progress)
+            return self._ranges(client, request, obj, part, 1, content, progress)
         except (SegmentsRefused, PartFileStale) as exc:
             raise ProtocolError(request.url, str(exc)) from exc
 
@@ -128,6 +143,7 @@ class S3MultipartRegime:
         obj: S3Object,
         part: PartFile,
         connections: int,
+        content: ContentCheck | None,
         progress: ProgressReporter,
     ) -> DownloadResult:
         """The object's parts (or ranges) over ``connections`` connections through the engine.
@@ -147,7 +163,8 @@ class S3MultipartRegime:
             validator=obj.etag, connections=connections, ranges=ranges,
             ramp=ramp_policy(request.connections) if sized else None,
         )  # fmt: skip
-        result = engine.run(self._checks(request, obj), progress)
+        checks = [check for check in (content, S3ObjectCheck(obj)) if check is not None]
+        result = engine.run(CombinedCheck(checks), progress)
         return dataclasses.replace(
             result, final_url=obj.http_url, etag=obj.etag, last_modified=obj.last_modified
         )
