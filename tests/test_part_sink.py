@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import errno
-import gzip
 import hashlib
 import os
 import random
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,35 +17,13 @@ from typing import Any
 import blake3
 import pytest
 
-from tests.backends import BACKENDS, backend_module, gzip_verifier
+from tests.backends import backend_module, gzip_verifier
+from tests.test_sink_pipeline import TEXT, TEXT_GZ
 
 KIB = 1024
 MIB = 1024 * KIB
 PIECE = 256 * KIB
 BLOB = random.Random(0x5A1C).randbytes(8 * MIB + 7)
-TEXT = b"[\n" + b",\n".join(b'{"id64": %d, "name": "Sys %d"}' % (n, n) for n in range(40_000))
-TEXT += b"\n]\n"
-TEXT_GZ = gzip.compress(TEXT, compresslevel=1, mtime=0)
-
-
-@pytest.fixture(params=BACKENDS)
-def name(request: pytest.FixtureRequest) -> str:
-    """Each test taking ``name`` (or ``backend``) runs once per backend."""
-    return str(request.param)
-
-
-@pytest.fixture
-def backend(name: str) -> ModuleType:
-    return backend_module(name)
-
-
-@pytest.fixture
-def scratch(tmp_path: Path) -> Iterator[Path]:
-    """A file path on tmpfs when there is one (large writes stay off the disk)."""
-    directory = Path("/dev/shm") if os.path.isdir("/dev/shm") else tmp_path
-    path = directory / f"ed-part-sink-test-{uuid.uuid4().hex}.part"
-    yield path
-    path.unlink(missing_ok=True)
 
 
 def pieces_of(data: bytes, size: int = PIECE) -> list[tuple[int, bytes]]:
@@ -220,12 +196,11 @@ def test_the_verifier_is_fed_the_file_in_order(
 def test_a_corrupt_stream_is_a_value_error_from_write_or_finish(
     name: str, backend: ModuleType, scratch: Path
 ) -> None:
-    corrupt = bytearray(TEXT_GZ)
-    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 64] = bytes(64)
-    sink = backend.PartSink(scratch, len(corrupt), verifier=gzip_verifier(name)())
+    middle = len(TEXT_GZ) // 2
+    zeroed = TEXT_GZ[:middle] + bytes(64) + TEXT_GZ[middle + 64 :]
+    sink = backend.PartSink(scratch, len(zeroed), verifier=gzip_verifier(name)())
     with pytest.raises(ValueError, match="corrupt gzip stream"):  # noqa: PT012 - any call may raise
-        for offset, piece in pieces_of(bytes(corrupt), 16 * KIB):
-            sink.write(offset, piece)
+        write_from_threads(sink, pieces_of(zeroed, 16 * KIB), threads=1)
         sink.finish()
     sink.abort()
 
