@@ -44,9 +44,10 @@ static WINDOW: Window = Window {
 };
 
 impl Window {
-    fn try_take(&self, len: usize) -> bool {
+    /// Hold `len` more bytes if they fit, or in any case with `force`; true when held.
+    fn take(&self, len: usize, force: bool) -> bool {
         let mut state = lock(&self.state);
-        let admitted = state.held + len <= REORDER_WINDOW;
+        let admitted = force || state.held + len <= REORDER_WINDOW;
         if admitted {
             state.held += len;
         }
@@ -266,9 +267,10 @@ impl Core {
     }
 
     /// Record that `offset..offset + len(bytes)` is on disk, holding `bytes` for the hash when
-    /// the window has room. Without room it waits while the ordering thread makes progress
-    /// (until `timeout`: then the bytes come back, to look at signals and call again); when the
-    /// ordering thread is starved, it records the bytes unheld (they are read back later).
+    /// the window has room (always when they are at the frontier: they go on at once). Without
+    /// room it waits while the ordering thread makes progress (until `timeout`: then the bytes
+    /// come back, to look at signals and call again); when the ordering thread is starved, it
+    /// records the bytes unheld (they are read back later).
     pub fn place(
         &self,
         offset: u64,
@@ -280,15 +282,16 @@ impl Core {
         loop {
             let seen = {
                 let mut order = lock(&self.order);
+                let at_frontier = offset <= order.frontier;
                 let hold = !order.stopped
-                    && offset >= order.frontier
-                    && order.held_bytes + bytes.len() <= order.window;
-                if hold && WINDOW.try_take(bytes.len()) {
+                    && end > order.frontier
+                    && (at_frontier || order.held_bytes + bytes.len() <= order.window);
+                if hold && WINDOW.take(bytes.len(), at_frontier) {
                     order.hold(offset, bytes);
                     self.wrote(&mut order, offset, end);
                     return Ok(());
                 }
-                if order.stopped || offset < order.frontier || !order.progressing() {
+                if order.stopped || end <= order.frontier || !order.progressing() {
                     self.wrote(&mut order, offset, end);
                     return Ok(());
                 }

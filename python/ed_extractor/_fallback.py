@@ -320,10 +320,10 @@ class _ReorderWindow:
         self.generation = 0
         self._released = threading.Condition()
 
-    def try_take(self, size: int) -> bool:
-        """Hold ``size`` more bytes if they fit; True when held."""
+    def take(self, size: int, *, force: bool) -> bool:
+        """Hold ``size`` more bytes if they fit (always with ``force``); True when held."""
         with self._released:
-            if self._held + size > self._limit:
+            if not force and self._held + size > self._limit:
                 return False
             self._held += size
             return True
@@ -453,14 +453,17 @@ class PartSink:
         size = end - offset
         while True:
             with self._changed:
-                hold = not self._stopped and offset >= self._frontier
-                if hold and self._held_bytes + size <= self._window and _WINDOW.try_take(size):
+                at_frontier = offset <= self._frontier  # held in any case: it goes on at once
+                fits = at_frontier or self._held_bytes + size <= self._window
+                hashed_already = self._stopped or end <= self._frontier
+                held = not hashed_already and fits and _WINDOW.take(size, force=at_frontier)
+                if held:
                     replaced = self._held.pop(offset, None)
                     if replaced is not None:
                         self._release(len(replaced))
                     self._held[offset] = bytes(chunk)  # no copy for bytes
                     self._held_bytes += size
-                if self._stopped or offset in self._held or not self._progressing():
+                if held or hashed_already or not self._progressing():
                     self._written.insert(offset, end)
                     self._changed.notify()
                     return
