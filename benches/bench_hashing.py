@@ -1,4 +1,4 @@
-"""Benchmarks of the hashing backends: SHA-256, BLAKE3, the file sink (+BLAKE3), file digests."""
+"""Benchmarks of the hashing backends: SHA-256, BLAKE3, the file and part sinks, file digests."""
 
 from __future__ import annotations
 
@@ -128,6 +128,33 @@ def test_filesink_write(
     assert path.stat().st_size == total
     assert digest == hashlib_sha256(pieces)
     throughput_table.record(benchmark, "FileSink.write", name, total)
+
+
+@pytest.mark.benchmark(group="filesink-write")
+def test_partsink_write(
+    benchmark: Any,
+    implementation: tuple[str, ModuleType],
+    payload: memoryview,
+    scratch_dir: Path,
+    throughput_table: ThroughputTable,
+) -> None:
+    """One in-order stream through PartSink (pwrite, in-order hash), beside FileSink's row."""
+    name, module = implementation
+    total = SMOKE_TOTAL if benchmark.disabled else SINK_TOTAL
+    pieces = bytes_chunks_of(payload, total)
+    path = scratch_dir / "sink.part"
+
+    def write_all() -> str:
+        sink = module.PartSink(path, total)
+        for index, piece in enumerate(pieces):
+            sink.write(index * CHUNK, piece)
+        assert sink.read_back() == 0  # one stream in order is never read back
+        return str(sink.finish())
+
+    digest = benchmark.pedantic(write_all, rounds=ROUNDS, warmup_rounds=1)
+    assert path.stat().st_size == total
+    assert digest == hashlib_sha256(pieces)
+    throughput_table.record(benchmark, "PartSink.write", name, total)
 
 
 @pytest.mark.benchmark(group="filesink-blake3")
