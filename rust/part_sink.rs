@@ -127,18 +127,17 @@ impl PartSink {
 
     /// Write all of `data` at `offset` (GIL released) and hand it to the in-order hashing;
     /// return its length. Raises the first failure of an earlier write, hash or check.
-    fn write(&self, py: Python<'_>, offset: u64, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    fn write(&self, py: Python<'_>, offset: i64, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let file = self.file(py)?;
         self.raise_failure(py)?;
         let bytes = chunk_bytes(py, data)?;
         let len = bytes.len();
-        let end = offset.checked_add(len as u64);
-        if end.is_none_or(|end| self.size.is_some_and(|size| end > size)) {
+        let Some((offset, end)) = self.span(offset, len) else {
             return Err(PyValueError::new_err(format!(
                 "bytes {offset}..{offset}+{len} lie outside the part file's {} bytes",
                 self.size.unwrap_or_default()
             )));
-        }
+        };
         if len == 0 {
             return Ok(0);
         }
@@ -151,7 +150,7 @@ impl PartSink {
             .map_err(|err| self.io_failure(py, err))?;
         while let Some(bytes) = waiting {
             if let Err(interrupted) = py.check_signals() {
-                core.record(offset, offset + len as u64);
+                core.record(offset, end);
                 return Err(interrupted);
             }
             waiting = py.detach(|| core.place(offset, bytes, SIGNAL_CHECK_INTERVAL).err());
@@ -236,6 +235,15 @@ impl PartSink {
 }
 
 impl PartSink {
+    /// The bytes `offset..end` a write of `len` bytes covers, if they lie in the file.
+    fn span(&self, offset: i64, len: usize) -> Option<(u64, u64)> {
+        let start = u64::try_from(offset).ok()?;
+        let end = start.checked_add(len as u64)?;
+        self.size
+            .is_none_or(|size| end <= size)
+            .then_some((start, end))
+    }
+
     fn file(&self, py: Python<'_>) -> PyResult<Arc<File>> {
         with_locked(py, &self.file, |file| file.clone()).ok_or_else(closed_error)
     }
