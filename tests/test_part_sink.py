@@ -119,6 +119,21 @@ def test_a_piece_written_again_is_hashed_once(backend: ModuleType, scratch: Path
     assert sink.finish() == sha256(BLOB)
 
 
+def test_ranges_fetched_again_are_hashed_once(
+    backend: ModuleType, scratch: Path
+) -> None:
+    rng = random.Random(5)
+    spans = [(offset, offset + len(piece)) for offset, piece in pieces_of(BLOB)]
+    for _ in range(24):  # restarted connections: ranges again, on other boundaries
+        start = rng.randrange(len(BLOB))
+        spans.append((start, min(len(BLOB), start + rng.randrange(1, 3 * PIECE))))
+    rng.shuffle(spans)
+    sink = backend.PartSink(scratch, len(BLOB), blake3=True, window=1 * MIB)
+    write_from_threads(sink, [(start, BLOB[start:end]) for start, end in spans], threads=4)
+    assert sink.finish() == sha256(BLOB)
+    assert sink.blake3_hexdigest() == blake3.blake3(BLOB).hexdigest()
+
+
 # --- Resume, unknown length, gaps --------------------------------------------------------------
 
 
@@ -232,6 +247,27 @@ def test_abort_keeps_the_bytes_and_later_calls_are_refused(
         sink.write(0, b"x")
     with pytest.raises(ValueError, match="finished or aborted PartSink"):
         sink.finish()
+
+
+def test_abort_frees_a_writer_waiting_for_room(backend: ModuleType, scratch: Path) -> None:
+    sink = backend.PartSink(scratch, None, blake3=True, window=256 * KIB)
+    stopped: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            for offset in range(0, 1 << 40, 64 * KIB):  # until the sink is aborted
+                sink.write(offset, BLOB[: 64 * KIB])
+        except ValueError as closed:
+            stopped.append(closed)
+
+    writer = threading.Thread(target=stream)
+    writer.start()
+    while sink.hashed() < 4 * MIB:
+        writer.join(0.01)
+    sink.abort()
+    writer.join(10)
+    assert not writer.is_alive()
+    assert "finished or aborted PartSink" in str(stopped[0])
 
 
 def test_abort_gives_the_shared_window_back(backend: ModuleType, tmp_path: Path) -> None:

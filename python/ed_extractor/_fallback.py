@@ -8,7 +8,7 @@ import hashlib
 import io
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
 from blake3 import blake3 as _blake3
@@ -403,8 +403,9 @@ class PartSink:
         self._path = os.fspath(path)
         self._size = size
         _check_written(written, size, keep)
-        self._part_fd = _open_part(self._path, size, keep)  # read by the ordering thread
-        self._fd: int | None = self._part_fd  # None once finished or aborted
+        self._fd = _open_part(self._path, size, keep)
+        self._closing = False  # finish or abort began: no new use of the descriptor
+        self._fd_users = 0  # calls using the descriptor now (it is closed only after them)
         self._digest = _StreamDigest(blake3=blake3, verifier=verifier)
         self._blake3_hex: str | None = None
         self._window = window
@@ -427,24 +428,44 @@ class PartSink:
         if self._error is not None:
             raise self._error
 
+    @contextlib.contextmanager
+    def _open_fd(self) -> Iterator[int]:
+        """The file's descriptor, not closed by a concurrent finish or abort until we are done."""
+        with self._changed:
+            if self._closing:
+                raise ValueError("I/O operation on a finished or aborted PartSink")
+            self._fd_users += 1
+        try:
+            yield self._fd
+        finally:
+            with self._changed:
+                self._fd_users -= 1
+                self._changed.notify_all()
+
+    def _begin_closing(self) -> bool:
+        """Refuse new uses of the descriptor and wait for the current ones; False if closed."""
+        with self._changed:
+            closing, self._closing = self._closing, True
+            self._changed.wait_for(lambda: self._fd_users == 0)
+        return not closing
+
     def write(self, offset: int, data: Buffer) -> int:
         """Write all of ``data`` at ``offset`` and hand it to the in-order hashing."""
-        if self._fd is None:
-            raise ValueError("I/O operation on a finished or aborted PartSink")
-        self._raise_failure()
-        view = _contiguous(data)
-        end = offset + view.nbytes
-        if offset < 0 or (self._size is not None and end > self._size):
-            raise ValueError(
-                f"bytes {offset}..{offset}+{view.nbytes} lie outside the part file's "
-                f"{self._size or 0} bytes"
-            )
-        if view.nbytes:
+        with self._open_fd() as fd:
+            self._raise_failure()
+            view = _contiguous(data)
+            end = offset + view.nbytes
+            if offset < 0 or (self._size is not None and end > self._size):
+                raise ValueError(
+                    f"bytes {offset}..{offset}+{view.nbytes} lie outside the part file's "
+                    f"{self._size or 0} bytes"
+                )
             try:
-                _pwrite_all(self._fd, view, offset, self._path)
+                _pwrite_all(fd, view, offset, self._path)
             except OSError as error:
                 self._error = self._error or error
                 raise
+        if view.nbytes:
             self._place(offset, data if isinstance(data, bytes) else view, end)
         return view.nbytes
 
@@ -527,7 +548,7 @@ class PartSink:
         try:
             while (step := self._next_step()) is not None:
                 if isinstance(step, tuple):
-                    self._digest.update(_pread_all(self._part_fd, *step, self._path))
+                    self._digest.update(_pread_all(self._fd, *step, self._path))
                 else:
                     self._digest.update(step)
         except BaseException as error:  # raised by the next write or finish
@@ -551,25 +572,23 @@ class PartSink:
 
     def sync_data(self) -> None:
         """Flush the file's data to the disk (fdatasync)."""
-        if self._fd is None:
-            raise ValueError("I/O operation on a finished or aborted PartSink")
-        os.fdatasync(self._fd)
+        with self._open_fd() as fd:
+            os.fdatasync(fd)
 
     def finish(self, fsync: bool = True) -> str:
         """Wait until every byte is hashed and checked; fsync, close; the hex SHA-256."""
-        if self._fd is None:
+        if not self._begin_closing():
             raise ValueError("I/O operation on a finished or aborted PartSink")
         with self._changed:
             self._target = self._written.end() if self._size is None else self._size
             self._changed.notify()
         self._thread.join()
-        fd, self._fd = self._fd, None
         try:
             self._raise_failure()
             if fsync:
-                os.fsync(fd)
+                os.fsync(self._fd)
         finally:
-            os.close(fd)
+            os.close(self._fd)
         self._blake3_hex = self._digest.blake3_hexdigest()
         return self._digest.hexdigest()
 
@@ -584,10 +603,9 @@ class PartSink:
             self._release_all()
             self._changed.notify()
         self._thread.join()
-        fd, self._fd = self._fd, None
-        if fd is not None:
+        if self._begin_closing():
             with contextlib.suppress(OSError):
-                os.close(fd)
+                os.close(self._fd)
 
 
 def _check_written(written: Sequence[tuple[int, int]], size: int | None, keep: bool) -> None:
