@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import os
 import random
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -119,9 +121,7 @@ def test_a_piece_written_again_is_hashed_once(backend: ModuleType, scratch: Path
     assert sink.finish() == sha256(BLOB)
 
 
-def test_ranges_fetched_again_are_hashed_once(
-    backend: ModuleType, scratch: Path
-) -> None:
+def test_ranges_fetched_again_are_hashed_once(backend: ModuleType, scratch: Path) -> None:
     rng = random.Random(5)
     spans = [(offset, offset + len(piece)) for offset, piece in pieces_of(BLOB)]
     for _ in range(24):  # restarted connections: ranges again, on other boundaries
@@ -219,6 +219,26 @@ def test_a_corrupt_stream_is_a_value_error_from_write_or_finish(
     with pytest.raises(ValueError, match="corrupt gzip stream"):  # noqa: PT012 - any call may raise
         write_from_threads(sink, pieces_of(zeroed, 16 * KIB), threads=1)
         sink.finish()
+    sink.abort()
+
+
+def test_a_corrupt_stream_stops_the_writes_while_the_download_runs(
+    name: str, backend: ModuleType, scratch: Path
+) -> None:
+    first_member = bytearray(gzip.compress(BLOB[:MIB], compresslevel=1, mtime=0))
+    first_member[-8] ^= 0xFF  # its CRC-32: checked as soon as the member ends, at about 1 MiB
+    stream = bytes(first_member) + gzip.compress(BLOB, compresslevel=1, mtime=0)
+    pieces = pieces_of(stream, 64 * KIB)
+    sink = backend.PartSink(scratch, len(stream), verifier=gzip_verifier(name)())
+    for piece in pieces[:32]:  # 2 MiB: past the corrupt bytes
+        sink.write(*piece)
+    deadline = time.monotonic() + 10
+    while sink.hashed() < len(first_member) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(ValueError, match="corrupt gzip stream"):  # noqa: PT012 - a later write
+        for piece in pieces[32:]:  # some 5 MiB more, 10 ms apart: the check has ample time
+            sink.write(*piece)
+            time.sleep(0.01)
     sink.abort()
 
 
