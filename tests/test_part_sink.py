@@ -260,6 +260,7 @@ def test_abort_keeps_the_bytes_and_later_calls_are_refused(
 ) -> None:
     sink = backend.PartSink(scratch, len(BLOB))
     sink.write(MIB, BLOB[MIB : 2 * MIB])
+    sink.sync_data()
     sink.abort()
     sink.abort()  # idempotent
     assert scratch.read_bytes()[MIB : 2 * MIB] == BLOB[MIB : 2 * MIB]
@@ -267,6 +268,8 @@ def test_abort_keeps_the_bytes_and_later_calls_are_refused(
         sink.write(0, b"x")
     with pytest.raises(ValueError, match="finished or aborted PartSink"):
         sink.finish()
+    with pytest.raises(ValueError, match="finished or aborted PartSink"):
+        sink.sync_data()
 
 
 def test_abort_frees_a_writer_waiting_for_room(backend: ModuleType, scratch: Path) -> None:
