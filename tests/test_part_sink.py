@@ -230,13 +230,14 @@ def test_a_corrupt_stream_stops_the_writes_while_the_download_runs(
     stream = bytes(first_member) + gzip.compress(BLOB, compresslevel=1, mtime=0)
     pieces = pieces_of(stream, 64 * KIB)
     sink = backend.PartSink(scratch, len(stream), verifier=gzip_verifier(name)())
-    for piece in pieces[:32]:  # 2 MiB: past the corrupt bytes
+    first_after = -(-len(first_member) // (64 * KIB))  # the first piece after the bad member
+    for piece in pieces[:first_after]:  # none of these can fail: the bad CRC-32 comes last
         sink.write(*piece)
     deadline = time.monotonic() + 10
     while sink.hashed() < len(first_member) and time.monotonic() < deadline:
         time.sleep(0.01)
     with pytest.raises(ValueError, match="corrupt gzip stream"):  # noqa: PT012 - a later write
-        for piece in pieces[32:]:  # some 5 MiB more, 10 ms apart: the check has ample time
+        for piece in pieces[first_after:]:  # some 7 MiB more, 10 ms apart: ample time
             sink.write(*piece)
             time.sleep(0.01)
     sink.abort()
