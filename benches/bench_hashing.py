@@ -1,4 +1,4 @@
-"""Benchmarks of the hashing backends: SHA-256, BLAKE3, the file sink (+BLAKE3), file digests."""
+"""Benchmarks of the hashing backends: SHA-256, BLAKE3, the file and part sinks, file digests."""
 
 from __future__ import annotations
 
@@ -102,10 +102,32 @@ def test_sha256_update(
     throughput_table.record(benchmark, "Sha256.update", name, total)
 
 
+def stream_into_filesink(module: ModuleType, path: Path, pieces: list[bytes]) -> str:
+    """One stream appended through ``FileSink``; its SHA-256."""
+    sink = module.FileSink(path)
+    for piece in pieces:
+        sink.write(piece)
+    return str(sink.finish())
+
+
+def stream_into_partsink(module: ModuleType, path: Path, pieces: list[bytes]) -> str:
+    """One stream in order through ``PartSink`` (pwrite, in-order hash); its SHA-256."""
+    sink = module.PartSink(path, sum(len(piece) for piece in pieces))
+    for index, piece in enumerate(pieces):
+        sink.write(index * CHUNK, piece)
+    assert sink.read_back() == 0  # one stream in order is never read back
+    return str(sink.finish())
+
+
+SINK_STREAMS = {"FileSink.write": stream_into_filesink, "PartSink.write": stream_into_partsink}
+
+
 @pytest.mark.benchmark(group="filesink-write")
+@pytest.mark.parametrize("sink_write", list(SINK_STREAMS))
 def test_filesink_write(
     benchmark: Any,
     implementation: tuple[str, ModuleType],
+    sink_write: str,
     payload: memoryview,
     scratch_dir: Path,
     throughput_table: ThroughputTable,
@@ -119,15 +141,12 @@ def test_filesink_write(
         path.unlink(missing_ok=True)
 
     def write_all() -> str:
-        sink = module.FileSink(path)
-        for piece in pieces:
-            sink.write(piece)
-        return str(sink.finish())
+        return SINK_STREAMS[sink_write](module, path, pieces)
 
     digest = benchmark.pedantic(write_all, setup=fresh_file, rounds=ROUNDS, warmup_rounds=1)
     assert path.stat().st_size == total
     assert digest == hashlib_sha256(pieces)
-    throughput_table.record(benchmark, "FileSink.write", name, total)
+    throughput_table.record(benchmark, sink_write, name, total)
 
 
 @pytest.mark.benchmark(group="filesink-blake3")

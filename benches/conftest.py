@@ -43,7 +43,7 @@ class ThroughputTable:
         out = ["throughput, best round (GB/s = 1e9 bytes/s)"]
         hashing = [
             what
-            for what in ("Sha256.update", "FileSink.write", "GzipCheck.feed")
+            for what in ("Sha256.update", "FileSink.write", "PartSink.write", "GzipCheck.feed")
             if (what, "native") in self.figures or (what, "python") in self.figures
         ]
         if hashing:

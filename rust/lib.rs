@@ -1,9 +1,11 @@
-//! `ed_extractor._native`: SHA-256 and BLAKE3 hashing, a pipelined file sink and gzip and zstd
+//! `ed_extractor._native`: SHA-256 and BLAKE3 hashing, the pipelined file sinks and gzip and zstd
 //! verifiers, the per-byte work of a download.
 
 mod blake3_hash;
 mod buffer;
 mod gzip;
+mod part_order;
+mod part_sink;
 mod pipeline;
 mod segments;
 mod sha;
@@ -22,6 +24,8 @@ mod native {
     use crate::blake3_hash::Blake3;
     #[pymodule_export]
     use crate::gzip::GzipVerifier;
+    #[pymodule_export]
+    use crate::part_sink::PartSink;
     #[pymodule_export]
     use crate::segments::PartWriter;
     #[pymodule_export]

@@ -1,5 +1,6 @@
-//! The sink's pipeline: chunks go through a bounded in-flight budget to Rust threads that write,
-//! hash and check them without the GIL; the first failure is kept for the caller to raise.
+//! The sinks' pipeline: chunks go through a bounded in-flight budget to Rust threads that write
+//! (`FileSink` only), hash and check them without the GIL; the first failure is kept for the
+//! caller to raise.
 
 use std::fs::File;
 use std::io::{self, BufWriter, IoSlice, Write};
@@ -40,6 +41,8 @@ pub enum Failure {
     Check(String),
     /// A pipeline thread panicked (a bug).
     Panicked(&'static str),
+    /// The file has no bytes at this offset yet, though it was to be complete.
+    Gap(u64),
 }
 
 /// The bytes of one chunk: a Python `bytes` object held without a copy, or a private copy of a
@@ -120,7 +123,8 @@ impl Budget {
 /// Chunks on their way through the stages, in order; their bytes return to the budget when the
 /// last stage drops the batch.
 pub struct Batch {
-    pieces: Vec<ChunkBytes>,
+    /// Each chunk with how many of its first bytes to leave out (already hashed).
+    pieces: Vec<(ChunkBytes, usize)>,
     len: usize,
     /// Already in the file (a resumed prefix): hashed and checked, not written.
     on_disk: bool,
@@ -139,8 +143,13 @@ impl Batch {
     }
 
     pub fn push(&mut self, bytes: ChunkBytes) {
-        self.len += bytes.len();
-        self.pieces.push(bytes);
+        self.push_from(bytes, 0);
+    }
+
+    /// Add the bytes of `bytes` from `skip` on.
+    pub fn push_from(&mut self, bytes: ChunkBytes, skip: usize) {
+        self.len += bytes.len() - skip;
+        self.pieces.push((bytes, skip));
     }
 
     pub fn len(&self) -> usize {
@@ -148,7 +157,7 @@ impl Batch {
     }
 
     fn pieces(&self) -> impl Iterator<Item = &[u8]> {
-        self.pieces.iter().map(|piece| &**piece)
+        self.pieces.iter().map(|(piece, skip)| &piece[*skip..])
     }
 }
 
@@ -184,7 +193,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn fail(&self, failure: Failure) {
+    pub fn fail(&self, failure: Failure) {
         let mut slot = lock(&self.failure);
         if slot.is_none() {
             *slot = Some(failure);
@@ -270,31 +279,40 @@ pub struct Outcome {
     pub blake3: Option<blake3::Hasher>,
 }
 
-/// The running stages of one sink: writer, SHA-256, and optionally BLAKE3 and a content check.
+/// The running stages of one sink: SHA-256, and optionally a writer, BLAKE3 and a content check.
 pub struct Pipeline {
     senders: Vec<Sender<Arc<Batch>>>,
-    writer: JoinHandle<BufWriter<File>>,
+    writer: Option<JoinHandle<BufWriter<File>>>,
     sha256: JoinHandle<sha2::Sha256>,
     blake3: Option<JoinHandle<blake3::Hasher>>,
     check: Option<JoinHandle<()>>,
 }
 
 impl Pipeline {
-    /// Start the stages, the writer appending to `file` from its current offset.
+    /// Start the stages; with a `file`, a writer appends the batches to it from its current
+    /// offset (without, the caller has written them already).
     pub fn start(
-        file: File,
+        file: Option<File>,
         shared: &Arc<Shared>,
         with_blake3: bool,
         check: Option<Box<dyn StreamCheck>>,
     ) -> io::Result<Self> {
-        let writer = BufWriter::with_capacity(WRITE_BUFFER, file);
-        let (to_writer, writer) =
-            spawn_stage("sink-write", shared, false, writer, |writer, batch| {
-                if batch.on_disk {
-                    return Ok(());
-                }
-                write_batch(writer, batch).map_err(|err| Failure::Io(Arc::new(err)))
-            })?;
+        let mut senders = Vec::new();
+        let writer = match file {
+            Some(file) => {
+                let writer = BufWriter::with_capacity(WRITE_BUFFER, file);
+                let (to_writer, writer) =
+                    spawn_stage("sink-write", shared, false, writer, |writer, batch| {
+                        if batch.on_disk {
+                            return Ok(());
+                        }
+                        write_batch(writer, batch).map_err(|err| Failure::Io(Arc::new(err)))
+                    })?;
+                senders.push(to_writer);
+                Some(writer)
+            }
+            None => None,
+        };
         let (to_sha256, sha256) = spawn_hasher(
             "sink-sha256",
             shared,
@@ -303,7 +321,7 @@ impl Pipeline {
                 hasher.update(bytes);
             },
         )?;
-        let mut senders = vec![to_writer, to_sha256];
+        senders.push(to_sha256);
         let blake3 = if with_blake3 {
             let (to_blake3, blake3) = spawn_hasher(
                 "sink-blake3",
@@ -359,7 +377,7 @@ impl Pipeline {
             check,
         } = self;
         drop(senders);
-        let writer = join(writer, shared, "sink-write");
+        let writer = writer.and_then(|handle| join(handle, shared, "sink-write"));
         let sha256 = join(sha256, shared, "sink-sha256");
         let blake3 = blake3.and_then(|handle| join(handle, shared, "sink-blake3"));
         if let Some(handle) = check {

@@ -30,7 +30,7 @@ const CLOSED_MESSAGE: &str = "I/O operation on a finished or aborted FileSink";
 
 /// The `OSError` subclass Python itself raises for `err` (`OSError(errno, strerror, filename)`
 /// picks it: `ENOSPC` -> `OSError`, `EACCES` -> `PermissionError`, `EISDIR` -> `IsADirectoryError`).
-fn os_error(py: Python<'_>, err: &io::Error, path: &Path) -> PyErr {
+pub(crate) fn os_error(py: Python<'_>, err: &io::Error, path: &Path) -> PyErr {
     let Some(errno) = err.raw_os_error() else {
         return PyOSError::new_err(format!("{err}: {}", path.display()));
     };
@@ -50,11 +50,15 @@ fn os_error(py: Python<'_>, err: &io::Error, path: &Path) -> PyErr {
     }
 }
 
-fn failure_error(py: Python<'_>, failure: &Failure, path: &Path) -> PyErr {
+pub(crate) fn failure_error(py: Python<'_>, failure: &Failure, path: &Path) -> PyErr {
     match failure {
         Failure::Io(err) => os_error(py, err, path),
         Failure::Check(message) => PyValueError::new_err(message.clone()),
         Failure::Panicked(stage) => PyRuntimeError::new_err(format!("{stage} thread panicked")),
+        Failure::Gap(offset) => PyValueError::new_err(format!(
+            "{} is incomplete: no bytes written at offset {offset}",
+            path.display()
+        )),
     }
 }
 
@@ -97,7 +101,7 @@ fn read_block(file: &mut File, want: usize) -> io::Result<Vec<u8>> {
 
 /// The bytes of `data` for the pipeline: a `bytes` object is held as it is (immutable, so no
 /// copy); any other contiguous buffer is copied, since its owner may change it after `write`.
-fn chunk_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<ChunkBytes> {
+pub(crate) fn chunk_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<ChunkBytes> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
         return Ok(ChunkBytes::Shared(PyBackedBytes::from(bytes.clone())));
     }
@@ -112,7 +116,7 @@ fn chunk_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<ChunkBytes> 
 }
 
 /// A native content verifier the pipeline can feed on its own thread.
-fn stream_check(verifier: &Bound<'_, PyAny>) -> PyResult<Box<dyn StreamCheck>> {
+pub(crate) fn stream_check(verifier: &Bound<'_, PyAny>) -> PyResult<Box<dyn StreamCheck>> {
     if let Ok(gzip) = verifier.cast::<GzipVerifier>() {
         return Ok(Box::new(gzip.clone().unbind()));
     }
@@ -162,7 +166,7 @@ impl FileSink {
         let check = verifier.map(stream_check).transpose()?;
         let file = open_file(py, &path, resume_from)?;
         let shared = Arc::new(Shared::default());
-        let pipeline = Pipeline::start(file, &shared, blake3, check)
+        let pipeline = Pipeline::start(Some(file), &shared, blake3, check)
             .map_err(|err| os_error(py, &err, &path))?;
         let sink = Self {
             path,

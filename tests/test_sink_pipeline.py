@@ -8,7 +8,6 @@ import hashlib
 import os
 import random
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -17,7 +16,7 @@ import pytest
 
 from ed_extractor.services.file_transfer.regimes.compressed import StreamVerifier
 from ed_extractor.services.file_transfer.regimes.zstd import zstd
-from tests.backends import BACKENDS, backend_module, gzip_verifier, zstd_verifier
+from tests.backends import backend_module, gzip_verifier, zstd_verifier
 from tests.test_hashing import chunks
 
 KIB = 1024
@@ -28,26 +27,6 @@ TEXT += b"\n]\n"
 TEXT_GZ = gzip.compress(TEXT, compresslevel=1, mtime=0)
 TEXT_ZST = zstd.compress(TEXT, level=1)
 CLOSED = "I/O operation on a finished or aborted FileSink"
-
-
-@pytest.fixture(params=BACKENDS)
-def name(request: pytest.FixtureRequest) -> str:
-    """Each test taking ``name`` (or ``backend``) runs once per backend."""
-    return str(request.param)
-
-
-@pytest.fixture
-def backend(name: str) -> ModuleType:
-    return backend_module(name)
-
-
-@pytest.fixture
-def scratch(tmp_path: Path) -> Iterator[Path]:
-    """A file path on tmpfs when there is one (large writes stay off the disk)."""
-    directory = Path("/dev/shm") if os.path.isdir("/dev/shm") else tmp_path
-    path = directory / f"ed-sink-test-{os.getpid()}-{threading.get_ident()}.part"
-    yield path
-    path.unlink(missing_ok=True)
 
 
 def verifier_for(name: str, compression: str = "gzip") -> StreamVerifier:

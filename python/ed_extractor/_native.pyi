@@ -2,6 +2,7 @@
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import Final, final
 
 if sys.version_info >= (3, 12):
@@ -14,6 +15,7 @@ __all__ = [
     "Blake3",
     "FileSink",
     "GzipVerifier",
+    "PartSink",
     "PartWriter",
     "Sha256",
     "ZstdVerifier",
@@ -177,3 +179,65 @@ class PartWriter:
 
     def close(self) -> None:
         """Close the file (idempotent); writes already made stay on disk."""
+
+@final
+class PartSink:
+    """A part file written at offsets by any number of threads, hashed and checked in file order.
+
+    ``size``: the final size when known: the file is created/truncated to ``size`` (``keep=False``),
+    or the existing file must be exactly ``size`` bytes (``keep=True``, else ``ValueError``).
+    ``size=None``: the length is unknown (one open-ended stream); the file is created empty
+    (``keep=False``), or kept as it is (``keep=True``) and grows as written.
+    ``written``: byte intervals ``(start, end)`` (end exclusive) already on disk in a kept file (a
+    resumed download); they are read back from the file (counted in ``resumed_bytes``, not in
+    ``read_back``) when the hash frontier reaches them.
+    ``blake3``: also compute BLAKE3. ``verifier``: fed every byte in file order.
+    ``window``: the most bytes of early chunks held in memory for the in-order hash; every
+    ``PartSink`` of the process shares one budget of 32 MiB, ``window`` is this sink's cap in it.
+    A chunk that does not fit makes ``write`` wait (GIL released) while the hashing makes
+    progress; when the hashing waits for bytes not written yet, the chunk is left on disk and
+    read back later (``read_back``).
+    """
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        size: int | None,
+        *,
+        keep: bool = False,
+        written: Sequence[tuple[int, int]] = ...,
+        blake3: bool = False,
+        verifier: GzipVerifier | ZstdVerifier | None = None,
+        window: int = ...,
+    ) -> PartSink: ...
+    def write(self, offset: int, data: Buffer) -> int:
+        """Write all of ``data`` at ``offset`` (GIL released) for the in-order hash; its length.
+
+        Thread-safe. Raises the first failure of an earlier write, hash or check (``OSError``
+        with ``errno`` and ``filename``, the verifier's ``ValueError``); offsets beyond ``size``
+        raise ``ValueError``.
+        """
+
+    def hashed(self) -> int:
+        """Bytes hashed in file order so far (the frontier)."""
+
+    def read_back(self) -> int:
+        """Bytes that had to be read back from the file (they did not fit the window)."""
+
+    def resumed_bytes(self) -> int:
+        """Bytes of the resumed ``written`` intervals read back from the file."""
+
+    def sync_data(self) -> None:
+        """Flush the file's data to the disk (fdatasync)."""
+
+    def finish(self, fsync: bool = True) -> str:
+        """Wait until every byte of the file is hashed and checked; fsync, close; the SHA-256.
+
+        ``ValueError`` naming the offset if bytes are missing; the pipeline's failure if any.
+        """
+
+    def blake3_hexdigest(self) -> str | None:
+        """The hex BLAKE3 of the whole file after ``finish``; None before, or unless blake3."""
+
+    def abort(self) -> None:
+        """Stop hashing, release the held chunks and close the file; never raises."""
