@@ -4,6 +4,7 @@
 mod blake3_hash;
 mod buffer;
 mod gzip;
+mod isal_inflate;
 mod pipeline;
 mod segments;
 mod sha;
