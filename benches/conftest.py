@@ -55,6 +55,7 @@ class ThroughputTable:
                 f"{what + ' (128 KiB chunks)':32} {_num(native)} {_num(python)} "
                 f"{_ratio(native, python):>14}"
             )
+        out.extend(self._inflater_lines())
         threads = [
             i
             for i in ("native", "python")
@@ -102,6 +103,25 @@ class ThroughputTable:
                 f"{'s3 multipart, local SeaweedFS':32} {'1 conn':>8} {'8 conn':>8} {'8/1':>6}"
             )
             out.append(f"{'':32} {_num(one)} {_num(eight)} {_ratio(eight, one):>6}")
+        return out
+
+    def _inflater_lines(self) -> list[str]:
+        """The native gzip check on ISA-L (its inflater) against zlib-rs, per compression level."""
+        levels = [
+            what
+            for what, column in self.figures
+            if what.startswith("GzipCheck.feed") and column == "native zlib-rs"
+        ]
+        if not levels:
+            return []
+        out = [f"{'native GzipCheck.feed (128 KiB)':32} {'ISA-L':>8} {'zlib-rs':>8} {'ratio':>14}"]
+        for what in levels:
+            isal = self.figures.get((what, "native"))
+            zlib_rs = self.figures.get((what, "native zlib-rs"))
+            level = what.partition(", ")[2] or "level 1"
+            out.append(
+                f"{'  ' + level:32} {_num(isal)} {_num(zlib_rs)} {_ratio(isal, zlib_rs):>14}"
+            )
         return out
 
 

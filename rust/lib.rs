@@ -4,6 +4,7 @@
 mod blake3_hash;
 mod buffer;
 mod gzip;
+mod isal_inflate;
 mod part_order;
 mod part_sink;
 mod pipeline;

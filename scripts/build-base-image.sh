@@ -4,7 +4,8 @@
 #   localhost/ed-extractor-base:runtime   Debian bookworm minbase + python3 (3.11), python3-venv,
 #                                         ca-certificates, libmagic1
 #   localhost/ed-extractor-base:builder   the same + rustc-web/cargo-web (Rust >= 1.85, Debian's
-#                                         toolchain for browser builds), gcc, libc6-dev
+#                                         toolchain for browser builds), gcc, libc6-dev, and
+#                                         nasm, autotools and make (ISA-L's build)
 # Usage: scripts/build-base-image.sh [--force] [runtime|builder ...]   (default: both)
 # An image that already exists is kept unless --force (or ED_BASE_REBUILD=1). Takes about a minute
 # per image. Needs root (mmdebstrap's root mode) and podman (scripts/setup-podman.sh).
@@ -25,6 +26,7 @@ runtime_packages=python3,python3-venv,ca-certificates,libmagic1
 # -web packages are Debian's newer toolchain for Firefox/Chromium builds (1.85 in bookworm, newer
 # through bookworm-security), installed as /usr/bin/rustc and /usr/bin/cargo.
 builder_packages=$runtime_packages,rustc-web,cargo-web,gcc,libc6-dev
+builder_packages=$builder_packages,nasm,autoconf,automake,libtool,make # ISA-L (isal-sys)
 
 say() { echo "build-base-image: $*" >&2; }
 

@@ -27,6 +27,22 @@ if ! rust_is_new_enough; then
   fi
 fi
 
+# ISA-L (the gzip check's inflater, built from source by the isal-sys crate): autotools, make, and
+# nasm for its x86-64 assembly. Without them the build fails, so they are required, not optional.
+build_need=()
+command -v nasm >/dev/null 2>&1 || build_need+=(nasm)
+command -v autoreconf >/dev/null 2>&1 || build_need+=(autoconf)
+command -v automake >/dev/null 2>&1 || build_need+=(automake)
+command -v libtoolize >/dev/null 2>&1 || build_need+=(libtool)
+command -v make >/dev/null 2>&1 || build_need+=(make)
+if [ ${#build_need[@]} -gt 0 ]; then
+  if ! is_root_with_apt; then
+    echo "setup-system: building ISA-L needs ${build_need[*]}; install them (Debian: apt-get install ${build_need[*]})" >&2
+    exit 1
+  fi
+  apt_install "${build_need[@]}"
+fi
+
 need=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)

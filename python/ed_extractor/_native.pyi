@@ -3,7 +3,7 @@
 import os
 import sys
 from collections.abc import Sequence
-from typing import Final, final
+from typing import Final, Literal, final
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer
@@ -115,9 +115,12 @@ class GzipVerifier:
     across chunks) are followed. Errors raise ``ValueError``: ``"corrupt gzip stream: <why>"``
     (repeated by every later call) or ``"truncated gzip stream (no complete trailer)"``; any
     call after ``finish`` raises ``ValueError`` too.
+
+    ``inflater`` is ``"isal"`` (ISA-L's igzip, the default) or ``"zlib-rs"`` (for comparisons);
+    both refuse the same streams, each in its own words.
     """
 
-    def __new__(cls) -> GzipVerifier: ...
+    def __new__(cls, *, inflater: Literal["isal", "zlib-rs"] = "isal") -> GzipVerifier: ...
     def feed(self, data: Buffer) -> None:
         """Inflate the next chunk (any C-contiguous buffer), with the GIL released from 2 KiB."""
 
