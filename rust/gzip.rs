@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::isal_inflate::IsalMember;
-use crate::pipeline::StreamCheck;
+use crate::pipeline::{Failure, StreamCheck};
 use crate::verifier::{Decoding, Summary, TextShape, VerifierState, OUTPUT_BUFFER};
 
 /// Gzip's window is always 32 KiB; `new_gzip` adds the 16 that asks zlib for the gzip wrapper.
@@ -179,7 +179,7 @@ impl GzipVerifier {
 
 /// A sink's pipeline feeds the verifier on its own thread, without the GIL.
 impl StreamCheck for Py<GzipVerifier> {
-    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), String> {
-        self.get().state.feed_bytes(chunk)
+    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), Failure> {
+        self.get().state.feed_bytes(chunk).map_err(Failure::Check)
     }
 }

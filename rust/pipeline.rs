@@ -11,7 +11,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use pyo3::exceptions::PyBaseException;
 use pyo3::pybacked::PyBackedBytes;
+use pyo3::Py;
 use sha2::Digest;
 
 use crate::sync::lock;
@@ -26,10 +28,10 @@ pub const BATCH_BYTES: usize = 512 * 1024;
 /// through (`BufWriter` bypasses its buffer for them), so typical 64-128 KiB chunks are not copied.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// Something that checks a stream chunk by chunk (a native content verifier).
+/// Something that checks a stream chunk by chunk (a native content verifier, or a Python check).
 pub trait StreamCheck: Send + Sync {
-    /// Check the next chunk; the error says why the stream is bad.
-    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), String>;
+    /// Check the next chunk; the failure says why the stream is bad.
+    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), Failure>;
 }
 
 /// Why the pipeline failed; kept so that every later call can raise it again.
@@ -43,6 +45,8 @@ pub enum Failure {
     Panicked(&'static str),
     /// The file has no bytes at this offset yet, though it was to be complete.
     Gap(u64),
+    /// A check written in Python raised this exception (raised again as it is).
+    Raised(Arc<Py<PyBaseException>>),
 }
 
 /// The bytes of one chunk: a Python `bytes` object held without a copy, or a private copy of a
@@ -343,7 +347,6 @@ impl Pipeline {
                         batch
                             .pieces()
                             .try_for_each(|piece| check.feed_bytes(piece))
-                            .map_err(Failure::Check)
                     })?;
                 senders.push(to_check);
                 Some(handle)

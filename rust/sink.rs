@@ -59,6 +59,7 @@ pub(crate) fn failure_error(py: Python<'_>, failure: &Failure, path: &Path) -> P
             "{} is incomplete: no bytes written at offset {offset}",
             path.display()
         )),
+        Failure::Raised(exception) => PyErr::from_value(exception.bind(py).clone().into_any()),
     }
 }
 
@@ -115,7 +116,24 @@ pub(crate) fn chunk_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<C
     Ok(ChunkBytes::Owned(copy))
 }
 
-/// A native content verifier the pipeline can feed on its own thread.
+/// A content check written in Python (an object with `feed(bytes)`: the JSON check, S3's
+/// checksums), fed on the pipeline's check thread with the GIL taken for each chunk.
+struct PythonCheck(Py<PyAny>);
+
+impl StreamCheck for PythonCheck {
+    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), Failure> {
+        Python::attach(|py| {
+            self.0
+                .bind(py)
+                .call_method1("feed", (PyBytes::new(py, chunk),))
+                .map(drop)
+                .map_err(|err| Failure::Raised(Arc::new(err.into_value(py))))
+        })
+    }
+}
+
+/// What the pipeline feeds in file order: a native verifier (without the GIL), else any object
+/// with a `feed` method (with the GIL).
 pub(crate) fn stream_check(verifier: &Bound<'_, PyAny>) -> PyResult<Box<dyn StreamCheck>> {
     if let Ok(gzip) = verifier.cast::<GzipVerifier>() {
         return Ok(Box::new(gzip.clone().unbind()));
@@ -123,8 +141,11 @@ pub(crate) fn stream_check(verifier: &Bound<'_, PyAny>) -> PyResult<Box<dyn Stre
     if let Ok(zstd) = verifier.cast::<ZstdVerifier>() {
         return Ok(Box::new(zstd.clone().unbind()));
     }
+    if verifier.hasattr("feed")? {
+        return Ok(Box::new(PythonCheck(verifier.clone().unbind())));
+    }
     Err(PyTypeError::new_err(
-        "verifier must be a native GzipVerifier or ZstdVerifier",
+        "verifier must be a GzipVerifier, a ZstdVerifier or an object with a feed method",
     ))
 }
 

@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
-use crate::pipeline::StreamCheck;
+use crate::pipeline::{Failure, StreamCheck};
 use crate::verifier::{Decoding, Summary, TextShape, VerifierState, OUTPUT_BUFFER};
 
 const TRUNCATED_MESSAGE: &str = "truncated zstd stream (last frame incomplete)";
@@ -96,7 +96,7 @@ impl ZstdVerifier {
 
 /// A sink's pipeline feeds the verifier on its own thread, without the GIL.
 impl StreamCheck for Py<ZstdVerifier> {
-    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), String> {
-        self.get().state.feed_bytes(chunk)
+    fn feed_bytes(&self, chunk: &[u8]) -> Result<(), Failure> {
+        self.get().state.feed_bytes(chunk).map_err(Failure::Check)
     }
 }

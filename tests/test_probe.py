@@ -300,6 +300,7 @@ def test_a_head_that_cannot_be_believed_is_replaced_by_the_ranged_get_alone(
         head = prober.head(url)
         result = prober.sample(url, head)
 
+    assert head is not None
     assert head.method == "GET"
     assert result.status_code == 206
     assert result.content_length == len(GZIP_BODY)  # from Content-Range: bytes 0-1023/TOTAL

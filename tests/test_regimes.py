@@ -15,6 +15,7 @@ from ed_extractor.http import make_client
 from ed_extractor.paths import part_path
 from ed_extractor.services.file_transfer import DownloadContext, DownloadRequest, DownloadResult
 from ed_extractor.services.file_transfer.base import SilentProgress
+from ed_extractor.services.file_transfer.context import SourceDownload
 from ed_extractor.services.file_transfer.regimes import (
     BinaryRegime,
     GzipRegime,
@@ -75,9 +76,12 @@ def gzip_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
 
 def download(regime: BinaryRegime, url: str, dest: Path, **options: Any) -> DownloadResult:
+    """``url`` from its source (HTTP here) through ``regime``'s content check."""
     request = DownloadRequest(name="dump", url=url, final_path=dest / "dump.json.gz", **options)
+    context = DownloadContext()
+    strategy = SourceDownload(context.sources.for_url(url), regime, context, regime.name)
     with make_client(read_timeout=10) as client:
-        return regime.download(client, request, SilentProgress())
+        return strategy.download(client, request, SilentProgress())
 
 
 @pytest.mark.usefixtures("gzip_backend")
@@ -211,12 +215,28 @@ def _probe(mime_type: str) -> ProbeResult:
 
 def test_context_selects_a_regime_by_sniffed_type_and_accepts_registrations() -> None:
     context = DownloadContext()
-    assert isinstance(context.select(_probe("application/gzip")), GzipRegime)
-    assert isinstance(context.select(_probe("application/json")), JsonRegime)
-    assert isinstance(context.select(_probe("application/zstd")), ZstdRegime)
-    assert type(context.select(_probe("application/x-ndjson"))) is BinaryRegime
+    assert isinstance(context.select(_probe("application/gzip")).content, GzipRegime)
+    assert isinstance(context.select(_probe("application/json")).content, JsonRegime)
+    assert isinstance(context.select(_probe("application/zstd")).content, ZstdRegime)
+    assert type(context.select(_probe("application/x-ndjson")).content) is BinaryRegime
     context.register("application/x-ndjson", JsonRegime)
-    assert isinstance(context.select(_probe("application/x-ndjson")), JsonRegime)
+    assert isinstance(context.select(_probe("application/x-ndjson")).content, JsonRegime)
+    assert context.select(_probe("application/gzip")).name == "gzip"  # HTTP: the content's name
+
+
+def test_the_source_comes_from_the_url_kind_and_torrent_metainfo_means_the_swarm() -> None:
+    context = DownloadContext()
+    kinds = {
+        "http://x/y.json.gz": ("application/gzip", "http", "gzip"),
+        "s3://bucket/y.json.gz": ("application/gzip", "s3", "s3-multipart"),
+        "magnet:?xt=urn:btih:" + "0" * 40: ("application/octet-stream", "bittorrent", "bittorrent"),
+        "https://x/y.torrent": ("application/x-bittorrent", "bittorrent", "bittorrent"),
+    }
+    for url, (mime_type, kind, regime) in kinds.items():
+        selected = context.select_for(url, mime_type)
+        assert (selected.source.kind, selected.name) == (kind, regime), url
+    s3 = context.select_for("s3://bucket/y.json.gz", "application/gzip")
+    assert isinstance(s3.content, GzipRegime)  # an S3 object gets the check of its type too
 
 
 def test_connection_refused_is_a_transfer_error(tmp_path: Path) -> None:

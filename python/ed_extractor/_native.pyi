@@ -3,7 +3,7 @@
 import os
 import sys
 from collections.abc import Sequence
-from typing import Final, Literal, final
+from typing import Final, Literal, Protocol, final
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer
@@ -183,6 +183,11 @@ class PartWriter:
     def close(self) -> None:
         """Close the file (idempotent); writes already made stay on disk."""
 
+class _Feedable(Protocol):
+    """A content check written in Python: fed ``bytes`` with the GIL taken, its errors raised."""
+
+    def feed(self, data: bytes, /) -> object: ...
+
 @final
 class PartSink:
     """A part file written at offsets by any number of threads, hashed and checked in file order.
@@ -210,7 +215,7 @@ class PartSink:
         keep: bool = False,
         written: Sequence[tuple[int, int]] = ...,
         blake3: bool = False,
-        verifier: GzipVerifier | ZstdVerifier | None = None,
+        verifier: GzipVerifier | ZstdVerifier | _Feedable | None = None,
         window: int = ...,
     ) -> PartSink: ...
     def write(self, offset: int, data: Buffer) -> int:

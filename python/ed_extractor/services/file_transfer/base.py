@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import Literal, Protocol
 
 import httpx
 
@@ -164,9 +164,15 @@ class DownloadResult:
 
 
 class DownloadStrategy(Protocol):
-    """A download regime: how the bytes of one kind of content reach the disk and get checked."""
+    """One download's regime: its source (how bytes arrive) and content check (what they must be).
 
-    name: ClassVar[Regime]
+    ``name``: the regime the manifest records (the content's, ``s3-multipart``, ``bittorrent``).
+    """
+
+    @property
+    def name(self) -> Regime:
+        """The regime the manifest records."""
+        ...
 
     def download(
         self, client: httpx.Client, request: DownloadRequest, progress: ProgressReporter

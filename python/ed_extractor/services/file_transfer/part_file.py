@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ed_extractor.errors import DeadlineError, IncompleteBodyError, StorageError, TransferError
-from ed_extractor.hashing import PartSink
+from ed_extractor.hashing import PartSink, SinkVerifier
 from ed_extractor.paths import part_path
 from ed_extractor.services.file_transfer.landing import land
 from ed_extractor.services.file_transfer.resume import (
@@ -63,7 +63,7 @@ class PartFile:
         size: int | None,
         *,
         written: Sequence[tuple[int, int]] = (),
-        verifier: object | None = None,
+        verifier: SinkVerifier | None = None,
         blake3: bool = False,
         reserve: int | None = None,
         window: int = 32 << 20,

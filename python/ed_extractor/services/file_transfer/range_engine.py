@@ -16,6 +16,7 @@ with few connections and the controller loop adds more while they raise the meas
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,8 +25,13 @@ from typing import Final
 
 import httpx
 
+if sys.version_info >= (3, 12):
+    from collections.abc import Buffer
+else:
+    from typing_extensions import Buffer
+
 from ed_extractor.errors import IncompleteBodyError, ProtocolError, VerificationError
-from ed_extractor.hashing import PartSink
+from ed_extractor.hashing import PartSink, SinkVerifier
 from ed_extractor.headers import if_range_validator, parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.services.file_transfer.base import (
@@ -98,11 +104,23 @@ def connection_count(request: DownloadRequest, resume: ResumePoint | None) -> in
     return max(1, min(wanted, length // MIN_SEGMENT))
 
 
-def sink_verifier(check: ContentCheck | None) -> object | None:
+class _CheckFeed:
+    """A ContentCheck written in Python as the sink's verifier: fed ``bytes`` in file order."""
+
+    def __init__(self, check: ContentCheck) -> None:
+        self._check = check
+
+    def feed(self, data: Buffer) -> None:
+        """Hand the next bytes to the check (a copy only when they come as a view)."""
+        self._check.feed(data if isinstance(data, bytes) else bytes(data))
+
+
+def sink_verifier(check: ContentCheck | None) -> SinkVerifier | None:
     """What the sink feeds in file order: the check's native verifier if it has one, else it."""
     if check is None:
         return None
-    return getattr(check, "native_verifier", None) or check
+    native: SinkVerifier | None = getattr(check, "native_verifier", None)
+    return native if native is not None else _CheckFeed(check)
 
 
 class RangeDownload:
