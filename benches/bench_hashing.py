@@ -7,7 +7,7 @@ import os
 import random
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -102,32 +102,21 @@ def test_sha256_update(
     throughput_table.record(benchmark, "Sha256.update", name, total)
 
 
-def stream_into_filesink(module: ModuleType, path: Path, pieces: list[bytes]) -> str:
-    """One stream appended through ``FileSink``; its SHA-256."""
-    sink = module.FileSink(path)
-    for piece in pieces:
-        sink.write(piece)
-    return str(sink.finish())
-
-
-def stream_into_partsink(module: ModuleType, path: Path, pieces: list[bytes]) -> str:
-    """One stream in order through ``PartSink`` (pwrite, in-order hash); its SHA-256."""
-    sink = module.PartSink(path, sum(len(piece) for piece in pieces))
+def stream_into_partsink(
+    module: ModuleType, path: Path, pieces: Sequence[bytes | memoryview], *, blake3: bool = False
+) -> tuple[str, str | None]:
+    """One stream in order through ``PartSink`` (pwrite, in-order hash); its SHA-256 and BLAKE3."""
+    sink = module.PartSink(path, len(pieces) * CHUNK, blake3=blake3)
     for index, piece in enumerate(pieces):
         sink.write(index * CHUNK, piece)
     assert sink.read_back() == 0  # one stream in order is never read back
-    return str(sink.finish())
+    return str(sink.finish()), sink.blake3_hexdigest()
 
 
-SINK_STREAMS = {"FileSink.write": stream_into_filesink, "PartSink.write": stream_into_partsink}
-
-
-@pytest.mark.benchmark(group="filesink-write")
-@pytest.mark.parametrize("sink_write", list(SINK_STREAMS))
-def test_filesink_write(
+@pytest.mark.benchmark(group="partsink-write")
+def test_partsink_write(
     benchmark: Any,
     implementation: tuple[str, ModuleType],
-    sink_write: str,
     payload: memoryview,
     scratch_dir: Path,
     throughput_table: ThroughputTable,
@@ -141,17 +130,17 @@ def test_filesink_write(
         path.unlink(missing_ok=True)
 
     def write_all() -> str:
-        return SINK_STREAMS[sink_write](module, path, pieces)
+        return stream_into_partsink(module, path, pieces)[0]
 
     digest = benchmark.pedantic(write_all, setup=fresh_file, rounds=ROUNDS, warmup_rounds=1)
     assert path.stat().st_size == total
     assert digest == hashlib_sha256(pieces)
-    throughput_table.record(benchmark, sink_write, name, total)
+    throughput_table.record(benchmark, "PartSink.write", name, total)
 
 
-@pytest.mark.benchmark(group="filesink-blake3")
+@pytest.mark.benchmark(group="partsink-blake3")
 @pytest.mark.parametrize("with_blake3", [False, True], ids=["sha256", "sha256+blake3"])
-def test_filesink_dual_hash(
+def test_partsink_dual_hash(
     benchmark: Any,
     implementation: tuple[str, ModuleType],
     with_blake3: bool,
@@ -170,10 +159,7 @@ def test_filesink_dual_hash(
         path.unlink(missing_ok=True)
 
     def write_all() -> None:
-        sink = module.FileSink(path, blake3=with_blake3)
-        for piece in pieces:
-            sink.write(piece)
-        digests.append((sink.finish(), sink.blake3_hexdigest()))
+        digests.append(stream_into_partsink(module, path, pieces, blake3=with_blake3))
 
     benchmark.pedantic(write_all, setup=fresh_file, rounds=ROUNDS, warmup_rounds=1)
     sha256, blake3_hex = hashlib.sha256(), blake3.blake3()
@@ -183,12 +169,12 @@ def test_filesink_dual_hash(
     expected = (sha256.hexdigest(), blake3_hex.hexdigest() if with_blake3 else None)
     assert set(digests) == {expected}
     column = f"{name}, {'sha256+blake3' if with_blake3 else 'sha256'}"
-    throughput_table.record(benchmark, "FileSink dual hash", column, total)
+    throughput_table.record(benchmark, "PartSink dual hash", column, total)
 
 
-@pytest.mark.benchmark(group="filesink-threads")
+@pytest.mark.benchmark(group="partsink-threads")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_filesink_threads(
+def test_partsink_threads(
     benchmark: Any,
     implementation: tuple[str, ModuleType],
     threads: int,
@@ -207,10 +193,7 @@ def test_filesink_threads(
             path.unlink(missing_ok=True)
 
     def write_one(path: Path) -> None:
-        sink = module.FileSink(path)
-        for piece in pieces:
-            sink.write(piece)
-        sink.finish()
+        stream_into_partsink(module, path, pieces)
 
     def write_all_in_parallel() -> None:
         workers = [threading.Thread(target=write_one, args=(path,)) for path in paths]

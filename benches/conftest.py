@@ -43,7 +43,7 @@ class ThroughputTable:
         out = ["throughput, best round (GB/s = 1e9 bytes/s)"]
         hashing = [
             what
-            for what in ("Sha256.update", "FileSink.write", "PartSink.write", "GzipCheck.feed")
+            for what in ("Sha256.update", "PartSink.write", "GzipCheck.feed")
             if (what, "native") in self.figures or (what, "python") in self.figures
         ]
         if hashing:
@@ -67,21 +67,21 @@ class ThroughputTable:
             one = self.figures.get(("threads", f"{implementation}-1"))
             two = self.figures.get(("threads", f"{implementation}-2"))
             out.append(
-                f"{'FileSink x threads, ' + implementation:32} {_num(one)} "
+                f"{'PartSink x threads, ' + implementation:32} {_num(one)} "
                 f"{_num(two):>10} {_ratio(two, one):>16}"
             )
         dual = [
             implementation
             for implementation in ("native", "python")
-            if (("FileSink dual hash", f"{implementation}, sha256") in self.figures)
+            if (("PartSink dual hash", f"{implementation}, sha256") in self.figures)
         ]
         if dual:
             out.append(f"{'':32} {'sha256':>8} {'+blake3':>8} {'+blake3/sha256':>15}")
         for implementation in dual:
-            alone = self.figures.get(("FileSink dual hash", f"{implementation}, sha256"))
-            both = self.figures.get(("FileSink dual hash", f"{implementation}, sha256+blake3"))
+            alone = self.figures.get(("PartSink dual hash", f"{implementation}, sha256"))
+            both = self.figures.get(("PartSink dual hash", f"{implementation}, sha256+blake3"))
             out.append(
-                f"{'FileSink + BLAKE3, ' + implementation:32} {_num(alone)} {_num(both)} "
+                f"{'PartSink + BLAKE3, ' + implementation:32} {_num(alone)} {_num(both)} "
                 f"{_ratio(both, alone):>15}"
             )
         digests = {column: v for (what, column), v in self.figures.items() if what == "digest"}

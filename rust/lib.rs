@@ -1,5 +1,5 @@
-//! `ed_extractor._native`: SHA-256 and BLAKE3 hashing, the pipelined file sinks and gzip and zstd
-//! verifiers, the per-byte work of a download.
+//! `ed_extractor._native`: SHA-256 and BLAKE3 hashing, the part sink and gzip and zstd verifiers,
+//! the per-byte work of a download.
 
 mod blake3_hash;
 mod buffer;
@@ -8,14 +8,13 @@ mod isal_inflate;
 mod part_order;
 mod part_sink;
 mod pipeline;
-mod segments;
+mod py_bridge;
 mod sha;
-mod sink;
 mod sync;
 mod verifier;
 mod zstd;
 
-/// Native SHA-256 and BLAKE3 hashers, pipelined file sink and gzip and zstd verifiers for
+/// Native SHA-256 and BLAKE3 hashers, part sink and gzip and zstd verifiers for
 /// ed-extractor; the GIL is released while hashing, writing and decompressing.
 #[pyo3::pymodule(name = "_native")]
 mod native {
@@ -28,11 +27,7 @@ mod native {
     #[pymodule_export]
     use crate::part_sink::PartSink;
     #[pymodule_export]
-    use crate::segments::PartWriter;
-    #[pymodule_export]
     use crate::sha::Sha256;
-    #[pymodule_export]
-    use crate::sink::FileSink;
     #[pymodule_export]
     use crate::zstd::ZstdVerifier;
 

@@ -377,7 +377,7 @@ impl Core {
             }
         }
         batch
-            .get_or_insert_with(|| Batch::new(false, Arc::clone(&self.budget)))
+            .get_or_insert_with(|| Batch::new(Arc::clone(&self.budget)))
             .push_from(bytes, skip);
         true
     }

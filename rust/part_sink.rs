@@ -15,8 +15,8 @@ use sha2::Digest;
 
 use crate::part_order::{run_ordering, Core, REORDER_WINDOW};
 use crate::pipeline::{Failure, Outcome, Pipeline};
+use crate::py_bridge::{chunk_bytes, failure_error, os_error, stream_check};
 use crate::sha::to_hex;
-use crate::sink::{chunk_bytes, failure_error, os_error, stream_check};
 use crate::sync::with_locked;
 
 /// While `write` waits for room in the window, signals (Ctrl-C) are checked this often.
@@ -107,7 +107,7 @@ impl PartSink {
             Ok(Ok(file)) => Arc::new(file),
         };
         let core = Arc::new(Core::new(&written, window));
-        let ordering = Pipeline::start(None, &core.shared, blake3, check).and_then(|pipeline| {
+        let ordering = Pipeline::start(&core.shared, blake3, check).and_then(|pipeline| {
             let core = Arc::clone(&core);
             let file = Arc::clone(&file);
             thread::Builder::new()

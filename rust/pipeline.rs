@@ -1,9 +1,8 @@
-//! The sinks' pipeline: chunks go through a bounded in-flight budget to Rust threads that write
-//! (`FileSink` only), hash and check them without the GIL; the first failure is kept for the
-//! caller to raise.
+//! The sink's pipeline: chunks already on disk go through a bounded in-flight budget to Rust
+//! threads that hash and check them without the GIL; the first failure is kept for the caller to
+//! raise.
 
-use std::fs::File;
-use std::io::{self, BufWriter, IoSlice, Write};
+use std::io;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -18,15 +17,12 @@ use sha2::Digest;
 
 use crate::sync::lock;
 
-/// Bytes accepted by `write` and not yet released by every stage. It bounds the sink's memory and
-/// what a `kill -9` loses beyond what is on disk.
+/// Bytes handed to the stages and not yet released by every one of them: it bounds the memory of
+/// the batches in flight.
 pub const IN_FLIGHT_LIMIT: usize = 4 << 20;
 /// Chunks are handed to the stages in batches of about this many bytes: one wake-up of each
 /// stage's thread per batch rather than per 64 KiB chunk.
 pub const BATCH_BYTES: usize = 512 * 1024;
-/// Writes shorter than this are gathered before they reach the kernel; longer ones go straight
-/// through (`BufWriter` bypasses its buffer for them), so typical 64-128 KiB chunks are not copied.
-const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Something that checks a stream chunk by chunk (a native content verifier, or a Python check).
 pub trait StreamCheck: Send + Sync {
@@ -86,16 +82,6 @@ impl Budget {
         in_flight == 0 || in_flight + len <= IN_FLIGHT_LIMIT
     }
 
-    /// Reserve `len` bytes if there is room now (never blocks for long: call it with the GIL).
-    pub fn try_acquire(&self, len: usize) -> bool {
-        let mut in_flight = lock(&self.in_flight);
-        let admitted = Self::admits(in_flight.bytes, len);
-        if admitted {
-            in_flight.bytes += len;
-        }
-        admitted
-    }
-
     /// Reserve `len` bytes, waiting up to `timeout` for room; call it with the GIL released.
     pub fn acquire_within(&self, len: usize, timeout: Duration) -> bool {
         let guard = lock(&self.in_flight);
@@ -130,24 +116,17 @@ pub struct Batch {
     /// Each chunk with how many of its first bytes to leave out (already hashed).
     pieces: Vec<(ChunkBytes, usize)>,
     len: usize,
-    /// Already in the file (a resumed prefix): hashed and checked, not written.
-    on_disk: bool,
     budget: Arc<Budget>,
 }
 
 impl Batch {
     /// An empty batch; `push` only bytes for which `budget` has already been acquired.
-    pub fn new(on_disk: bool, budget: Arc<Budget>) -> Self {
+    pub fn new(budget: Arc<Budget>) -> Self {
         Self {
             pieces: Vec::new(),
             len: 0,
-            on_disk,
             budget,
         }
-    }
-
-    pub fn push(&mut self, bytes: ChunkBytes) {
-        self.push_from(bytes, 0);
     }
 
     /// Add the bytes of `bytes` from `skip` on.
@@ -171,21 +150,6 @@ impl Drop for Batch {
         // decref to PyO3's pool, which the next call into the extension drains.
         self.budget.release(self.len);
     }
-}
-
-/// Write every piece of `batch`, gathered into as few system calls as the kernel takes.
-fn write_batch(writer: &mut BufWriter<File>, batch: &Batch) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = batch.pieces().map(IoSlice::new).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        match writer.write_vectored(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => IoSlice::advance_slices(&mut rest, written),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(())
 }
 
 /// What the stages share: the first failure, and whether the caller gave up (`abort`).
@@ -214,7 +178,7 @@ impl Shared {
         }
     }
 
-    /// Tell the hashing and checking stages to stop working (the writer still writes).
+    /// Tell the stages to stop working (the caller gave up).
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
     }
@@ -225,18 +189,17 @@ impl Shared {
 }
 
 /// Run one stage: feed every batch to `step` in order until the channel closes. After the
-/// stage's own failure it only drains (so the budget keeps flowing); a hashing or checking stage
-/// (`cancellable`) also stops working once the caller has given up.
+/// stage's own failure, or once the caller has given up, it only drains (so the budget keeps
+/// flowing).
 fn run_stage<S>(
     batches: &Receiver<Arc<Batch>>,
     shared: &Shared,
-    cancellable: bool,
     mut state: S,
     mut step: impl FnMut(&mut S, &Batch) -> Result<(), Failure>,
 ) -> S {
     let mut failed = false;
     for batch in batches {
-        if failed || (cancellable && shared.cancelled()) {
+        if failed || shared.cancelled() {
             continue;
         }
         if let Err(failure) = step(&mut state, &batch) {
@@ -250,7 +213,6 @@ fn run_stage<S>(
 fn spawn_stage<S: Send + 'static>(
     name: &str,
     shared: &Arc<Shared>,
-    cancellable: bool,
     state: S,
     step: impl FnMut(&mut S, &Batch) -> Result<(), Failure> + Send + 'static,
 ) -> io::Result<(Sender<Arc<Batch>>, JoinHandle<S>)> {
@@ -258,7 +220,7 @@ fn spawn_stage<S: Send + 'static>(
     let shared = Arc::clone(shared);
     let handle = thread::Builder::new()
         .name(name.to_owned())
-        .spawn(move || run_stage(&receiver, &shared, cancellable, state, step))?;
+        .spawn(move || run_stage(&receiver, &shared, state, step))?;
     Ok((sender, handle))
 }
 
@@ -269,7 +231,7 @@ fn spawn_hasher<H: Send + 'static>(
     hasher: H,
     update: fn(&mut H, &[u8]),
 ) -> io::Result<(Sender<Arc<Batch>>, JoinHandle<H>)> {
-    spawn_stage(name, shared, true, hasher, move |hasher, batch| {
+    spawn_stage(name, shared, hasher, move |hasher, batch| {
         batch.pieces().for_each(|piece| update(hasher, piece));
         Ok(())
     })
@@ -277,46 +239,26 @@ fn spawn_hasher<H: Send + 'static>(
 
 /// What the stages hand back when the pipeline is closed.
 pub struct Outcome {
-    /// The file, its last bytes possibly still buffered.
-    pub writer: Option<BufWriter<File>>,
     pub sha256: Option<sha2::Sha256>,
     pub blake3: Option<blake3::Hasher>,
 }
 
-/// The running stages of one sink: SHA-256, and optionally a writer, BLAKE3 and a content check.
+/// The running stages of one sink: SHA-256, and optionally BLAKE3 and a content check.
 pub struct Pipeline {
     senders: Vec<Sender<Arc<Batch>>>,
-    writer: Option<JoinHandle<BufWriter<File>>>,
     sha256: JoinHandle<sha2::Sha256>,
     blake3: Option<JoinHandle<blake3::Hasher>>,
     check: Option<JoinHandle<()>>,
 }
 
 impl Pipeline {
-    /// Start the stages; with a `file`, a writer appends the batches to it from its current
-    /// offset (without, the caller has written them already).
+    /// Start the stages (the batches they get are in the file already).
     pub fn start(
-        file: Option<File>,
         shared: &Arc<Shared>,
         with_blake3: bool,
         check: Option<Box<dyn StreamCheck>>,
     ) -> io::Result<Self> {
         let mut senders = Vec::new();
-        let writer = match file {
-            Some(file) => {
-                let writer = BufWriter::with_capacity(WRITE_BUFFER, file);
-                let (to_writer, writer) =
-                    spawn_stage("sink-write", shared, false, writer, |writer, batch| {
-                        if batch.on_disk {
-                            return Ok(());
-                        }
-                        write_batch(writer, batch).map_err(|err| Failure::Io(Arc::new(err)))
-                    })?;
-                senders.push(to_writer);
-                Some(writer)
-            }
-            None => None,
-        };
         let (to_sha256, sha256) = spawn_hasher(
             "sink-sha256",
             shared,
@@ -343,10 +285,8 @@ impl Pipeline {
         let check = match check {
             Some(check) => {
                 let (to_check, handle) =
-                    spawn_stage("sink-check", shared, true, (), move |(), batch| {
-                        batch
-                            .pieces()
-                            .try_for_each(|piece| check.feed_bytes(piece))
+                    spawn_stage("sink-check", shared, (), move |(), batch| {
+                        batch.pieces().try_for_each(|piece| check.feed_bytes(piece))
                     })?;
                 senders.push(to_check);
                 Some(handle)
@@ -355,7 +295,6 @@ impl Pipeline {
         };
         Ok(Self {
             senders,
-            writer,
             sha256,
             blake3,
             check,
@@ -374,27 +313,20 @@ impl Pipeline {
     pub fn close(self, shared: &Shared) -> Outcome {
         let Self {
             senders,
-            writer,
             sha256,
             blake3,
             check,
         } = self;
         drop(senders);
-        let writer = writer.and_then(|handle| join(handle, shared, "sink-write"));
         let sha256 = join(sha256, shared, "sink-sha256");
         let blake3 = blake3.and_then(|handle| join(handle, shared, "sink-blake3"));
         if let Some(handle) = check {
             join(handle, shared, "sink-check");
         }
-        Outcome {
-            writer,
-            sha256,
-            blake3,
-        }
+        Outcome { sha256, blake3 }
     }
 
-    /// Stop hashing and checking what is still queued, write it, and close; call it without
-    /// the GIL.
+    /// Stop hashing and checking what is still queued, and close; call it without the GIL.
     pub fn cancel(self, shared: &Shared) -> Outcome {
         shared.cancel();
         self.close(shared)

@@ -1,10 +1,16 @@
-"""SHA-256 and FileSink backends: the native extension and the hashlib fallback behave alike."""
+"""SHA-256 and PartSink backends: the native extension and the hashlib fallback behave alike.
+
+The removed FileSink's tests are now PartSink's, written the way ``landing.AppendingSink`` writes
+(in order from offset 0, no set size); its resume_from tests went with it, PartSink resumes from
+``written`` intervals (tests/test_part_sink.py).
+"""
 
 from __future__ import annotations
 
 import array
 import errno
 import hashlib
+import itertools
 import os
 import random
 import shutil
@@ -12,11 +18,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import blake3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,7 +36,7 @@ KIB = 1024
 MIB = 1024 * KIB
 SIZES = [0, 1, 55, 56, 63, 64, 65, 128 * KIB - 1, 128 * KIB, 128 * KIB + 1, 5 * MIB + 3]
 BLOB = random.Random(0x5EED).randbytes(max(SIZES))
-CLOSED = "I/O operation on a finished or aborted FileSink"
+CLOSED = "I/O operation on a finished or aborted PartSink"
 
 
 def native_module() -> ModuleType:
@@ -169,8 +176,8 @@ class TestBuffers:
     ) -> None:
         buffer = BUFFER_KINDS[kind]()
         raw = memoryview(buffer).tobytes()
-        sink = backend.FileSink(tmp_path / "out")
-        assert sink.write(buffer) == len(raw)
+        sink = backend.PartSink(tmp_path / "out", None)
+        assert sink.write(0, buffer) == len(raw)
         assert sink.finish() == sha256_hex(raw)
         assert (tmp_path / "out").read_bytes() == raw
 
@@ -190,11 +197,10 @@ class TestBuffers:
             backend.Sha256(make())
         with pytest.raises(BufferError, match="not C-contiguous"):
             backend.Sha256().update(make())
-        sink = backend.FileSink(tmp_path / "out")
+        sink = backend.PartSink(tmp_path / "out", None)
         with pytest.raises(BufferError, match="not C-contiguous"):
-            sink.write(make())
-        assert sink.tell() == 0
-        sink.abort()
+            sink.write(0, make())
+        assert sink.finish() == sha256_hex(b"")  # nothing was written
 
     @pytest.mark.parametrize("not_a_buffer", ["text", 12, [1, 2]], ids=["str", "int", "list"])
     def test_non_buffer_is_a_type_error(self, backend: ModuleType, not_a_buffer: object) -> None:
@@ -204,27 +210,33 @@ class TestBuffers:
             backend.Sha256().update(not_a_buffer)
 
 
-# --- FileSink ----------------------------------------------------------------------------------
+# --- PartSink, appended in order ----------------------------------------------------------------
 
 
-class TestFileSink:
+def append(sink: Any, pieces: Iterable[bytes | memoryview]) -> int:
+    """Write ``pieces`` one after the other from offset 0, as ``landing.AppendingSink`` does."""
+    end = 0
+    for piece in pieces:
+        assert sink.write(end, piece) == memoryview(piece).nbytes
+        end += memoryview(piece).nbytes
+    return end
+
+
+class TestAppendedPartSink:
     @pytest.mark.parametrize("size", SIZES)
     @pytest.mark.parametrize(
         "chunk_size", [None, 1000, 128 * KIB], ids=["one-shot", "1000", "128K"]
     )
-    def test_content_and_digest_equal_hashlib(
+    def test_content_and_digests_equal_hashlib_and_blake3(
         self, backend: ModuleType, tmp_path: Path, size: int, chunk_size: int | None
     ) -> None:
         data = BLOB[:size]
         path = tmp_path / "out.part"
-        sink = backend.FileSink(path)
-        written = 0
-        for chunk in [memoryview(data)] if chunk_size is None else chunks(data, chunk_size):
-            assert sink.write(chunk) == len(chunk)
-            written += len(chunk)
-            assert sink.tell() == written
+        sink = backend.PartSink(path, None, blake3=True)
+        append(sink, [memoryview(data)] if chunk_size is None else chunks(data, chunk_size))
+        assert sink.blake3_hexdigest() is None  # not before finish
         assert sink.finish() == sha256_hex(data)
-        assert sink.tell() == size
+        assert sink.blake3_hexdigest() == blake3.blake3(data).hexdigest()
         assert path.read_bytes() == data
 
     @given(sizes=st.lists(st.integers(min_value=0, max_value=150_000), max_size=8))
@@ -234,91 +246,41 @@ class TestFileSink:
     def test_any_chunking_writes_the_same_file(self, backend: ModuleType, sizes: list[int]) -> None:
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / "out"
-            sink = backend.FileSink(str(path))
-            offset = 0
-            for size in sizes:
-                sink.write(BLOB[offset : offset + size])
-                offset += size
-            assert sink.finish(fsync=False) == sha256_hex(BLOB[:offset])
-            assert path.read_bytes() == BLOB[:offset]
+            sink = backend.PartSink(str(path), None)
+            offsets = list(itertools.accumulate(sizes, initial=0))
+            total = append(sink, [BLOB[a:b] for a, b in itertools.pairwise(offsets)])
+            assert sink.finish(fsync=False) == sha256_hex(BLOB[:total])
+            assert path.read_bytes() == BLOB[:total]
 
     def test_truncates_an_existing_file(self, backend: ModuleType, tmp_path: Path) -> None:
         path = tmp_path / "out"
         path.write_bytes(b"old content that must go")
-        sink = backend.FileSink(path)
-        sink.write(b"new")
+        sink = backend.PartSink(path, None)
+        append(sink, [b"new"])
         assert sink.finish() == sha256_hex(b"new")
         assert path.read_bytes() == b"new"
 
-    @pytest.mark.parametrize(
-        ("prefix", "junk"),
-        [(1, 0), (100_000, 5000), (128 * KIB, 1), (3 * MIB + 1, 0)],
-    )
-    def test_resume_hashes_the_prefix_drops_the_rest_and_appends(
-        self, backend: ModuleType, tmp_path: Path, prefix: int, junk: int
-    ) -> None:
-        path = tmp_path / "out.part"
-        path.write_bytes(BLOB[:prefix] + b"\xff" * junk)
-        sink = backend.FileSink(path, resume_from=prefix)
-        assert sink.tell() == prefix
-        rest = BLOB[prefix : prefix + 300_000]
-        for chunk in chunks(rest, 64 * KIB):
-            sink.write(chunk)
-        assert sink.tell() == prefix + len(rest)
-        assert sink.finish() == sha256_hex(BLOB[: prefix + len(rest)])
-        assert path.read_bytes() == BLOB[: prefix + len(rest)]
-
-    def test_resume_of_a_prefix_longer_than_one_hashing_segment(
+    def test_finish_without_fsync_and_no_blake3_unless_asked(
         self, backend: ModuleType, tmp_path: Path
     ) -> None:
-        # The native sink hashes a resumed prefix in 64 MiB segments, checking signals in between.
-        path = tmp_path / "big.part"
-        prefix = (BLOB * 14)[: 64 * MIB + 12_345]
-        path.write_bytes(prefix)
-        sink = backend.FileSink(path, resume_from=len(prefix))
-        sink.write(b"tail")
-        assert sink.finish(fsync=False) == sha256_hex(prefix + b"tail")
-
-    def test_resume_beyond_the_end_is_a_value_error_naming_the_path(
-        self, backend: ModuleType, tmp_path: Path
-    ) -> None:
-        path = tmp_path / "short.part"
-        path.write_bytes(b"0123456789")
-        with pytest.raises(
-            ValueError, match=r"cannot resume from byte 11: .*short\.part holds only 10"
-        ):
-            backend.FileSink(path, resume_from=11)
-        assert path.read_bytes() == b"0123456789"
-
-    def test_resume_of_a_missing_file_is_file_not_found(
-        self, backend: ModuleType, tmp_path: Path
-    ) -> None:
-        with pytest.raises(FileNotFoundError):
-            backend.FileSink(tmp_path / "missing.part", resume_from=5)
-
-    def test_negative_resume_is_a_value_error(self, backend: ModuleType, tmp_path: Path) -> None:
-        with pytest.raises(ValueError, match="resume_from must be >= 0"):
-            backend.FileSink(tmp_path / "out", resume_from=-1)
-        assert not (tmp_path / "out").exists()
-
-    def test_finish_without_fsync(self, backend: ModuleType, tmp_path: Path) -> None:
-        sink = backend.FileSink(tmp_path / "out")
-        sink.write(b"abc")
+        sink = backend.PartSink(tmp_path / "out", None)
+        append(sink, [b"abc"])
         assert sink.finish(fsync=False) == sha256_hex(b"abc")
+        assert sink.blake3_hexdigest() is None
         assert (tmp_path / "out").read_bytes() == b"abc"
 
 
-class TestFileSinkLifecycle:
+class TestPartSinkLifecycle:
     def test_write_after_finish(self, backend: ModuleType, tmp_path: Path) -> None:
-        sink = backend.FileSink(tmp_path / "out")
+        sink = backend.PartSink(tmp_path / "out", None)
         sink.finish()
         with pytest.raises(ValueError, match=CLOSED):
-            sink.write(b"x")
-        assert sink.tell() == 0
+            sink.write(0, b"x")
+        assert (tmp_path / "out").read_bytes() == b""
 
     def test_finish_twice(self, backend: ModuleType, tmp_path: Path) -> None:
-        sink = backend.FileSink(tmp_path / "out")
-        sink.write(b"x")
+        sink = backend.PartSink(tmp_path / "out", None)
+        sink.write(0, b"x")
         sink.finish()
         with pytest.raises(ValueError, match=CLOSED):
             sink.finish()
@@ -326,31 +288,14 @@ class TestFileSinkLifecycle:
     def test_closed_check_comes_before_the_buffer_check(
         self, backend: ModuleType, tmp_path: Path
     ) -> None:
-        sink = backend.FileSink(tmp_path / "out")
+        sink = backend.PartSink(tmp_path / "out", None)
         sink.finish()
         with pytest.raises(ValueError, match=CLOSED):
-            sink.write("not a buffer")
-
-    def test_abort_keeps_the_bytes_and_is_idempotent(
-        self, backend: ModuleType, tmp_path: Path
-    ) -> None:
-        path = tmp_path / "out.part"
-        sink = backend.FileSink(path)
-        sink.write(BLOB[:100])  # small enough to sit in a write buffer
-        sink.write(BLOB[100:300_000])
-        sink.write(BLOB[300_000:300_010])
-        sink.abort()
-        sink.abort()
-        assert path.read_bytes() == BLOB[:300_010]
-        assert sink.tell() == 300_010
-        with pytest.raises(ValueError, match=CLOSED):
-            sink.write(b"x")
-        with pytest.raises(ValueError, match=CLOSED):
-            sink.finish()
+            sink.write(0, "not a buffer")
 
     def test_abort_after_finish_does_nothing(self, backend: ModuleType, tmp_path: Path) -> None:
-        sink = backend.FileSink(tmp_path / "out")
-        sink.write(b"abc")
+        sink = backend.PartSink(tmp_path / "out", None)
+        sink.write(0, b"abc")
         sink.finish()
         sink.abort()
         assert (tmp_path / "out").read_bytes() == b"abc"
@@ -359,9 +304,9 @@ class TestFileSinkLifecycle:
 # --- I/O errors --------------------------------------------------------------------------------
 
 
-# How FileSink(path) opens a new part file (File::create / open(path, "wb")): the probe below
+# How PartSink(path, size) opens a new part file (read, write, create, truncate): the probe below
 # opens the same way, since a read-only mount answers O_TRUNC with EROFS before checking access.
-SINK_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+SINK_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC
 
 
 def _unwritable_for_everyone() -> str | None:
@@ -377,11 +322,11 @@ def _unwritable_for_everyone() -> str | None:
     return None
 
 
-class TestFileSinkErrors:
+class TestPartSinkOpenErrors:
     def test_directory_is_is_a_directory_error(self, backend: ModuleType, tmp_path: Path) -> None:
-        for resume_from in (0, 1):
+        for keep in (False, True):
             with pytest.raises(IsADirectoryError) as caught:
-                backend.FileSink(tmp_path, resume_from=resume_from)
+                backend.PartSink(tmp_path, None, keep=keep)
             assert caught.value.errno == errno.EISDIR
             assert caught.value.filename == str(tmp_path)
 
@@ -391,7 +336,7 @@ class TestFileSinkErrors:
         (tmp_path / "file").write_bytes(b"")
         path = str(tmp_path / "file" / "out.part")
         with pytest.raises(NotADirectoryError) as caught:
-            backend.FileSink(path)
+            backend.PartSink(path, None)
         assert caught.value.errno == errno.ENOTDIR
         assert caught.value.filename == path
 
@@ -400,7 +345,7 @@ class TestFileSinkErrors:
     ) -> None:
         path = f"{tmp_path}//missing/./out.part"
         with pytest.raises(FileNotFoundError) as caught:
-            backend.FileSink(path)
+            backend.PartSink(path, None)
         assert caught.value.errno == errno.ENOENT
         assert caught.value.filename == path
 
@@ -409,20 +354,9 @@ class TestFileSinkErrors:
         if path is None:
             pytest.skip("no path here that refuses writes even to root")
         with pytest.raises(PermissionError) as caught:
-            backend.FileSink(path)
+            backend.PartSink(path, None)
         assert caught.value.errno == errno.EACCES
         assert caught.value.filename == path
-
-    def test_full_device_is_enospc(self, backend: ModuleType) -> None:
-        if not os.path.exists("/dev/full"):
-            pytest.skip("/dev/full does not exist")
-        sink = backend.FileSink("/dev/full")
-        with pytest.raises(OSError, match="No space left") as caught:  # noqa: PT012 - either call may report it
-            sink.write(BLOB[: 1 * MIB])
-            sink.finish(fsync=False)
-        assert caught.value.errno == errno.ENOSPC
-        assert caught.value.filename == "/dev/full"
-        sink.abort()  # never raises, even though the last bytes cannot be flushed
 
 
 # --- The GIL -----------------------------------------------------------------------------------
@@ -476,19 +410,18 @@ class TestGilRelease:
         assert hasher.hexdigest() == sha256_hex(data)
 
     def test_native_sink_works_without_the_gil(self, tmp_path: Path) -> None:
-        # write() returns once a chunk is queued and waits for room with the GIL released;
-        # finish() waits for the pipeline's threads the same way.
+        # write() writes and waits for room in the window with the GIL released; finish() waits
+        # for the hashing threads the same way.
         native = native_module()
         directory = scratch_folder(tmp_path, self.BIG)
         data = bytes(self.BIG)
         pieces = [data[start : start + MIB] for start in range(0, self.BIG, MIB)]
         with tempfile.NamedTemporaryFile(dir=directory) as target:
-            sink = native.FileSink(target.name, blake3=True)
+            sink = native.PartSink(target.name, None, blake3=True)
             digests: list[str] = []
 
             def write_all_and_finish() -> None:
-                for piece in pieces:
-                    sink.write(piece)
+                append(sink, pieces)
                 digests.append(sink.finish(fsync=False))
 
             assert progress_during(write_all_and_finish) > 10
@@ -528,7 +461,7 @@ def test_backend_classes_match_the_backend_name() -> None:
 
     expected = _fallback if hashing.BACKEND == "python" else native_module()
     assert hashing.Sha256 is expected.Sha256
-    assert hashing.FileSink is expected.FileSink
+    assert hashing.PartSink is expected.PartSink
 
 
 def test_native_names_its_hash_implementation() -> None:

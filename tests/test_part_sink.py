@@ -1,4 +1,10 @@
-"""PartSink: a part file written at offsets by many threads, hashed and checked in file order."""
+"""PartSink: a part file written at offsets by many threads, hashed and checked in file order.
+
+PartSink is the one sink: what the removed FileSink's tests (tests/test_sink_pipeline.py) covered
+and still matters is here (the zstd check, a check fed the resumed bytes, signals while waiting)
+or in tests/test_hashing.py (a stream appended in order, as ``landing.AppendingSink`` writes it);
+the removed PartWriter's tests (tests/test_segments.py) became the sizing and keeping tests below.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import gzip
 import hashlib
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -19,13 +26,17 @@ from typing import Any
 import blake3
 import pytest
 
-from tests.backends import backend_module, gzip_verifier
-from tests.test_sink_pipeline import TEXT, TEXT_GZ
+from ed_extractor.services.file_transfer.regimes.zstd import zstd
+from tests.backends import backend_module, gzip_verifier, zstd_verifier
 
 KIB = 1024
 MIB = 1024 * KIB
 PIECE = 256 * KIB
 BLOB = random.Random(0x5A1C).randbytes(8 * MIB + 7)
+TEXT = b"[\n" + b",\n".join(b'{"id64": %d, "name": "Sys %d"}' % (n, n) for n in range(40_000))
+TEXT += b"\n]\n"
+TEXT_GZ = gzip.compress(TEXT, compresslevel=1, mtime=0)
+TEXT_ZST = zstd.compress(TEXT, level=1)
 
 
 def pieces_of(data: bytes, size: int = PIECE) -> list[tuple[int, bytes]]:
@@ -150,10 +161,27 @@ def test_resumed_intervals_are_read_back_and_counted(backend: ModuleType, scratc
     assert (sink.resumed_bytes(), sink.read_back()) == (4 * MIB, 0)
 
 
+def test_a_new_part_is_sized_at_once_and_a_kept_one_left_as_it_is(
+    backend: ModuleType, scratch: Path
+) -> None:
+    scratch.write_bytes(b"old content")
+    backend.PartSink(scratch, 10).abort()
+    assert scratch.read_bytes() == bytes(10)  # emptied, then sized
+    scratch.write_bytes(b"0123456789")
+    backend.PartSink(scratch, 10, keep=True).abort()
+    assert scratch.read_bytes() == b"0123456789"
+
+
 def test_a_kept_file_of_another_size_is_refused(backend: ModuleType, scratch: Path) -> None:
     scratch.write_bytes(b"x" * 10)
     with pytest.raises(ValueError, match="holds 10 bytes, not 11"):
         backend.PartSink(scratch, 11, keep=True)
+
+
+def test_a_kept_file_that_is_gone_is_file_not_found(backend: ModuleType, scratch: Path) -> None:
+    with pytest.raises(FileNotFoundError) as caught:
+        backend.PartSink(scratch, 11, keep=True)
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOENT, str(scratch))
 
 
 def test_an_unknown_length_grows_as_written(backend: ModuleType, scratch: Path) -> None:
@@ -198,16 +226,30 @@ def test_a_write_beyond_the_size_is_refused(backend: ModuleType, scratch: Path) 
 # --- Content check, failures, abort ------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("compression", "body"), [("gzip", TEXT_GZ), ("zstd", TEXT_ZST)])
 def test_the_verifier_is_fed_the_file_in_order(
+    name: str, backend: ModuleType, scratch: Path, compression: str, body: bytes
+) -> None:
+    verifier = (gzip_verifier if compression == "gzip" else zstd_verifier)(name)()
+    pieces = pieces_of(body, 64 * KIB)
+    random.Random(1).shuffle(pieces)
+    sink = backend.PartSink(scratch, len(body), verifier=verifier, window=256 * KIB)
+    write_from_threads(sink, pieces, threads=4)
+    assert sink.finish() == sha256(body)
+    assert verifier.finish() == (len(TEXT), 40_000)
+
+
+def test_the_verifier_is_fed_the_resumed_bytes(
     name: str, backend: ModuleType, scratch: Path
 ) -> None:
+    cut = len(TEXT_GZ) // 3
+    scratch.write_bytes(TEXT_GZ[:cut] + bytes(len(TEXT_GZ) - cut))
     verifier = gzip_verifier(name)()
-    pieces = pieces_of(TEXT_GZ, 64 * KIB)
-    random.Random(1).shuffle(pieces)
-    sink = backend.PartSink(scratch, len(TEXT_GZ), verifier=verifier, window=256 * KIB)
-    write_from_threads(sink, pieces, threads=4)
+    sink = backend.PartSink(scratch, len(TEXT_GZ), keep=True, written=[(0, cut)], verifier=verifier)
+    sink.write(cut, TEXT_GZ[cut:])
     assert sink.finish() == sha256(TEXT_GZ)
     assert verifier.finish() == (len(TEXT), 40_000)
+    assert sink.resumed_bytes() == cut
 
 
 def test_a_corrupt_stream_is_a_value_error_from_write_or_finish(
@@ -292,6 +334,46 @@ def test_abort_frees_a_writer_waiting_for_room(backend: ModuleType, scratch: Pat
     writer.join(10)
     assert not writer.is_alive()
     assert "finished or aborted PartSink" in str(stopped[0])
+
+
+class Interrupted(Exception):
+    """What the test's SIGINT handler raises in the thread that waits."""
+
+
+def test_a_write_waiting_for_room_is_interrupted_by_a_signal(
+    backend: ModuleType, scratch: Path
+) -> None:
+    # A check that blocks stalls the hashing: the window fills and write() waits, looking at
+    # signals while it does (Ctrl-C stops a download whose disk or check is stuck).
+    release = threading.Event()
+
+    class StuckCheck:
+        def feed(self, data: bytes) -> None:
+            release.wait(30)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    sink = backend.PartSink(scratch, None, verifier=StuckCheck(), window=256 * KIB)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    written = 0
+
+    def write_until_interrupted() -> None:
+        nonlocal written
+        for offset in range(0, 1 << 30, 64 * KIB):  # far beyond what the stages may hold
+            written += sink.write(offset, BLOB[: 64 * KIB])
+
+    try:
+        with pytest.raises(Interrupted):
+            write_until_interrupted()
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+        release.set()
+        sink.abort()
+    assert 0 < written < 64 * MIB
 
 
 def test_abort_gives_the_shared_window_back(backend: ModuleType, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Type stubs for the native extension (``rust/``): hashers, a pipelined sink, content checks."""
+"""Type stubs for the native extension (``rust/``): hashers, the part sink, content checks."""
 
 import os
 import sys
@@ -13,10 +13,8 @@ else:
 __all__ = [
     "HASH_IMPLEMENTATION",
     "Blake3",
-    "FileSink",
     "GzipVerifier",
     "PartSink",
-    "PartWriter",
     "Sha256",
     "ZstdVerifier",
     "__version__",
@@ -69,43 +67,6 @@ class Blake3:
         """Return an independent copy of the hasher's state."""
 
 @final
-class FileSink:
-    """Queue chunks to Rust threads that write, hash and check them without the GIL.
-
-    ``write`` keeps a reference to a ``bytes`` chunk (any other buffer is copied) and returns
-    once it is queued; at most a few MiB are in flight (``write`` waits for room, the GIL
-    released). One thread writes, one hashes SHA-256, one BLAKE3 (``blake3=True``), one feeds
-    ``verifier`` in order. ``resume_from=0`` creates or truncates ``path``. ``resume_from=N``
-    keeps the file's first N bytes (``ValueError`` if it holds fewer), drops the rest, hashes and
-    checks the kept prefix and appends after it. A failure surfaces on a later ``write`` or on
-    ``finish``: an I/O error as the matching ``OSError`` subclass (``errno``, ``filename``), the
-    verifier's as its ``ValueError``; then ``abort()`` the sink.
-    """
-
-    def __new__(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        resume_from: int = 0,
-        blake3: bool = False,
-        verifier: GzipVerifier | ZstdVerifier | None = None,
-    ) -> FileSink: ...
-    def write(self, data: Buffer) -> int:
-        """Queue one chunk; return its length. Raises the failure of an earlier chunk, if any."""
-
-    def tell(self) -> int:
-        """Return the bytes in the file so far (a resumed prefix and queued chunks included)."""
-
-    def finish(self, fsync: bool = True) -> str:
-        """Wait for the queued chunks, flush (and fsync) and close the file; the hex SHA-256."""
-
-    def blake3_hexdigest(self) -> str | None:
-        """The hex BLAKE3 of the whole file after ``finish``; None before, or unless blake3."""
-
-    def abort(self) -> None:
-        """Stop hashing, write what is queued and close the file. Never raises."""
-
-@final
 class GzipVerifier:
     """Inflate a gzip stream chunk by chunk to nowhere, following the JSON shape of its text.
 
@@ -151,37 +112,6 @@ class ZstdVerifier:
 
         ``ValueError`` unless the last frame is complete (an empty stream included).
         """
-
-@final
-class PartWriter:
-    """A part file of a known size, written and read at offsets from any thread.
-
-    ``keep=False`` creates (or empties) ``path`` and sizes it; ``keep=True`` opens the existing
-    file, which must hold exactly ``size`` bytes (``ValueError`` otherwise). Offsets outside the
-    file raise ``ValueError``; I/O failures the matching ``OSError`` with ``filename``.
-    """
-
-    def __new__(
-        cls, path: str | os.PathLike[str], size: int, *, keep: bool = False
-    ) -> PartWriter: ...
-    @property
-    def size(self) -> int:
-        """The part file's size in bytes."""
-
-    def pwrite(self, data: Buffer, offset: int) -> int:
-        """Write all of ``data`` at ``offset`` with the GIL released; return the bytes written."""
-
-    def pread(self, offset: int, length: int) -> bytes:
-        """Read ``length`` bytes at ``offset`` with the GIL released."""
-
-    def sync(self) -> None:
-        """Flush the file's data and metadata to the disk."""
-
-    def sync_data(self) -> None:
-        """Flush the file's data to the disk (fdatasync): what is written survives a crash."""
-
-    def close(self) -> None:
-        """Close the file (idempotent); writes already made stay on disk."""
 
 class _Feedable(Protocol):
     """A content check written in Python: fed ``bytes`` with the GIL taken, its errors raised."""

@@ -30,21 +30,17 @@ def _select_backend() -> tuple[ModuleType, BackendName]:
 
 _backend, BACKEND = _select_backend()
 if TYPE_CHECKING:  # both backends have one API; the fallback's classes are its reference
-    from ed_extractor._fallback import Blake3, FileSink, PartSink, PartWriter, Sha256
+    from ed_extractor._fallback import Blake3, PartSink, Sha256
 else:
     Sha256 = _backend.Sha256
     Blake3 = _backend.Blake3
-    FileSink = _backend.FileSink
     PartSink = _backend.PartSink
-    PartWriter = _backend.PartWriter
 
 __all__ = [
     "BACKEND",
     "BackendName",
     "Blake3",
-    "FileSink",
     "PartSink",
-    "PartWriter",
     "Sha256",
     "SinkVerifier",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ed_extractor.errors import StorageError, VerificationError
-from ed_extractor.hashing import FileSink
+from ed_extractor.hashing import PartSink
 from ed_extractor.paths import part_path
 
 
@@ -53,24 +53,58 @@ def land(part: Path, final: Path) -> None:
         raise StorageError(final, f"cannot move into place ({exc.strerror or exc})") from exc
 
 
-def open_part_sink(final: Path, *, blake3: bool = True) -> FileSink:
-    """A FileSink (SHA-256, and BLAKE3) on ``final``'s part file, its folder created if missing."""
+class AppendingSink:
+    """A part file written from its start, chunk after chunk, through a ``PartSink`` of no set size.
+
+    ``write`` puts each chunk at the running end (on disk when it returns; hashed, SHA-256 and
+    optionally BLAKE3, on the sink's threads); ``finish`` returns the whole file's SHA-256.
+    """
+
+    def __init__(self, part: Path, *, blake3: bool) -> None:
+        self._sink = PartSink(part, None, blake3=blake3)
+        self._end = 0
+
+    def write(self, data: bytes) -> int:
+        """Append ``data``; its length. An OSError names the part file."""
+        written = self._sink.write(self._end, data)
+        self._end += written
+        return written
+
+    def tell(self) -> int:
+        """The bytes written so far."""
+        return self._end
+
+    def finish(self, *, fsync: bool = True) -> str:
+        """Wait for the hashing, fsync (unless told not to) and close; the hex SHA-256."""
+        return self._sink.finish(fsync)
+
+    def blake3_hexdigest(self) -> str | None:
+        """The hex BLAKE3 of the whole file after ``finish``; None before, or unless asked for."""
+        return self._sink.blake3_hexdigest()
+
+    def abort(self) -> None:
+        """Stop hashing and close the file; what is written stays on disk. Never raises."""
+        self._sink.abort()
+
+
+def open_part_sink(final: Path, *, blake3: bool = True) -> AppendingSink:
+    """An AppendingSink (SHA-256, and BLAKE3) on ``final``'s new part file, its folder created."""
     part = part_path(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        return FileSink(part, blake3=blake3)
+        return AppendingSink(part, blake3=blake3)
     except OSError as exc:
         raise StorageError(part, f"cannot open ({exc.strerror or exc})") from exc
 
 
-def _discard(sink: FileSink, final: Path) -> None:
+def _discard(sink: AppendingSink, final: Path) -> None:
     """Stop ``sink`` and remove ``final``'s part file; never raises."""
     sink.abort()
     with contextlib.suppress(OSError):
         part_path(final).unlink()
 
 
-def finish_and_land(sink: FileSink, final: Path) -> LandedFile:
+def finish_and_land(sink: AppendingSink, final: Path) -> LandedFile:
     """Finish ``sink`` (written to ``final``'s part file), fsync it and land it under ``final``.
 
     A failure aborts the sink, removes the part file and raises StorageError.

@@ -114,7 +114,7 @@ class CompressedCheck:
 
     @property
     def native_verifier(self) -> StreamVerifier | None:
-        """The verifier if the extension made it, for a native FileSink to feed on its threads."""
+        """The verifier if the extension made it, for a native PartSink to feed on its threads."""
         return self._verifier if type(self._verifier).__module__ == "ed_extractor._native" else None
 
     def feed(self, chunk: bytes) -> None:
