@@ -430,7 +430,7 @@ def test_probe_and_run_accept_s3_sources(s3: SeaweedS3, tmp_path: Path) -> None:
 def test_the_object_check_knows_s3s_checksum_encodings() -> None:
     from ed_extractor.errors import VerificationError
     from ed_extractor.services.s3.checks import S3ObjectCheck
-    from ed_extractor.services.s3.probe import S3Object
+    from ed_extractor.services.s3.objects import S3Object
 
     data = b"123456789"  # the CRC catalogue's check input
     parts = [data[:5], data[5:]]

@@ -225,6 +225,7 @@ class RangeDownload:
                     self._fetch_all()
                     if not self.table.complete():
                         raise IncompleteBodyError(request.url, "a range ended before its end")
+                    self._sink = None  # finished: no more progress to save
                     digest = sink.finish(fsync=True)
                     summary = check.finish() if check is not None else ContentSummary()
                 except BaseException as exc:

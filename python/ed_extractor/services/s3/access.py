@@ -23,7 +23,7 @@ from ed_extractor.services.s3.location import S3Location, parse_s3_url
 if TYPE_CHECKING:
     from botocore.session import Session
 
-    from ed_extractor.services.s3.probe import S3Object
+    from ed_extractor.services.s3.objects import S3Object
 
 DEFAULT_REGION: Final = "us-east-1"
 _DNS_BUCKET: Final = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")

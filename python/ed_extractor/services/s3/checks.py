@@ -10,7 +10,7 @@ from typing import Final
 
 from ed_extractor.errors import VerificationError
 from ed_extractor.services.file_transfer.base import ContentCheck, ContentSummary
-from ed_extractor.services.s3.probe import S3Object
+from ed_extractor.services.s3.objects import S3Object
 
 Crc = Callable[[bytes, int], int]
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
-from dataclasses import dataclass, field
 from typing import Final
 
 import httpx
@@ -13,6 +11,7 @@ from ed_extractor.errors import ProbeError, TransferError
 from ed_extractor.headers import parse_content_length, parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors
 from ed_extractor.services.s3.access import S3Access, S3Error, s3_error
+from ed_extractor.services.s3.objects import S3Object
 from ed_extractor.services.source_probe.models import HeadInfo
 from ed_extractor.services.source_probe.sniff import SAMPLE_SIZE
 
@@ -21,54 +20,8 @@ CHECKSUM_HEADERS: Final = {
     "crc32": "x-amz-checksum-crc32",
     "crc32c": "x-amz-checksum-crc32c",
 }
-_MULTIPART_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})-([0-9]+)"?$')
-_PLAIN_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 _ERROR_BODY_LIMIT: Final = 64 << 10
 _CHECKSUM_MODE: Final = {"x-amz-checksum-mode": "ENABLED"}
-
-
-@dataclass(frozen=True)
-class S3Object:
-    """One version of an object: size, validators, part layout and full-object checksums."""
-
-    url: str
-    http_url: str
-    size: int
-    etag: str
-    last_modified: str | None
-    parts: int = 1  # the upload's part count (1: a single PUT, or not asked for yet)
-    part_size: int = 0  # size of every part but the last; 0 for a single-part object
-    checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64, whole object
-    encrypted: bool = False  # SSE-KMS or SSE-C: the ETag is not an MD5
-
-    @property
-    def multipart(self) -> bool:
-        """True when the object was uploaded in parts (its ETag ends in ``-N``)."""
-        return _MULTIPART_ETAG.match(self.etag) is not None
-
-    def part_md5s_digest(self) -> str | None:
-        """The hex MD5 of the concatenated part MD5s the ETag carries, when it is an MD5 at all."""
-        match = _MULTIPART_ETAG.match(self.etag)
-        return match.group(1).lower() if match and not self.encrypted else None
-
-    def object_md5(self) -> str | None:
-        """The hex MD5 of the whole object a single-part ETag is, when it is an MD5 at all."""
-        match = _PLAIN_ETAG.match(self.etag)
-        return match.group(1).lower() if match and not self.encrypted else None
-
-    def part_number(self, first: int, end: int) -> int | None:
-        """The number of the uploaded part that is exactly ``[first, end)``, if one is."""
-        if self.parts <= 1 or self.part_size <= 0 or first % self.part_size:
-            return None
-        number = first // self.part_size + 1
-        return number if end == min(first + self.part_size, self.size) else None
-
-    def part_ranges(self) -> list[tuple[int, int]]:
-        """``(start, length)`` of each uploaded part, in order (all but the last of part_size)."""
-        if self.parts <= 1 or self.part_size <= 0:
-            return [(0, self.size)]
-        starts = range(0, self.size, self.part_size)
-        return [(start, min(self.part_size, self.size - start)) for start in starts]
 
 
 def _described(url: str, head: httpx.Response) -> S3Object:

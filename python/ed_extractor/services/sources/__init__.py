@@ -11,57 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Final, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Final
 
 from ed_extractor.paths import is_magnet
-from ed_extractor.services.file_transfer.base import (
-    ContentCheck,
-    DownloadRequest,
-    DownloadResult,
-    ProgressReporter,
-)
 from ed_extractor.services.s3.location import is_s3_url
-from ed_extractor.services.source_probe.models import HeadInfo
 from ed_extractor.services.source_probe.sniff import BITTORRENT
-from ed_extractor.vocabulary import Regime
+from ed_extractor.services.sources.base import CheckLookup, Source
 
 if TYPE_CHECKING:
     from ed_extractor.services.s3.access import S3Access
     from ed_extractor.services.sources.torrent_session import TorrentOptions
-
-#: The content check of a sniffed MIME type for one request (the files of a torrent ask for it).
-CheckLookup = Callable[[str, DownloadRequest], ContentCheck | None]
-
-
-class Source(Protocol):
-    """One kind of source: how it is probed and how its bytes reach the part file."""
-
-    kind: ClassVar[str]
-
-    def head(self, client: httpx.Client, url: str) -> HeadInfo | None:
-        """Size and validators before any body (None: nothing to ask, the bytes come from peers)."""
-        ...
-
-    def ranged_sample(self, client: httpx.Client, url: str) -> HeadInfo:
-        """The first bytes of the body (the 1 KiB sample), with what the answer said."""
-        ...
-
-    def regime(self, content: Regime) -> Regime:
-        """The manifest's regime of a download of ``content`` from this source."""
-        ...
-
-    def download(
-        self,
-        client: httpx.Client,
-        request: DownloadRequest,
-        check: ContentCheck | None,
-        checks: CheckLookup,
-        progress: ProgressReporter,
-    ) -> DownloadResult:
-        """Fetch ``request.url`` into place through ``check`` (``checks``: per file, by type)."""
-        ...
 
 
 def _is_torrent(url: str) -> bool:
@@ -129,3 +88,6 @@ class Sources:
     def for_content(self, url: str, mime_type: str) -> Source:
         """The source of ``url`` serving ``mime_type``: torrent metainfo means the swarm."""
         return self._of_kind(TORRENT_KIND) if mime_type == BITTORRENT else self.for_url(url)
+
+
+__all__ = ["SOURCE_KINDS", "CheckLookup", "Source", "SourceOptions", "Sources"]

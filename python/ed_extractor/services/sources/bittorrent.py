@@ -50,7 +50,7 @@ from ed_extractor.services.source_probe.sniff import (
     expectation_for,
     sniff_mime,
 )
-from ed_extractor.services.sources import CheckLookup
+from ed_extractor.services.sources.base import CheckLookup
 from ed_extractor.services.sources.torrent_session import (
     TorrentOptions,
     TorrentSession,

@@ -20,7 +20,7 @@ from ed_extractor.services.file_transfer.base import (
 from ed_extractor.services.file_transfer.transfer import transfer
 from ed_extractor.services.source_probe.models import HeadInfo
 from ed_extractor.services.source_probe.sniff import SAMPLE_SIZE
-from ed_extractor.services.sources import CheckLookup
+from ed_extractor.services.sources.base import CheckLookup
 from ed_extractor.vocabulary import Regime
 
 log = logging.getLogger(__name__)

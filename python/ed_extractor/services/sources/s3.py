@@ -40,9 +40,10 @@ from ed_extractor.services.file_transfer.range_engine import (
 from ed_extractor.services.file_transfer.resume import ResumePoint, discard_part
 from ed_extractor.services.s3.access import S3Access, s3_error
 from ed_extractor.services.s3.checks import CombinedCheck, S3ObjectCheck
-from ed_extractor.services.s3.probe import S3Object, S3Prober
+from ed_extractor.services.s3.objects import S3Object
+from ed_extractor.services.s3.probe import S3Prober
 from ed_extractor.services.source_probe.models import HeadInfo
-from ed_extractor.services.sources import CheckLookup
+from ed_extractor.services.sources.base import CheckLookup
 from ed_extractor.vocabulary import Regime
 
 log = logging.getLogger(__name__)
