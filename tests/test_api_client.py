@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import zlib
@@ -451,20 +450,25 @@ def test_api_dump_at_rate_n_with_the_default_burst_causes_no_429(
 # --- bounded bodies ------------------------------------------------------------------------------
 
 
+#: Runs ed-extractor from a small fresh process and reports the peak RSS of that child alone: a
+#: child forked straight from pytest would start its high-water mark at pytest's own size.
+_MEASURED_CHILD = """
+import resource, subprocess, sys
+done = subprocess.run([sys.executable, "-m", "ed_extractor", *sys.argv[1:]])
+print(f"peak-rss-kib={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", file=sys.stderr)
+sys.exit(done.returncode)
+"""
+
+
 def run_measured(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
     """Run ``ed-extractor ARGS``; return its exit code, stdout, stderr and peak RSS in MiB."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "ed_extractor", *args],
-            stdout=out,
-            stderr=err,
-            env={**os.environ, **(env or {})},
-        )
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, no one else's
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return child.returncode, out.read().decode(), err.read().decode(), usage.ru_maxrss / 1024
+    child = subprocess.run(
+        [sys.executable, "-c", _MEASURED_CHILD, *args],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False,
+    )  # fmt: skip
+    stderr, _, peak = child.stderr.rstrip().rpartition("\n")
+    assert peak.startswith("peak-rss-kib="), child.stderr[-2000:]
+    return child.returncode, child.stdout, stderr, int(peak.split("=")[1]) / 1024
 
 
 def test_a_gzip_bomb_fails_its_id_in_bounded_memory_and_keeps_nothing(

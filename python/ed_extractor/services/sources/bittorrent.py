@@ -366,11 +366,8 @@ def _verify(
     try:
         for file in plan:
             digest = _digest(part_folder / file.relative, file.size, request, file.name, checks)
-            expected = request.expect_sha256
-            if expected is not None and len(plan) == 1 and digest.sha256 != expected:
-                raise VerificationError(
-                    request.url, f"SHA-256 mismatch: expected {expected}, got {digest.sha256}"
-                )
+            if len(plan) == 1:
+                request.check_sha256(digest.sha256)
             files.append(
                 StoredFile(
                     name=file.name,
