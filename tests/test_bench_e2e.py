@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from benches.e2e import HEADER, TOOLS, parse_size
+from benches.e2e import ED_1, ED_8, HEADER, PARTS, TOOLS, parse_size, read_back_logged
 
 from ed_extractor.demo.mirror import nginx_path
 
@@ -38,15 +38,41 @@ def test_the_benchmark_prints_every_row_checks_every_output_and_draws_the_chart(
     scenarios = [
         f"{kind} 8 MiB, {where}" for kind in ("binary", "gzip") for where in ("tmpfs", "disk")
     ]
+    server = {(False, False): "unthrottled", (True, False): "limit_rate per conn"}
     expected = [
-        (scenario, "limit_rate per conn" if tool.throttled else "unthrottled", tool.label)
+        (scenario, server.get((tool.throttled, tool.local), "(local file)"), tool.label)
         for scenario in scenarios for tool in TOOLS
     ]  # fmt: skip
     assert body == expected
+    assert {label for _, _, label in body} >= set(PARTS)
     for row in rows[2:]:
         assert row[3].replace(".", "").isdigit() or row[3].startswith("n/a"), row
-    assert sum("1-conn vs bare httpx" in line for line in result.stdout.splitlines()) == 4
+        if not row[3].startswith("n/a"):
+            assert float(row[5]) >= 0, row  # CPU seconds of the process tree
+        if (row[1], row[2]) == ("unthrottled", ED_8):
+            assert row[7] == "0", row  # read back by 8 connections of 8 MiB: nothing
+        if row[2] == ED_1:
+            assert row[7] == "-", row  # one connection logs no segmented download
+    lines = result.stdout.splitlines()
+    assert sum("1-conn vs bare httpx" in line for line in lines) == 4
+    targets = [line for line in lines if "CPU 1-conn / parts" in line]
+    assert len(targets) == 4
+    for line in targets:
+        assert re.search(r"CPU 8-conn / parts \d+\.\d\dx", line), line
+        assert re.search(r"auto: throttled wall vs 8-conn \d+\.\d\dx", line), line
+        assert re.search(r"8-conn wall vs aria2c -x8 \d+\.\d\dx", line), line
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_read_back_comes_from_the_segmented_downloads_log_lines() -> None:
+    stderr = [
+        '{"level": "info", "msg": "source probed", "read_back": 99}',
+        '{"level": "info", "msg": "segmented download done", "connections": 8, "read_back": 0}',
+        "a line that is not JSON",
+        '{"level": "info", "msg": "segmented download done", "connections": 8, "read_back": 42}',
+    ]
+    assert read_back_logged(stderr) == [0, 42]
+    assert read_back_logged(['{"msg": "source downloaded", "bytes": 8}']) == []
 
 
 def test_sizes_read_as_people_write_them() -> None:
