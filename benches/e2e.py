@@ -102,7 +102,7 @@ class Tool:
     local: bool = False  # reads the served file itself (a part of a fetch), not the URL
 
 
-def _ed(connections: int | str) -> Callable[[str, Path], list[str]]:
+def ed_argv(connections: int | str) -> Callable[[str, Path], list[str]]:
     def argv(url: str, out: Path) -> list[str]:
         return [
             ED_PYTHON[0],
@@ -174,10 +174,10 @@ SHA256, BLAKE3, CP = (
 )
 PARTS = (BARE, SHA256, BLAKE3, CP)  # what a fetch's CPU is weighed against
 TOOLS: tuple[Tool, ...] = (
-    Tool(ED_1, _ed(1), "digest-and-file", NATIVE),
-    Tool(f"{ED_1}, ED_EXTRACTOR_NATIVE=0", _ed(1), "digest-and-file", PYTHON),
-    Tool(ED_8, _ed(8), "digest-and-file", NATIVE),
-    Tool(ED_AUTO, _ed("auto"), "digest-and-file", NATIVE),
+    Tool(ED_1, ed_argv(1), "digest-and-file", NATIVE),
+    Tool(f"{ED_1}, ED_EXTRACTOR_NATIVE=0", ed_argv(1), "digest-and-file", PYTHON),
+    Tool(ED_8, ed_argv(8), "digest-and-file", NATIVE),
+    Tool(ED_AUTO, ed_argv("auto"), "digest-and-file", NATIVE),
     Tool(BARE, _script("bare"), "count"),
     Tool(SHA256, _hash("sha256"), "digest", local=True),
     Tool(BLAKE3, _hash("blake3"), "count", local=True),
@@ -186,9 +186,9 @@ TOOLS: tuple[Tool, ...] = (
     Tool("curl | tee FILE | sha256sum", _curl_tee, "digest-and-file", needs="curl"),
     Tool(CURL_NULL, _curl_null, "count", needs="curl"),
     Tool(ARIA2, _aria2, "file", needs="aria2c"),
-    Tool(ED_1, _ed(1), "digest-and-file", NATIVE, throttled=True),
-    Tool(ED_8, _ed(8), "digest-and-file", NATIVE, throttled=True),
-    Tool(ED_AUTO, _ed("auto"), "digest-and-file", NATIVE, throttled=True),
+    Tool(ED_1, ed_argv(1), "digest-and-file", NATIVE, throttled=True),
+    Tool(ED_8, ed_argv(8), "digest-and-file", NATIVE, throttled=True),
+    Tool(ED_AUTO, ed_argv("auto"), "digest-and-file", NATIVE, throttled=True),
     Tool(ARIA2, _aria2, "file", throttled=True, needs="aria2c"),
 )
 
@@ -419,7 +419,7 @@ def table(rows: Sequence[Row]) -> str:
     )
 
 
-def _ratio(numerator: float | None, denominator: float | None) -> str:
+def ratio_text(numerator: float | None, denominator: float | None) -> str:
     if numerator is None or denominator is None or denominator == 0:
         return "n/a"
     return f"{numerator / denominator:.2f}x"
@@ -467,23 +467,23 @@ def ratios(rows: Sequence[Row]) -> list[str]:
         read_back = "n/a" if eight is None else eight.read_back
         parts_text = "n/a" if parts is None else f"{parts:.2f}"
         gzip = scenario.startswith("gzip")
-        cpu1, cpu8 = _ratio(_cpu(one), parts), _ratio(_cpu(eight), parts)
+        cpu1, cpu8 = ratio_text(_cpu(one), parts), ratio_text(_cpu(eight), parts)
         out.append(
-            f"{scenario}: unthrottled 8-conn speed vs 1-conn {_ratio(s1, s8)} (>= 0.95x), "
+            f"{scenario}: unthrottled 8-conn speed vs 1-conn {ratio_text(s1, s8)} (>= 0.95x), "
             f"8-conn read back {read_back} bytes (0); CPU 1-conn / parts {cpu1} "
             f"(<= 1.15x), CPU 8-conn / parts {cpu8} (<= 1.15x; parts: "
             f"bare httpx loop + hashlib SHA-256 + blake3 + cp = {parts_text} CPU s); "
-            f"throttled 8-conn wall vs aria2c -x8 {_ratio(t8, aria)} "
+            f"throttled 8-conn wall vs aria2c -x8 {ratio_text(t8, aria)} "
             f"(<= {'1.2' if gzip else '1.05'}x); auto: throttled wall vs 8-conn "
-            f"{_ratio(ta, t8)} (<= 1.25x), unthrottled speed vs 1-conn {_ratio(s1, sa)} "
+            f"{ratio_text(ta, t8)} (<= 1.25x), unthrottled speed vs 1-conn {ratio_text(s1, sa)} "
             f"(>= 0.95x)"
         )
         out.append(
-            f"{scenario}, more: 1-conn vs bare httpx {_ratio(bare, s1)} (>= 0.9x), "
-            f"vs naive {_ratio(naive, s1)} (>= 1.5x); throttled 8-conn vs own 1-conn "
-            f"{_ratio(t1, t8)} (>= 7x); unthrottled 8-conn vs curl -o /dev/null "
-            f"{_ratio(devnull, s8)} (>= 0.6x); auto: unthrottled vs 8-conn {_ratio(s8, sa)}, "
-            f"throttled wall vs aria2c -x8 {_ratio(ta, aria)}"
+            f"{scenario}, more: 1-conn vs bare httpx {ratio_text(bare, s1)} (>= 0.9x), "
+            f"vs naive {ratio_text(naive, s1)} (>= 1.5x); throttled 8-conn vs own 1-conn "
+            f"{ratio_text(t1, t8)} (>= 7x); unthrottled 8-conn vs curl -o /dev/null "
+            f"{ratio_text(devnull, s8)} (>= 0.6x); auto: unthrottled vs 8-conn "
+            f"{ratio_text(s8, sa)}, throttled wall vs aria2c -x8 {ratio_text(ta, aria)}"
         )
     return out
 
@@ -517,7 +517,7 @@ def chart(rows: Sequence[Row], path: Path, title: str) -> None:
         len(scenarios), 1, figsize=(10, 4.4 * len(scenarios)), squeeze=False, sharex=True
     )
     measured = [row.gbps for row in rows if row.gbps is not None]
-    low, high = min(measured, default=1e-3) / 2, max(measured, default=1.0) * 4
+    low, high = min(measured, default=1e-3) / 2, max(measured, default=1.0) * 8
     for axis, scenario in zip(axes[:, 0], scenarios, strict=True):
         _panel(axis, rows, scenario, low)
         axis.set_xscale("log")
