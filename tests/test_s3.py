@@ -51,14 +51,16 @@ def downloads_removed_after(tmp_path: Path) -> Iterator[None]:
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def upload(server: SeaweedS3, key: str, body: bytes, *, parts: bool, crc64: bool = True) -> str:
-    """Put ``body`` at ``key``: a multipart upload of 5 MiB parts, or one PUT; return its ETag."""
+def upload(
+    server: SeaweedS3, key: str, body: bytes, *, parts: bool, crc64: bool = True, part: int = PART
+) -> str:
+    """Put ``body`` at ``key``: a multipart upload of ``part``-byte parts, or one PUT; its ETag."""
     from boto3.s3.transfer import TransferConfig
 
     client = server.client(checksums=crc64)
     extra = {"ChecksumAlgorithm": "CRC64NVME"} if crc64 else {}
     if parts:
-        config = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART)
+        config = TransferConfig(multipart_threshold=part, multipart_chunksize=part)
         client.upload_fileobj(io.BytesIO(body), BUCKET, key, Config=config, ExtraArgs=extra)
     else:
         client.put_object(Bucket=BUCKET, Key=key, Body=body, **extra)
