@@ -13,9 +13,9 @@ import pytest
 from ed_extractor.errors import IncompleteBodyError, TransferError, VerificationError
 from ed_extractor.http import make_client
 from ed_extractor.paths import part_path
-from ed_extractor.services.file_transfer import DownloadContext, DownloadRequest, DownloadResult
+from ed_extractor.services.file_transfer import DownloadRequest, DownloadResult
 from ed_extractor.services.file_transfer.base import SilentProgress
-from ed_extractor.services.file_transfer.context import SourceDownload
+from ed_extractor.services.file_transfer.context import DownloadContext, SourceDownload
 from ed_extractor.services.file_transfer.regimes import (
     BinaryRegime,
     GzipRegime,

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from ed_extractor.errors import UnexpectedContentError
 from ed_extractor.manifest.models import ContentRegime, Regime
 from ed_extractor.services.file_transfer.context import DownloadContext
-from ed_extractor.services.file_transfer.regimes import BinaryRegime
 from ed_extractor.services.file_transfer.regimes.zstd import zstd
 from ed_extractor.services.source_probe.sniff import (
     BITTORRENT,
@@ -177,8 +176,8 @@ def test_expect_aliases_cover_every_content_regime() -> None:
     assert set(EXPECT_ALIASES) == set(get_args(ContentRegime))
     assert set(get_args(ContentRegime)) <= set(get_args(Regime))
     for name, mime in EXPECT_ALIASES.items():  # each value requires what selects that regime
-        regime = BinaryRegime if mime is None else DownloadContext().regime_for(mime)
-        assert regime.name == name
+        selected = DownloadContext().select_for("https://x/y", mime or "application/octet-stream")
+        assert selected.name == name  # the content's regime, or the source torrent metainfo means
 
 
 def test_expectation_comes_from_the_url_path_percent_decoded() -> None:

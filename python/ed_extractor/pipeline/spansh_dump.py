@@ -25,11 +25,11 @@ from ed_extractor.pipeline.concurrency import completed
 from ed_extractor.retry import RetryPolicy
 from ed_extractor.services.file_transfer import (
     Connections,
-    DownloadContext,
     DownloadRequest,
     DownloadResult,
     ProgressReporter,
 )
+from ed_extractor.services.file_transfer.context import DownloadContext
 from ed_extractor.services.source_probe.models import HeadInfo, ProbeResult
 from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.services.source_probe.sniff import BITTORRENT

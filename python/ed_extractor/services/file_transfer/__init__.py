@@ -1,4 +1,7 @@
-"""Move a source's bytes to disk: the DownloadStrategy contract, regimes and DownloadContext."""
+"""Move a source's bytes to disk: the download contract (``base``), the range engine, the landing.
+
+``context`` (DownloadContext) is imported where it is used: it brings the content checks' libraries.
+"""
 
 from ed_extractor.services.file_transfer.base import (
     Connections,
@@ -7,11 +10,9 @@ from ed_extractor.services.file_transfer.base import (
     DownloadStrategy,
     ProgressReporter,
 )
-from ed_extractor.services.file_transfer.context import DownloadContext
 
 __all__ = [
     "Connections",
-    "DownloadContext",
     "DownloadRequest",
     "DownloadResult",
     "DownloadStrategy",
