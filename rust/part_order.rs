@@ -269,18 +269,23 @@ impl Core {
     /// Record that `offset..offset + len(bytes)` is on disk, holding `bytes` for the hash when
     /// the window has room (always when they are at the frontier: they go on at once). Without
     /// room it waits while the ordering thread makes progress (until `timeout`: then the bytes
-    /// come back, to look at signals and call again); when the ordering thread is starved, it
-    /// records the bytes unheld (they are read back later).
+    /// come back, to look at signals and call again); when the ordering thread is starved (the
+    /// bytes at the frontier are not written yet) it waits for them until `grace` has passed,
+    /// then records the bytes unheld (they are read back later): a connection a moment late
+    /// with the frontier's bytes costs no read-back, one that stalls costs no deadlock.
     pub fn place(
         &self,
         offset: u64,
         bytes: ChunkBytes,
         timeout: Duration,
+        grace: Duration,
     ) -> Result<(), ChunkBytes> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let starved_until = started + grace.min(timeout);
         let end = offset + bytes.len() as u64;
         loop {
-            let seen = {
+            let (seen, until) = {
                 let mut order = lock(&self.order);
                 let at_frontier = offset <= order.frontier;
                 let hold = !order.stopped
@@ -291,13 +296,16 @@ impl Core {
                     self.wrote(&mut order, offset, end);
                     return Ok(());
                 }
-                if order.stopped || end <= order.frontier || !order.progressing() {
+                let progressing = order.progressing();
+                let gave_up = !progressing && Instant::now() >= starved_until;
+                if order.stopped || end <= order.frontier || gave_up {
                     self.wrote(&mut order, offset, end);
                     return Ok(());
                 }
-                WINDOW.generation()
+                let until = if progressing { deadline } else { starved_until };
+                (WINDOW.generation(), until)
             };
-            if !WINDOW.wait_release(seen, deadline) {
+            if !WINDOW.wait_release(seen, until) && Instant::now() >= deadline {
                 return Err(bytes);
             }
         }

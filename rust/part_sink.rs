@@ -21,6 +21,9 @@ use crate::sync::with_locked;
 
 /// While `write` waits for room in the window, signals (Ctrl-C) are checked this often.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a write without room waits for a late connection to deliver the bytes the hashing
+/// needs next before it leaves its own chunk on disk, to be read back (below the interval above).
+const STARVED_GRACE: Duration = Duration::from_millis(50);
 const CLOSED_MESSAGE: &str = "I/O operation on a finished or aborted PartSink";
 
 fn closed_error() -> PyErr {
@@ -145,7 +148,9 @@ impl PartSink {
         let mut waiting = py
             .detach(|| -> io::Result<Option<_>> {
                 file.write_all_at(&bytes, offset)?;
-                Ok(core.place(offset, bytes, SIGNAL_CHECK_INTERVAL).err())
+                Ok(core
+                    .place(offset, bytes, SIGNAL_CHECK_INTERVAL, STARVED_GRACE)
+                    .err())
             })
             .map_err(|err| self.io_failure(py, err))?;
         while let Some(bytes) = waiting {
@@ -153,7 +158,10 @@ impl PartSink {
                 core.record(offset, end);
                 return Err(interrupted);
             }
-            waiting = py.detach(|| core.place(offset, bytes, SIGNAL_CHECK_INTERVAL).err());
+            waiting = py.detach(|| {
+                core.place(offset, bytes, SIGNAL_CHECK_INTERVAL, STARVED_GRACE)
+                    .err()
+            });
         }
         Ok(len)
     }

@@ -339,7 +339,12 @@ class RangeDownload:
             raise self._error
 
     def _pause(self) -> float:
-        """How long the controller waits: until the next save is due, less while ramping."""
+        """How long the controller waits: until the next save is due, less while ramping.
+
+        A prefix part saves nothing: the controller only waits for its connection to end.
+        """
+        if not self.sized:
+            return SAVE_INTERVAL_S
         due = max(0.0, self._saved_at + SAVE_INTERVAL_S - time.monotonic())
         ramp = self._ramp
         if ramp is None or ramp.settled:
