@@ -10,8 +10,7 @@ from typing import Literal, Protocol
 
 import httpx
 
-from ed_extractor.errors import DeadlineError, TransferError
-from ed_extractor.services.file_transfer.landing import check_sha256
+from ed_extractor.errors import DeadlineError, TransferError, VerificationError
 from ed_extractor.vocabulary import Regime
 
 #: Connections per file: a number, or ``"auto"`` (several for a large file whose server allows it).
@@ -129,7 +128,10 @@ class DownloadRequest:
 
     def check_sha256(self, digest: str) -> None:
         """Raise VerificationError when ``expect_sha256`` is set and ``digest`` is not it."""
-        check_sha256(self.url, digest, self.expect_sha256)
+        if self.expect_sha256 is not None and digest != self.expect_sha256.lower():
+            raise VerificationError(
+                self.url, f"SHA-256 mismatch: expected {self.expect_sha256}, got {digest}"
+            )
 
 
 @dataclass(frozen=True)

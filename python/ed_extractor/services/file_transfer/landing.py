@@ -1,4 +1,4 @@
-"""The one landing of a verified file: expected SHA-256 checked, fsynced, renamed, folder fsynced.
+"""The one landing of a verified file: fsynced, renamed over its final name, folder fsynced.
 
 Every file the program keeps arrives here last: HTTP and S3 downloads (``PartFile``), each file of
 a torrent, API dumps and EDDN hour files. ``land`` is the step a second kind of destination (an
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ed_extractor.errors import StorageError, VerificationError
+from ed_extractor.errors import StorageError
 from ed_extractor.hashing import PartSink
 from ed_extractor.paths import part_path
 
@@ -26,12 +26,6 @@ class LandedFile:
     bytes: int
     sha256: str
     blake3: str | None
-
-
-def check_sha256(url: str, digest: str, expected: str | None) -> None:
-    """Raise VerificationError when ``expected`` is set and ``digest`` is not it."""
-    if expected is not None and digest != expected.lower():
-        raise VerificationError(url, f"SHA-256 mismatch: expected {expected}, got {digest}")
 
 
 def land(part: Path, final: Path) -> None:

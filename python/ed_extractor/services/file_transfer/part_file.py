@@ -66,13 +66,14 @@ class PartFile:
         verifier: SinkVerifier | None = None,
         blake3: bool = False,
         reserve: int | None = None,
-        window: int = 32 << 20,
+        window: int,
     ) -> PartSink:
         """The PartSink of the part file: kept (with its ``written`` bytes) or created.
 
         ``size`` None: a prefix that grows as written; else a file of ``size`` bytes. ``verifier``
-        is fed the file in order on the sink's threads. The disk space of ``reserve`` bytes is
-        taken at once (StorageError when the disk cannot hold it).
+        is fed the file in order on the sink's threads, from early chunks held within ``window``.
+        The disk space of ``reserve`` bytes is taken at once (StorageError when the disk cannot
+        hold it).
         """
         keep = self.resume is not None
         if keep:
