@@ -28,6 +28,7 @@ and duplicate names are errors. Every problem is a ConfigError of one line namin
 
 from __future__ import annotations
 
+import tempfile
 import tomllib
 from importlib.resources import files
 from pathlib import Path
@@ -49,6 +50,7 @@ from ed_extractor.errors import ConfigError, UsageError
 from ed_extractor.manifest.models import ContentRegime, Sha256Hex
 from ed_extractor.manifest.store import default_manifest_path
 from ed_extractor.paths import name_from_url, sanitize_name, validate_url
+from ed_extractor.services.s3.location import S3Prefix, is_s3_url, parse_s3_prefix
 
 #: Connections per file: N >= 1, or "auto" (several for a large file whose server allows it).
 ConnectionsSetting = Annotated[int, Field(ge=1)] | Literal["auto"]
@@ -80,7 +82,16 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True
     )
 
-    dest: Path = Field(default=Path("data"), description="directory of the local copies")
+    dest: Path = Field(
+        default=Path("data"),
+        description="directory of the local copies; for an s3:// destination, its scratch folder",
+    )
+    dest_url: str | None = Field(
+        default=None, description="s3://BUCKET/PREFIX when the destination is an object store"
+    )
+    scratch: Path | None = Field(
+        default=None, description="part files of an object-store destination; None: a temp folder"
+    )
     config: Path | None = Field(default=None, description="sources file; None: built-in list")
     manifest: Path | None = Field(default=None, description="None: <dest>/manifest.sqlite3")
     connect_timeout: float = Field(default=CONNECT_TIMEOUT_S, gt=0, description="seconds")
@@ -145,6 +156,23 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "; ".join(_describe_setting(error) for error in exc.errors())
             ) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _object_store_destination(cls, data: Any) -> Any:
+        """``dest = "s3://BUCKET/PREFIX"``: kept as ``dest_url``; ``dest`` becomes the scratch."""
+        if not isinstance(data, dict) or not is_s3_url(str(data.get("dest") or "")):
+            return data
+        store = parse_s3_prefix(str(data["dest"]))
+        scratch = data.get("scratch") or Path(tempfile.gettempdir()) / "ed-extractor" / (
+            f"{store.bucket}/{store.prefix}".rstrip("/")
+        )
+        return {**data, "dest_url": store.url, "dest": scratch}
+
+    @property
+    def object_dest(self) -> S3Prefix | None:
+        """The object-store destination (bucket and prefix), None for a local folder."""
+        return None if self.dest_url is None else parse_s3_prefix(self.dest_url)
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> Settings:

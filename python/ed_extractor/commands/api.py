@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ed_extractor.commands.shared import (
     Subcommands,
+    add_dest_option,
     positive_int,
     positive_number,
     print_outcomes,
@@ -38,7 +38,7 @@ def add_parser(commands: Subcommands) -> None:
                       help="most requests to a host in any 1 s (default 2)")  # fmt: skip
     dump.add_argument("--burst", type=positive_int, metavar="N",
                       help="of those, requests allowed back to back (default 4)")  # fmt: skip
-    dump.add_argument("--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST)")
+    add_dest_option(dump)
     dump.add_argument("--json", action="store_true", help="one JSON object per id")
 
 

@@ -8,10 +8,15 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 
-from ed_extractor.commands.shared import EXIT_OK, Subcommands, positive_number, settings_with
+from ed_extractor.commands.shared import (
+    EXIT_OK,
+    Subcommands,
+    add_dest_option,
+    positive_number,
+    settings_with,
+)
 from ed_extractor.errors import UsageError
 
 # What only running the command needs is imported in run(), so that the parser stays cheap.
@@ -45,7 +50,7 @@ def add_parser(commands: Subcommands) -> None:
         metavar="SECONDS",
         help="reconnect after this long without a message (default 60)",
     )
-    eddn.add_argument("--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST)")
+    add_dest_option(eddn)
     eddn.add_argument("--json", action="store_true", help="print the counters as JSON on exit")
 
 

@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 
 from ed_extractor.commands.fetch import fetch_sources
-from ed_extractor.commands.shared import Subcommands, add_parallel_option, settings_with
+from ed_extractor.commands.shared import (
+    Subcommands,
+    add_dest_option,
+    add_parallel_option,
+    settings_with,
+)
 from ed_extractor.errors import UsageError
 
 NAME = "run"
@@ -16,7 +21,7 @@ def add_parser(commands: Subcommands) -> None:
     """Register ``run`` on the top-level subparsers."""
     parser = commands.add_parser(NAME, help="fetch every enabled source of the configuration")
     parser.add_argument("--config", type=Path, help="sources TOML (default: built-in Spansh list)")
-    parser.add_argument("--dest", type=Path, help="destination folder")
+    add_dest_option(parser)
     parser.add_argument("--only", nargs="+", metavar="NAME", help="fetch only these sources")
     add_parallel_option(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per source")

@@ -43,11 +43,18 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def add_dest_option(parser: argparse.ArgumentParser) -> None:
+    """``--dest``: a folder or ``s3://BUCKET/PREFIX`` (kept as text: a Path would fold ``//``)."""
+    parser.add_argument(
+        "--dest",
+        metavar="DEST",
+        help="a folder or s3://BUCKET/PREFIX (default: $ED_EXTRACTOR_DEST or ./data)",
+    )
+
+
 def add_destination_options(parser: argparse.ArgumentParser) -> None:
     """``--dest`` and ``--manifest``: where the files and their records are."""
-    parser.add_argument(
-        "--dest", type=Path, help="destination folder (default: $ED_EXTRACTOR_DEST or ./data)"
-    )
+    add_dest_option(parser)
     parser.add_argument(
         "--manifest", type=Path, help="manifest file (default: <dest>/manifest.sqlite3)"
     )
