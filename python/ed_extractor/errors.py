@@ -42,6 +42,10 @@ class ConfigError(UsageError):
     """A configuration file or setting is invalid."""
 
 
+class DestinationError(ConfigError):
+    """The destination cannot be used: no such bucket, no access, credentials refused."""
+
+
 class SourceError(EdExtractorError):
     """One source could not be fetched; other sources carry on."""
 

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     scratch: Path | None = Field(
         default=None, description="part files of an object-store destination; None: a temp folder"
     )
+    upload_max_age_s: float = Field(
+        default=86400.0, gt=0, description="abort unfinished uploads under the prefix this old"
+    )
     config: Path | None = Field(default=None, description="sources file; None: built-in list")
     manifest: Path | None = Field(default=None, description="None: <dest>/manifest.sqlite3")
     connect_timeout: float = Field(default=CONNECT_TIMEOUT_S, gt=0, description="seconds")

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     base_url = validate_url(settings.api_base_url)
     secret = settings.api_auth_header
     auth = parse_auth_header(secret.get_secret_value()) if secret is not None else None
-    with destination_session(settings) as (store, client):
+    with destination_session(settings) as session:
+        store, client = session.store, session.client
         api = ApiFetcher(
             client,
             base_url=base_url,
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
             poll=PollSchedule(total_s=settings.api_poll_total_s),
         )
         metrics = RunMetrics.from_settings(settings)
-        fetcher = SystemDumpFetcher(api, store, settings.dest, blake3=settings.blake3)
+        fetcher = SystemDumpFetcher(api, store, settings.dest, blake3=settings.blake3,
+                                    destination=session.destination)  # fmt: skip
         code = print_outcomes(metrics.observe(fetcher.fetch_all(args.ids)), args.json)
         metrics.export(store)
         return code

@@ -120,7 +120,8 @@ def fetch_sources(
     from ed_extractor.retry import RetryPolicy
 
     deadline = None if settings.deadline_s is None else time.monotonic() + settings.deadline_s
-    with destination_session(settings) as (store, client):
+    with destination_session(settings) as session:
+        store, client = session.store, session.client
         fetcher = DumpFetcher(
             client,
             store,
@@ -131,6 +132,7 @@ def fetch_sources(
             connections=settings.connections,
             blake3=settings.blake3,
             retry=RetryPolicy.from_settings(settings, deadline),
+            destination=session.destination,
         )
         metrics = RunMetrics.from_settings(settings)  # keeps the outcomes as they are printed
         outcomes = fetcher.fetch_all(specs, parallel=parallel)

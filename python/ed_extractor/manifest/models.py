@@ -37,7 +37,7 @@ class ManifestRecord(BaseModel):
     name: str = Field(min_length=1, description="file name inside dest; the primary key")
     url: str = Field(description="the URL as requested")
     final_url: str = Field(description="the URL after redirects")
-    path: str = Field(description="absolute path of the final file")
+    path: str = Field(description="absolute path of the final file, or its s3:// URL")
     bytes: int = Field(ge=0, description="size of the stored file")
     sha256: Sha256Hex = Field(description="lower-case hex SHA-256 of the file")
     blake3: str | None = Field(
@@ -54,7 +54,7 @@ class ManifestRecord(BaseModel):
     @field_validator("path")
     @classmethod
     def _path_is_absolute(cls, value: str) -> str:
-        if not Path(value).is_absolute():
+        if not value.startswith("s3://") and not Path(value).is_absolute():
             raise ValueError(f"path must be absolute, got {value!r}")
         return value
 

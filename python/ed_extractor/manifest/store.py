@@ -189,7 +189,8 @@ class ManifestStore:
     def put(self, record: ManifestRecord, *, elapsed_s: float, bytes_transferred: int) -> None:
         """Make ``record`` its name's current file and log a "downloaded" attempt, atomically."""
         values = record.model_dump()
-        values["path"] = os.path.relpath(record.path, self._base)
+        if not record.path.startswith("s3://"):  # a local path is kept relative to the manifest
+            values["path"] = os.path.relpath(record.path, self._base)
         values["downloaded_at"] = record.downloaded_at.isoformat()
         with self._errors("write"), self._transaction():
             self._conn.execute(_UPSERT, values)
@@ -323,7 +324,8 @@ class ManifestStore:
         data = dict(row)
         # Stored relative to the manifest's folder, so that the folder can be mounted or moved
         # anywhere (a container's /data is the host's ./data); older rows hold absolute paths.
-        data["path"] = os.path.normpath(os.path.join(self._base, data["path"]))
+        if not data["path"].startswith("s3://"):
+            data["path"] = os.path.normpath(os.path.join(self._base, data["path"]))
         return self._validated(ManifestRecord, data)
 
     def _validated(self, model: type[M], row: sqlite3.Row | dict[str, Any]) -> M:

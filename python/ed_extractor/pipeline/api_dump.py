@@ -13,7 +13,8 @@ from ed_extractor.manifest import ManifestRecord, ManifestStore
 from ed_extractor.paths import resolve_inside
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
 from ed_extractor.services.api_client import ApiAnswer, ApiFetcher, JsonDocumentCheck
-from ed_extractor.services.file_transfer.landing import LandedFile, store_chunks
+from ed_extractor.services.file_transfer.base import Destination
+from ed_extractor.services.file_transfer.landing import LOCAL_FOLDER, LandedFile, store_chunks
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,19 @@ class SystemDumpFetcher:
     """
 
     def __init__(
-        self, api: ApiFetcher, store: ManifestStore, dest: Path, *, blake3: bool = True
+        self,
+        api: ApiFetcher,
+        store: ManifestStore,
+        dest: Path,
+        *,
+        blake3: bool = True,
+        destination: Destination = LOCAL_FOLDER,
     ) -> None:
         self._api = api
         self._store = store
         self._dest = dest
         self._blake3 = blake3
+        self._destination = destination
 
     def fetch_all(self, ids: Iterable[int]) -> Iterator[SourceOutcome]:
         """Fetch each id in turn; one failing id does not stop the others."""
@@ -100,14 +108,15 @@ class SystemDumpFetcher:
 
         def land(answer: ApiAnswer, chunks: Iterator[bytes]) -> tuple[ApiAnswer, LandedFile]:
             body = checked_json_object(url, chunks)
-            return answer, store_chunks(final, body, blake3=self._blake3)
+            landing = self._destination.landing(final, {"source-url": url})
+            return answer, store_chunks(final, body, blake3=self._blake3, landing=landing)
 
         answer, stored = self._api.stream("GET", url, land)
         return ManifestRecord(
             name=name,
             url=url,
             final_url=answer.final_url,
-            path=str(final),
+            path=self._destination.location(final),
             bytes=stored.bytes,
             sha256=stored.sha256,
             blake3=stored.blake3,

@@ -1,9 +1,10 @@
-"""One run's hold on a destination: the folder locked, its manifest open, the shared HTTP client."""
+"""One run's hold on a destination: its folder (or scratch) locked, manifest, HTTP client."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
@@ -11,20 +12,34 @@ import httpx
 from ed_extractor.http import make_client
 from ed_extractor.manifest import ManifestStore
 from ed_extractor.pipeline.lock import destination_lock
+from ed_extractor.services.file_transfer.base import Destination
+from ed_extractor.services.file_transfer.landing import LOCAL_FOLDER
 from ed_extractor.services.file_transfer.range_engine import connections_per_file
 
 if TYPE_CHECKING:
     from ed_extractor.services.s3.access import S3Access
+    from ed_extractor.services.s3.upload import ObjectStore
     from ed_extractor.settings import Settings
 
 
+@dataclass(frozen=True)
+class DestinationSession:
+    """What a run holds while it works: the manifest, the HTTP client, where files land."""
+
+    store: ManifestStore
+    client: httpx.Client
+    destination: Destination
+
+
 @contextmanager
-def destination_session(settings: Settings) -> Iterator[tuple[ManifestStore, httpx.Client]]:
-    """Create ``settings.dest`` if needed, lock it, and yield its manifest and an HTTP client."""
+def destination_session(settings: Settings) -> Iterator[DestinationSession]:
+    """Lock ``settings.dest`` (the folder, or an object store's scratch), open its manifest.
+
+    An object-store destination's bucket is checked first (DestinationError: missing, refused).
+    """
     settings.dest.mkdir(parents=True, exist_ok=True)
     with (
         destination_lock(settings.dest, wait_s=settings.lock_wait_s),
-        ManifestStore(settings.manifest_path) as store,
         make_client(
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
@@ -32,7 +47,25 @@ def destination_session(settings: Settings) -> Iterator[tuple[ManifestStore, htt
             connections_per_file=connections_per_file(settings.connections),
         ) as client,
     ):
-        yield store, client
+        destination: Destination = LOCAL_FOLDER
+        if settings.object_dest is not None:
+            destination = object_store(settings, client)
+        with ManifestStore(settings.manifest_path) as store:
+            yield DestinationSession(store, client, destination)
+
+
+def object_store(settings: Settings, client: httpx.Client) -> ObjectStore:
+    """The run's object-store destination, its bucket checked, stale uploads aborted."""
+    from ed_extractor.services.s3.requests import S3Bucket
+    from ed_extractor.services.s3.upload import ObjectStore
+
+    prefix = settings.object_dest
+    assert prefix is not None
+    bucket = S3Bucket(s3_access(settings), client, prefix.bucket)
+    bucket.check()
+    store = ObjectStore(bucket, prefix, settings.dest)
+    store.abort_stale_uploads(settings.upload_max_age_s)
+    return store
 
 
 def s3_access(settings: Settings) -> S3Access:

@@ -18,7 +18,6 @@ from ed_extractor.manifest import (
     ManifestRecord,
     ManifestStore,
     Regime,
-    record_is_intact,
 )
 from ed_extractor.paths import part_path, resolve_inside
 from ed_extractor.pipeline.concurrency import completed
@@ -29,7 +28,9 @@ from ed_extractor.services.file_transfer import (
     DownloadResult,
     ProgressReporter,
 )
+from ed_extractor.services.file_transfer.base import Destination
 from ed_extractor.services.file_transfer.context import DownloadContext
+from ed_extractor.services.file_transfer.landing import LOCAL_FOLDER
 from ed_extractor.services.source_probe.models import HeadInfo, ProbeResult
 from ed_extractor.services.source_probe.prober import SourceProber
 from ed_extractor.services.source_probe.sniff import BITTORRENT
@@ -134,8 +135,10 @@ class DumpFetcher:
         s3: S3Access | None = None,
         connections: Connections = 1,
         torrent: TorrentOptions | None = None,
+        destination: Destination = LOCAL_FOLDER,
     ) -> None:
         self._client = client
+        self._destination = destination
         self._connections = connections
         self._store = store
         self._dest = dest
@@ -202,13 +205,17 @@ class DumpFetcher:
         if head is None:  # peers, not a server, to ask: the payload is sniffed once it is here
             return self._download(spec, final_path, None, BITTORRENT, None, started)
         record = self._store.get(spec.name)
-        intact = record if record is not None and record_is_intact(record) else None
+        intact = record if record is not None and self._holds(record, final_path) else None
         if intact is not None and spec.expect_sha256 not in (None, intact.sha256):
             intact = None
         if intact is not None and head is not None and validators_match(intact, head):
             return self._unchanged(intact, started)
         probe = self._prober.sample(spec.url, head, expect=spec.expect)
         return self._download(spec, final_path, probe, probe.mime_type, intact, started)
+
+    def _holds(self, record: ManifestRecord, final_path: Path) -> bool:
+        """True when the recorded file is still stored whole at the destination."""
+        return self._destination.holds(final_path, record.bytes, record.sha256)
 
     def _download(
         self,
@@ -238,6 +245,7 @@ class DumpFetcher:
             deadline=self._retry.deadline,
             peers=tuple(spec.peers),
             recorded_with=self._store.with_etag,
+            destination=self._destination,
         )
         result = regime.download(self._client, request, self._progress())
         if result.files:
@@ -255,7 +263,7 @@ class DumpFetcher:
                 name=file.name,
                 url=spec.url,
                 final_url=result.final_url,
-                path=str(file.path),
+                path=self._destination.location(file.path),
                 bytes=file.bytes,
                 sha256=file.sha256,
                 blake3=file.blake3,
@@ -280,7 +288,7 @@ class DumpFetcher:
             name=spec.name,
             url=spec.url,
             status=result.status,
-            path=str(result.path or self._dest / spec.name),
+            path=self._destination.location(result.path or self._dest / spec.name),
             bytes=sum(record.bytes for record in records),
             regime=regime,
             etag=result.etag,
@@ -306,7 +314,7 @@ class DumpFetcher:
             name=spec.name,
             url=spec.url,
             final_url=result.final_url,
-            path=str(result.path),
+            path=self._destination.location(result.path),
             bytes=result.bytes,
             sha256=result.sha256,
             blake3=result.blake3,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
 
 from ed_extractor.errors import DeadlineError, TransferError, VerificationError
 from ed_extractor.vocabulary import Regime
+
+if TYPE_CHECKING:
+    from ed_extractor.hashing import PartSink
 
 #: Connections per file: a number, or ``"auto"`` (several for a large file whose server allows it).
 Connections = int | Literal["auto"]
@@ -94,6 +98,63 @@ class RecordedFile(Protocol):
 
 
 @dataclass(frozen=True)
+class LandedFile:
+    """A file in place under its final name, with the digests of its bytes."""
+
+    path: Path
+    bytes: int
+    sha256: str
+    blake3: str | None
+
+
+class FileLanding(Protocol):
+    """Where one verified part file goes: renamed into a folder, or completed as an object.
+
+    ``follow`` is told the part file's sink when it opens (an object store streams the bytes out
+    as they are hashed), ``wait_room`` holds a writer that runs too far ahead of that stream,
+    ``land`` ends a verified file, ``abandon`` a failed one (never raises).
+    """
+
+    @property
+    def keeps_parts(self) -> bool:
+        """True when a part file may be kept for a later run to continue (a local folder)."""
+        ...
+
+    def follow(self, sink: PartSink, part: Path, total: int | None) -> None:
+        """The part file ``part`` of a ``total``-byte file (None: unknown) is open on ``sink``."""
+
+    def wait_room(self, end: int, stop: threading.Event) -> bool:
+        """Wait until bytes up to ``end`` may be written; False when ``stop`` was set first."""
+        ...
+
+    def land(self, part: Path, file: LandedFile) -> None:
+        """Put the complete, verified ``part`` in place as ``file`` (StorageError on failure)."""
+
+    def abandon(self) -> None:
+        """The download failed: undo what was started (an upload is aborted). Never raises."""
+
+
+class Destination(Protocol):
+    """Where a run's files land: a local folder, or an object-store prefix (files under a scratch).
+
+    The file of a source always has a local ``final`` path (inside the folder, or the scratch);
+    ``location`` is what the manifest and the outcomes call it.
+    """
+
+    def landing(self, final: Path, metadata: Mapping[str, str]) -> FileLanding:
+        """The landing of the file whose local path is ``final``; ``metadata``: about its source."""
+        ...
+
+    def location(self, final: Path) -> str:
+        """The stored file's name for people and the manifest: a path, or an ``s3://`` URL."""
+        ...
+
+    def holds(self, final: Path, size: int, sha256: str) -> bool:
+        """True when the stored file of ``final`` is still there whole (size, and its digest)."""
+        ...
+
+
+@dataclass(frozen=True)
 class DownloadRequest:
     """One download: where from, where to, and what to check."""
 
@@ -116,6 +177,16 @@ class DownloadRequest:
     # The files currently recorded with the given validator (etag): how a regime whose validator
     # names the content (a torrent's info-hash) finds what is already stored.
     recorded_with: Callable[[str], Sequence[RecordedFile]] | None = None
+    destination: Destination | None = None  # None: the local folder of ``final_path``
+
+    def source_metadata(self) -> dict[str, str]:
+        """What a stored object says of its source: its URL and validators (S3 user metadata)."""
+        facts = {
+            "source-url": self.url,
+            "source-etag": self.expected_etag or "",
+            "source-last-modified": self.expected_last_modified or "",
+        }
+        return {key: value for key, value in facts.items() if value}
 
     def check_limits(self, size: int) -> None:
         """Stop a body that outgrows ``max_bytes`` or outlives the run's deadline at ``size``."""

@@ -1,31 +1,29 @@
-"""The one landing of a verified file: fsynced, renamed over its final name, folder fsynced.
+"""The one landing of a verified file: a local folder's (fsync, rename, fsync the folder) here.
 
-Every file the program keeps arrives here last: HTTP and S3 downloads (``PartFile``), each file of
-a torrent, API dumps and EDDN hour files. ``land`` is the step a second kind of destination (an
-object store: complete a multipart upload) replaces.
+Every file the program keeps arrives at a ``FileLanding`` last: HTTP and S3 downloads
+(``PartFile``), each file of a torrent, API dumps and EDDN hour files. ``LocalFolder`` lands them in
+a folder; ``services/s3/upload.ObjectStore`` completes a multipart upload instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ed_extractor.errors import StorageError
 from ed_extractor.hashing import PartSink
-from ed_extractor.paths import part_path
+from ed_extractor.paths import is_whole_file, part_path
+from ed_extractor.services.file_transfer.base import (
+    Destination,
+    DownloadRequest,
+    FileLanding,
+    LandedFile,
+)
 
-
-@dataclass(frozen=True)
-class LandedFile:
-    """A file in place under its final name, with the digests of its bytes."""
-
-    path: Path
-    bytes: int
-    sha256: str
-    blake3: str | None
+__all__ = ["LandedFile", "LocalFolder", "finish_and_land", "land", "landing_for", "store_chunks"]
 
 
 def land(part: Path, final: Path) -> None:
@@ -45,6 +43,51 @@ def land(part: Path, final: Path) -> None:
         with contextlib.suppress(OSError):
             part.unlink()
         raise StorageError(final, f"cannot move into place ({exc.strerror or exc})") from exc
+
+
+class LocalLanding:
+    """A local folder's landing: the part file is renamed over the final name."""
+
+    keeps_parts = True
+
+    def follow(self, sink: PartSink, part: Path, total: int | None) -> None:
+        """Nothing streams out of a local part file."""
+
+    def wait_room(self, end: int, stop: threading.Event) -> bool:
+        """A local part file has room for every byte (its space was reserved)."""
+        return True
+
+    def land(self, part: Path, file: LandedFile) -> None:
+        """Rename ``part`` over ``file.path`` and fsync the folder."""
+        land(part, file.path)
+
+    def abandon(self) -> None:
+        """Nothing to undo: the part file's owner removes or keeps it."""
+
+
+class LocalFolder:
+    """The destination of a run that keeps its files in a folder (the files' own paths)."""
+
+    def landing(self, final: Path, metadata: Mapping[str, str]) -> FileLanding:
+        """The rename into place."""
+        return LocalLanding()
+
+    def location(self, final: Path) -> str:
+        """The file's path."""
+        return str(final)
+
+    def holds(self, final: Path, size: int, sha256: str) -> bool:
+        """True when ``final`` is a regular file of ``size`` bytes (verify re-hashes; not this)."""
+        return is_whole_file(final, size)
+
+
+LOCAL_FOLDER: Destination = LocalFolder()
+
+
+def landing_for(request: DownloadRequest, final: Path | None = None) -> FileLanding:
+    """The landing of ``final`` (default: the request's file) at the request's destination."""
+    destination = request.destination or LOCAL_FOLDER
+    return destination.landing(final or request.final_path, request.source_metadata())
 
 
 class AppendingSink:
@@ -98,23 +141,39 @@ def _discard(sink: AppendingSink, final: Path) -> None:
         part_path(final).unlink()
 
 
-def finish_and_land(sink: AppendingSink, final: Path) -> LandedFile:
-    """Finish ``sink`` (written to ``final``'s part file), fsync it and land it under ``final``.
+def finish_and_land(
+    sink: AppendingSink, final: Path, landing: FileLanding | None = None
+) -> LandedFile:
+    """Finish ``sink`` (written to ``final``'s part file), fsync it and land it (default: rename).
 
     A failure aborts the sink, removes the part file and raises StorageError.
     """
+    landing = landing or LocalLanding()
     try:
         size = sink.tell()
         digest = sink.finish(fsync=True)
     except OSError as exc:
         _discard(sink, final)
         raise StorageError(part_path(final), f"cannot write ({exc.strerror or exc})") from exc
-    land(part_path(final), final)
-    return LandedFile(final, size, digest, sink.blake3_hexdigest())
+    landed = LandedFile(final, size, digest, sink.blake3_hexdigest())
+    try:
+        landing.land(part_path(final), landed)
+    except BaseException:
+        landing.abandon()
+        with contextlib.suppress(OSError):
+            part_path(final).unlink()
+        raise
+    return landed
 
 
-def store_chunks(final: Path, chunks: Iterable[bytes], *, blake3: bool = True) -> LandedFile:
-    """Write ``chunks`` to ``final`` through its part file and land it.
+def store_chunks(
+    final: Path,
+    chunks: Iterable[bytes],
+    *,
+    blake3: bool = True,
+    landing: FileLanding | None = None,
+) -> LandedFile:
+    """Write ``chunks`` to ``final`` through its part file and land it (default: rename).
 
     The folder is created when missing. Nothing appears under ``final`` unless every chunk is on
     disk; a failure (the disk's as StorageError, or what the iteration raised) leaves no part file
@@ -129,4 +188,4 @@ def store_chunks(final: Path, chunks: Iterable[bytes], *, blake3: bool = True) -
         if isinstance(exc, OSError):
             raise StorageError(part_path(final), f"cannot write ({exc.strerror or exc})") from exc
         raise
-    return finish_and_land(sink, final)
+    return finish_and_land(sink, final, landing)

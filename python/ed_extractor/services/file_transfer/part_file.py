@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -12,7 +13,8 @@ from types import TracebackType
 from ed_extractor.errors import DeadlineError, IncompleteBodyError, StorageError, TransferError
 from ed_extractor.hashing import PartSink, SinkVerifier
 from ed_extractor.paths import part_path
-from ed_extractor.services.file_transfer.landing import land
+from ed_extractor.services.file_transfer.base import FileLanding, LandedFile
+from ed_extractor.services.file_transfer.landing import LocalLanding
 from ed_extractor.services.file_transfer.resume import (
     ResumePoint,
     discard_part,
@@ -38,13 +40,18 @@ class PartFile:
     nothing). The body goes through ``open_sink`` (a PartSink: a growing prefix, or a file of the
     final size written at offsets by several connections). Used as a context
     manager, an exception leaving the block keeps the part for the next attempt when
-    ``keeps(exc)``, and discards it otherwise; ``move_into_place`` ends a good download.
+    ``keeps(exc)``, and discards it otherwise; ``move_into_place`` ends a good download through
+    its ``landing`` (default: renamed in its folder). A landing that keeps no parts (an object
+    store, which streams the bytes out as they are hashed) never leaves a sidecar to resume.
     """
 
-    def __init__(self, final_path: Path, url: str) -> None:
+    def __init__(self, final_path: Path, url: str, landing: FileLanding | None = None) -> None:
         self.final_path = final_path
         self.path = part_path(final_path)
         self.url = url
+        self.landing = landing or LocalLanding()
+        if not self.landing.keeps_parts:
+            discard_part(final_path)  # what a killed run streamed out is gone with its upload
         self.resume: ResumePoint | None = load_resume_point(final_path, url)
         self._resumable = self.resume is not None
 
@@ -55,6 +62,8 @@ class PartFile:
 
     def allow_resume(self, point: ResumePoint) -> None:
         """Record (or update) the sidecar: the part file may be continued from ``point``."""
+        if not self.landing.keeps_parts:
+            return
         save_resume_point(self.final_path, point)
         self._resumable = True
 
@@ -72,8 +81,8 @@ class PartFile:
 
         ``size`` None: a prefix that grows as written; else a file of ``size`` bytes. ``verifier``
         is fed the file in order on the sink's threads, from early chunks held within ``window``.
-        The disk space of ``reserve`` bytes is taken at once (StorageError when the disk cannot
-        hold it).
+        The disk space of ``reserve`` bytes (the file's size, when known) is taken at once
+        (StorageError when the disk cannot hold it) unless the landing streams the bytes out.
         """
         keep = self.resume is not None
         if keep:
@@ -92,9 +101,14 @@ class PartFile:
             if not keep:
                 self.discard()
             raise StorageError(self.path, f"cannot open ({exc.strerror or exc})") from exc
-        if reserve is not None:  # after opening: the sink sizes the file first
+        if reserve is not None and self.landing.keeps_parts:  # after opening: the sink sizes it
             self._reserve(reserve, sink.abort)
+        self.landing.follow(sink, self.path, reserve)
         return sink
+
+    def wait_room(self, end: int, stop: threading.Event) -> bool:
+        """Wait until the landing takes bytes up to ``end``; False once ``stop`` is set."""
+        return self.landing.wait_room(end, stop)
 
     def _check_holds(self, length: int) -> None:
         """PartFileStale (the part discarded) unless the kept part file holds ``length`` bytes."""
@@ -136,10 +150,13 @@ class PartFile:
         """The one rule: keep the part after ``exc`` if it is resumable and a retry may go on."""
         return self._resumable and _worth_keeping(exc)
 
-    def move_into_place(self) -> None:
-        """Rename the verified part file over the final name and make the rename durable."""
+    def move_into_place(self, file: LandedFile) -> None:
+        """Land the verified part file as ``file`` (renamed over the final name, durably)."""
         try:
-            land(self.path, self.final_path)
+            self.landing.land(self.path, file)
+        except BaseException:
+            self.landing.abandon()
+            raise
         finally:
             self.discard()  # the sidecar (and the part file, if it could not be moved)
 
@@ -155,6 +172,7 @@ class PartFile:
         if exc is None:
             return
         if not self.keeps(exc):
+            self.landing.abandon()
             self.discard()
         if isinstance(exc, OSError):
             raise StorageError(self.path, f"cannot write ({exc.strerror or exc})") from exc

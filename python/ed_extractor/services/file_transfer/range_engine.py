@@ -40,6 +40,7 @@ from ed_extractor.services.file_transfer.base import (
     ContentSummary,
     DownloadRequest,
     DownloadResult,
+    LandedFile,
     ProgressReporter,
 )
 from ed_extractor.services.file_transfer.part_file import PartFile
@@ -235,7 +236,9 @@ class RangeDownload:
                         raise VerificationError(request.url, str(exc)) from exc
                     raise
                 request.check_sha256(digest)
-                part.move_into_place()
+                part.move_into_place(
+                    LandedFile(request.final_path, sink.hashed(), digest, sink.blake3_hexdigest())
+                )
         finally:
             self._first_close()
             progress.stop()
@@ -455,6 +458,8 @@ class RangeDownload:
         piece = chunk if count == len(chunk) else memoryview(chunk)[:count]
         assert self._sink is not None
         self._request.check_limits(offset + count)
+        if not self._part.wait_room(offset + count, self._stop):
+            return False
         self._sink.write(offset, piece)
         self.table.wrote(span, count)
         self._progress.advance(count)

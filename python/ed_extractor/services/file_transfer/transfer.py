@@ -22,6 +22,7 @@ from ed_extractor.services.file_transfer.base import (
     DownloadResult,
     ProgressReporter,
 )
+from ed_extractor.services.file_transfer.landing import landing_for
 from ed_extractor.services.file_transfer.part_file import PartFile, PartFileStale
 from ed_extractor.services.file_transfer.ramp import RampPolicy
 from ed_extractor.services.file_transfer.range_engine import (
@@ -48,7 +49,7 @@ def transfer(
     on the recorded validators (304: unchanged). A part file that turns out not to fit is
     discarded once the response is closed, and the download starts over.
     """
-    part = PartFile(request.final_path, request.url)
+    part = _part_file(request)
     connections = connection_count(request, part.resume)
     if connections > 1 or (part.resume is not None and part.resume.segments):
         try:
@@ -56,11 +57,16 @@ def transfer(
         except (SegmentsRefused, PartFileStale) as exc:
             log.info("segmented download refused; one connection from scratch",
                      extra={"source": request.name, "reason": str(exc)})  # fmt: skip
-            part = PartFile(request.final_path, request.url)
+            part = _part_file(request)
     try:
         return _attempt(client, request, check, progress, part)
     except PartFileStale:
-        return _attempt(client, request, check, progress, PartFile(request.final_path, request.url))
+        return _attempt(client, request, check, progress, _part_file(request))
+
+
+def _part_file(request: DownloadRequest) -> PartFile:
+    """The part file of ``request``, landing at the request's destination."""
+    return PartFile(request.final_path, request.url, landing_for(request))
 
 
 def _ranges(

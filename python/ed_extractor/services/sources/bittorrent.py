@@ -36,11 +36,12 @@ from ed_extractor.services.file_transfer.base import (
     ContentSummary,
     DownloadRequest,
     DownloadResult,
+    LandedFile,
     ProgressReporter,
     RecordedFile,
     StoredFile,
 )
-from ed_extractor.services.file_transfer.landing import land
+from ed_extractor.services.file_transfer.landing import landing_for
 from ed_extractor.services.file_transfer.range_engine import sink_verifier
 from ed_extractor.services.file_transfer.resume import sidecar_path
 from ed_extractor.services.source_probe.models import HeadInfo
@@ -176,8 +177,8 @@ class BitTorrentSource:
             transferred = s.download(request.name, progress, request.deadline)
             s.flush_and_close()
             files = _verify(request, plan, part_folder, transferred, checks)
-            _move_into_place(plan, part_folder, request.final_path)
-            if self._options.seed_s > 0:
+            _move_into_place(plan, part_folder, request, files)
+            if self._options.seed_s > 0 and request.destination is None:  # seeds from the folder
                 renamed = {file.index: file.name for file in plan}
                 s.seed(info, renamed, request.final_path.parent, self._options.seed_s,
                        request.deadline)  # fmt: skip
@@ -230,12 +231,19 @@ def _add_torrent(
     return plan, info
 
 
-def _move_into_place(plan: list[PlannedFile], part_folder: Path, final_path: Path) -> None:
-    """Rename every verified file from the part folder to its final place, then drop the folder."""
-    for file in plan:
+def _move_into_place(
+    plan: list[PlannedFile], part_folder: Path, request: DownloadRequest, files: list[StoredFile]
+) -> None:
+    """Land every verified file from the part folder at its final place, then drop the folder.
+
+    At an object-store destination each file is uploaded from the part folder: the whole torrent
+    sits in the scratch folder first (``_check_size`` asks for the room).
+    """
+    for file, stored in zip(plan, files, strict=True):
         file.final_path.parent.mkdir(parents=True, exist_ok=True)
-        land(part_folder / file.relative, file.final_path)
-    discard_part_folder(final_path)
+        landed = LandedFile(file.final_path, stored.bytes, stored.sha256, stored.blake3)
+        landing_for(request, file.final_path).land(part_folder / file.relative, landed)
+    discard_part_folder(request.final_path)
 
 
 def _downloaded(
@@ -344,6 +352,7 @@ def _rename(handle: Any, plan: list[PlannedFile]) -> None:
 
 
 def _check_size(request: DownloadRequest, plan: list[PlannedFile]) -> None:
+    """The torrent fits ``max_bytes``, and its folder's disk (the scratch of an object store)."""
     total = sum(file.size for file in plan)
     if request.max_bytes is not None and total > request.max_bytes:
         discard_part_folder(request.final_path)
@@ -351,6 +360,18 @@ def _check_size(request: DownloadRequest, plan: list[PlannedFile]) -> None:
             request.url, f"torrent of {total} bytes exceeds max_bytes ({request.max_bytes})",
             retryable=False,
         )  # fmt: skip
+    folder = request.final_path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    held = part_path(request.final_path)
+    free = shutil.disk_usage(folder).free + (_bytes_in(held) if held.exists() else 0)
+    if total > free:
+        raise StorageError(held, f"not enough space for the torrent: needs {total} bytes, "
+                                 f"{free} free")  # fmt: skip
+
+
+def _bytes_in(folder: Path) -> int:
+    """The bytes a kept part folder already holds (they count as room for the torrent)."""
+    return sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
 
 
 def _verify(

@@ -1,0 +1,448 @@
+"""ObjectStore: files land as objects under ``s3://BUCKET/PREFIX``, streamed by multipart upload.
+
+A download still goes through its part file (now in a scratch folder) and the native part sink:
+the ``ObjectLanding`` follows the sink's hashed frontier and sends each part of the file as soon
+as all its bytes are on disk and hashed, each with a CRC-64/NVME (else Content-MD5) that S3
+checks; an uploaded part's bytes are released from the scratch file (a punched hole), and a
+writer that gets too far ahead of the upload waits, so the scratch and the memory stay bounded
+whatever the file's size. The upload is completed only by ``land``, after the content check and
+any expected SHA-256 passed; every failure aborts it, so the previous object under the key is
+untouched and no upload is left behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import ctypes.util
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from ed_extractor.errors import StorageError, TransferError, VerificationError
+from ed_extractor.services.file_transfer.base import FileLanding, LandedFile
+from ed_extractor.services.s3.location import S3Prefix
+from ed_extractor.services.s3.requests import FileRegion, S3Bucket, encode_crc64
+
+if TYPE_CHECKING:
+    from ed_extractor.hashing import PartSink
+
+log = logging.getLogger(__name__)
+
+MIN_PART: Final = 8 << 20  # S3 takes parts of 5 MiB and more; 8 MiB keeps requests few
+MAX_PARTS: Final = 10_000  # S3's most parts in one upload
+PARTS_IN_FLIGHT: Final = 4  # parts sent at once per file (each streamed from the scratch file)
+#: Bytes a writer may run ahead of the uploaded parts, beyond the parts in flight: the sink's
+#: reorder window.
+AHEAD_BYTES: Final = 32 << 20
+POLL_S: Final = 0.02  # how often the upload looks at the sink's frontier
+CONTENT_TYPE: Final = "application/octet-stream"
+_FALLOC_FL_KEEP_SIZE: Final = 0x01
+_FALLOC_FL_PUNCH_HOLE: Final = 0x02
+_MULTIPART_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})-([0-9]+)"?$')
+
+
+def part_size(total: int | None, number: int = 1) -> int:
+    """The size of part ``number`` of a file of ``total`` bytes (None: not known in advance).
+
+    A known size is cut in equal parts of at least MIN_PART, at most MAX_PARTS of them (rounded
+    up to a MiB). An unknown one starts at MIN_PART and doubles every 1,000 parts, so that
+    10,000 parts reach past 8 TB.
+    """
+    if total is not None:
+        need = -(-total // MAX_PARTS)
+        return max(MIN_PART, -(-need // (1 << 20)) << 20)
+    return MIN_PART << ((number - 1) // 1000)
+
+
+class ObjectStore:
+    """A run's destination in an object store: ``prefix``'s objects, their files under ``scratch``.
+
+    The file of a source is ``scratch/<name>`` locally (its part file streams out from there) and
+    the object ``PREFIX/<name>``.
+    """
+
+    def __init__(self, bucket: S3Bucket, prefix: S3Prefix, scratch: Path) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.scratch = scratch
+        self._crc64: bool | None = None  # does the store take full-object CRC-64/NVME uploads?
+        self._lock = threading.Lock()
+
+    def key(self, final: Path) -> str:
+        """The object key of the local file ``final`` (a path under the scratch folder)."""
+        return self.prefix.key(final.relative_to(self.scratch).as_posix())
+
+    def landing(self, final: Path, metadata: Mapping[str, str]) -> FileLanding:
+        """A streamed multipart upload of ``final`` to its object."""
+        return ObjectLanding(self, self.key(final), dict(metadata))
+
+    def location(self, final: Path) -> str:
+        """``s3://BUCKET/PREFIX/<name>``."""
+        return self.bucket.url(self.key(final))
+
+    def holds(self, final: Path, size: int, sha256: str) -> bool:
+        """True when the object is there with ``size`` bytes and ``sha256`` in its metadata."""
+        head = self.bucket.head(self.key(final))
+        return head is not None and head.size == size and head.metadata.get("sha256") == sha256
+
+    def create_upload(self, key: str, metadata: Mapping[str, str]) -> tuple[str, bool]:
+        """Start the upload of ``key``; its id, and whether its parts carry CRC-64/NVME.
+
+        A store that refuses a full-object CRC-64/NVME upload (HTTP 400/501) gets Content-MD5
+        parts instead, for the rest of the run.
+        """
+        with self._lock:
+            crc64 = self._crc64
+        if crc64 is not False:
+            try:
+                upload_id = self.bucket.create_upload(key, metadata, CONTENT_TYPE, crc64=True)
+            except TransferError as exc:
+                if exc.status_code not in (400, 501):
+                    raise
+                log.info("the store takes no CRC-64/NVME uploads; parts carry Content-MD5",
+                         extra={"error": str(exc)})  # fmt: skip
+                with self._lock:
+                    self._crc64 = False
+            else:
+                with self._lock:
+                    self._crc64 = True
+                return upload_id, True
+        return self.bucket.create_upload(key, metadata, CONTENT_TYPE, crc64=False), False
+
+    def abort_stale_uploads(self, max_age_s: float, *, key: str | None = None) -> int:
+        """Abort the uploads under the prefix begun more than ``max_age_s`` ago; how many.
+
+        With ``key``, the uploads of that key only, whatever their age (a killed run's: an upload
+        is never continued, see the module's docstring). A failure is logged, never raised.
+        """
+        prefix = key if key is not None else self.prefix.key("")
+        cutoff = datetime.now(UTC) - timedelta(seconds=max_age_s)
+        aborted = 0
+        try:
+            for upload in self.bucket.pending_uploads(prefix):
+                if (key is not None and upload.key == key) or (
+                    key is None and upload.initiated < cutoff
+                ):
+                    self.bucket.abort_upload(upload.key, upload.upload_id)
+                    aborted += 1
+        except TransferError as exc:
+            log.warning("cannot clean up unfinished uploads", extra={"error": str(exc)})
+        if aborted:
+            log.info("aborted unfinished uploads", extra={"prefix": prefix, "count": aborted})
+        return aborted
+
+
+class ObjectLanding:
+    """One file's streamed multipart upload (see the module's docstring).
+
+    Parts go out from a thread that follows the sink (``follow``), PARTS_IN_FLIGHT at a time;
+    ``land`` sends what is left and completes, ``abandon`` aborts.
+    """
+
+    keeps_parts = False
+
+    def __init__(self, store: ObjectStore, key: str, metadata: dict[str, str]) -> None:
+        self._store = store
+        self._bucket = store.bucket
+        self._key = key
+        self._url = store.bucket.url(key)
+        self._metadata = metadata
+        self._cond = threading.Condition()
+        self._sink: PartSink | None = None
+        self._part: Path | None = None
+        self._upload_id: str | None = None
+        self._crc64 = False
+        self._parts: dict[int, str] = {}  # number -> ETag
+        self._md5s: dict[int, bytes] = {}  # number -> MD5 of the part
+        self._uploaded: list[tuple[int, int]] = []  # [start, end) of the parts sent, merged
+        self._scheduled = 0  # the first byte not yet given to a part
+        self._full_crc = 0
+        self._final_size: int | None = None
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._pump: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Future[None]] = []
+        self._fd: int | None = None
+        self._total_hint: int | None = None
+
+    # --- FileLanding ---
+
+    def follow(self, sink: PartSink, part: Path, total: int | None) -> None:
+        """Start sending the part file's parts as the sink hashes them (``total``: if known)."""
+        self._sink, self._part, self._total_hint = sink, part, total
+        self._fd = _open_for_release(part)
+        self._pump = threading.Thread(target=self._run_pump, name="s3-upload", daemon=True)
+        self._pump.start()
+
+    def wait_room(self, end: int, stop: threading.Event) -> bool:
+        """Hold a writer whose ``end`` runs too far ahead of the parts already sent."""
+        with self._cond:
+            while not stop.is_set():
+                if self._error is not None:
+                    raise self._error
+                if end - self._uploaded_end() <= self._room():
+                    return True
+                self._cond.wait(POLL_S * 5)
+        return False
+
+    def land(self, part: Path, file: LandedFile) -> None:
+        """Send the rest, complete the upload, then give the object its digests as metadata."""
+        metadata = {**self._metadata, "sha256": file.sha256}
+        if file.blake3:
+            metadata["blake3"] = file.blake3
+        if self._part is None:  # a file written whole before it lands: no sink was followed
+            self._part, self._total_hint = part, file.bytes
+            self._fd = _open_for_release(part)
+        with self._cond:
+            self._final_size = file.bytes
+            self._cond.notify_all()
+        if self._pump is None:
+            self._pump_parts()
+        self._join_pump()
+        if self._upload_id is None:  # the whole file fits in one part: one PUT
+            self._bucket.put_region(self._key, FileRegion(part, 0, file.bytes), metadata,
+                                    CONTENT_TYPE)  # fmt: skip
+        else:
+            etag = self._complete()
+            self._bucket.replace_metadata(self._key, etag, metadata)
+        self._close()
+        with contextlib.suppress(OSError):
+            part.unlink()
+        log.info("object stored", extra={"object": self._url, "bytes": file.bytes,
+                                         "parts": max(1, len(self._parts))})  # fmt: skip
+
+    def abandon(self) -> None:
+        """Stop sending and abort the upload (the previous object stays); never raises."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        with contextlib.suppress(BaseException):
+            self._join_pump()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            try:
+                self._bucket.abort_upload(self._key, upload_id)
+            except TransferError as exc:  # left for abort_stale_uploads of a later run
+                log.warning("cannot abort the upload", extra={"object": self._url,
+                                                             "error": str(exc)})  # fmt: skip
+        self._close()
+
+    # --- the pump: parts out as the frontier passes them ---
+
+    def _run_pump(self) -> None:
+        try:
+            self._pump_parts()
+        except BaseException as exc:
+            with self._cond:
+                if self._error is None:
+                    self._error = exc
+                self._cond.notify_all()
+
+    def _pump_parts(self) -> None:
+        """Give each part to the pool once the sink hashed it (at the end: what is left)."""
+        while True:
+            with self._cond:
+                if self._stopped or self._error is not None:
+                    return
+                final = self._final_size
+                if final is not None and (
+                    self._scheduled >= final
+                    or (self._upload_id is None and final <= part_size(self._total_hint))
+                ):
+                    return  # all sent, or one PUT will do (``land``)
+            frontier = final if final is not None else self._frontier()
+            size = part_size(self._total_hint, len(self._futures) + 1)
+            start = self._scheduled
+            end = start + size if final is None else min(start + size, final)
+            # The last part: what is left when the file ends (never a part below S3's minimum
+            # in the middle: a file's bytes after ``start`` are all in that part).
+            if final is not None and final - end < MIN_PART:
+                end = final
+            if end > frontier:
+                with self._cond:
+                    self._cond.wait(POLL_S)
+                continue
+            self._schedule(start, end)
+
+    def _frontier(self) -> int:
+        sink = self._sink
+        return 0 if sink is None else sink.hashed()
+
+    def _schedule(self, start: int, end: int) -> None:
+        """Compute the part's CRC (in file order: the whole object's CRC goes on) and send it."""
+        assert self._part is not None
+        if self._upload_id is None:
+            self._store.abort_stale_uploads(0, key=self._key)  # a killed run's, never continued
+            self._upload_id, self._crc64 = self._store.create_upload(self._key, self._metadata)
+            self._pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        region = FileRegion(self._part, start, end - start)
+        crc, md5, self._full_crc = region.digests(self._full_crc)
+        checksum = (
+            {"x-amz-checksum-crc64nvme": encode_crc64(crc)}
+            if self._crc64
+            else {"Content-MD5": base64.b64encode(md5).decode("ascii")}
+        )
+        number = len(self._futures) + 1
+        self._md5s[number] = md5
+        assert self._pool is not None
+        self._futures.append(self._pool.submit(self._send_part, number, region, checksum))
+        self._scheduled = end
+        self._wait_for_room_in_flight()
+
+    def _wait_for_room_in_flight(self) -> None:
+        """Block the pump while PARTS_IN_FLIGHT parts are on their way (raise their failure)."""
+        while sum(not f.done() for f in self._futures) >= PARTS_IN_FLIGHT:
+            with self._cond:
+                if self._stopped or self._error is not None:
+                    return
+                self._cond.wait(POLL_S)
+        for future in self._futures:
+            if future.done():
+                future.result()
+
+    def _send_part(self, number: int, region: FileRegion, checksum: dict[str, str]) -> None:
+        """Send one part (retried twice: its bytes are still in the scratch file), then free it."""
+        try:
+            etag = self._send_with_retries(number, region, checksum)
+        except BaseException as exc:
+            with self._cond:
+                if self._error is None:
+                    self._error = exc
+                self._cond.notify_all()
+            raise
+        self._release(region)
+        with self._cond:
+            self._parts[number] = etag
+            self._uploaded = _merged([*self._uploaded, (region.offset, region.end)])
+            self._cond.notify_all()
+
+    def _send_with_retries(self, number: int, region: FileRegion, checksum: dict[str, str]) -> str:
+        assert self._upload_id is not None
+        for attempt in range(2):
+            try:
+                return self._bucket.upload_part(self._key, self._upload_id, number, region,
+                                                checksum)  # fmt: skip
+            except TransferError as exc:
+                if not exc.retryable:
+                    raise
+                log.info("part failed; sending it again", extra={"object": self._url,
+                         "part": number, "error": str(exc)})  # fmt: skip
+                time.sleep(0.5 * (attempt + 1))
+        return self._bucket.upload_part(self._key, self._upload_id, number, region, checksum)
+
+    def _release(self, region: FileRegion) -> None:
+        """Punch the sent part out of the scratch file (its disk blocks freed; sizes kept)."""
+        if self._fd is None:
+            return
+        try:
+            _punch_hole(self._fd, region.offset, region.length)
+        except OSError as exc:
+            log.debug("cannot free sent bytes of the scratch file", extra={"error": str(exc)})
+
+    def _room(self) -> int:
+        return (PARTS_IN_FLIGHT + 2) * part_size(self._total_hint, len(self._futures) + 1) + (
+            AHEAD_BYTES
+        )
+
+    def _uploaded_end(self) -> int:
+        return self._uploaded[0][1] if self._uploaded and self._uploaded[0][0] == 0 else 0
+
+    def _join_pump(self) -> None:
+        """Wait for the pump and every part; raise the first failure."""
+        if self._pump is not None:
+            self._pump.join()
+        for future in self._futures:
+            future.result()
+        if self._error is not None:
+            raise self._error
+
+    def _complete(self) -> str:
+        """Complete the upload; check the store's CRC of the whole object; its ETag."""
+        assert self._upload_id is not None
+        parts = sorted(self._parts.items())
+        etag, crc = self._bucket.complete_upload(
+            self._key, self._upload_id, parts, self._full_crc if self._crc64 else None
+        )
+        self._upload_id = None
+        problem = self._completed_problem(etag, crc, parts)
+        if problem is not None:
+            self._bucket.delete(self._key)
+            raise VerificationError(self._url, problem)
+        return etag
+
+    def _completed_problem(
+        self, etag: str, crc: str | None, parts: list[tuple[int, str]]
+    ) -> str | None:
+        """What the completed object's CRC (or multipart ETag of part MD5s) says is wrong."""
+        if self._crc64:
+            sent = encode_crc64(self._full_crc)
+            if crc and crc != sent:
+                return f"the store's CRC-64/NVME {crc} is not {sent}"
+            return None
+        match = _MULTIPART_ETAG.match(etag)
+        if match is None:
+            return None  # an ETag that is not an MD5 of MD5s (encrypted objects): nothing to check
+        expected = hashlib.md5(
+            b"".join(self._md5s[number] for number, _ in parts), usedforsecurity=False
+        ).hexdigest()
+        if match.group(1).lower() != expected or int(match.group(2)) != len(parts):
+            return f"the store's ETag {etag} is not {expected}-{len(parts)} (the parts' MD5s)"
+        return None
+
+    def _close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[start, end)`` spans sorted and joined where they touch."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _open_for_release(part: Path) -> int:
+    """A descriptor of ``part`` to punch the sent parts out with (StorageError if none)."""
+    try:
+        return os.open(part, os.O_RDWR)
+    except OSError as exc:
+        raise StorageError(part, f"cannot open ({exc.strerror or exc})") from exc
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> None:
+    """fallocate(PUNCH_HOLE | KEEP_SIZE): Python's ``os`` has no fallocate with flags."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    result = _libc.fallocate(
+        ctypes.c_int(fd),
+        ctypes.c_int(_FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE),
+        ctypes.c_longlong(offset),
+        ctypes.c_longlong(length),
+    )
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
