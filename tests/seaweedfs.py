@@ -185,6 +185,18 @@ class ProxyRules:
     before: Callable[[str], None] | None = None  # called with the path first
     seen: list[str] = field(default_factory=list)  # "METHOD /path?query [range]" of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (time.monotonic() when the request came, "METHOD /path?query", request body bytes)
+    requests: list[tuple[float, str, int]] = field(default_factory=list)
+
+    def uploaded_bytes(self) -> int:
+        """Request body bytes of part uploads and PUTs forwarded to the server."""
+        with self.lock:
+            return sum(size for _, what, size in self.requests if what.startswith("PUT "))
+
+    def count(self, prefix: str) -> int:
+        """How many requests began with ``prefix`` (e.g. ``"PUT "`` or ``"POST /bucket/key?"``)."""
+        with self.lock:
+            return sum(1 for _, what, _ in self.requests if what.startswith(prefix))
 
 
 @contextmanager
@@ -198,18 +210,23 @@ def s3_proxy(upstream: str, rules: ProxyRules) -> Iterator[str]:
 
     class Handler(QuietHandler):
         def _forward(self) -> None:
+            came = time.monotonic()
+            sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with rules.lock:
                 asked = self.headers.get("Range", "").removeprefix("bytes=")
                 rules.seen.append(
                     f"{self.command} {self.path} bytes={asked}".removesuffix(" bytes=")
                 )
+                rules.requests.append((came, f"{self.command} {self.path}", len(sent)))
             if rules.before is not None:
                 rules.before(self.path)
             connection = http.client.HTTPConnection(host, int(port), timeout=60)
             try:
-                connection.request(self.command, self.path, headers=dict(self.headers.items()))
+                connection.request(
+                    self.command, self.path, body=sent or None, headers=dict(self.headers.items())
+                )
                 response = connection.getresponse()
-                body = response.read() if self.command == "GET" else b""
+                body = response.read() if self.command != "HEAD" else b""
             finally:
                 connection.close()
             if rules.corrupt and rules.corrupt in self.path and len(body) > 100:
@@ -221,7 +238,7 @@ def s3_proxy(upstream: str, rules: ProxyRules) -> Iterator[str]:
             length = response.getheader("Content-Length", "0")
             self.send_header("Content-Length", length if self.command == "HEAD" else str(len(body)))
             self.end_headers()
-            if self.command != "GET":
+            if self.command == "HEAD":
                 return
             pause = rules.slow[1] if rules.slow and rules.slow[0] in self.path else 0.0
             for start in range(0, len(body), 64 << 10):
@@ -232,6 +249,9 @@ def s3_proxy(upstream: str, rules: ProxyRules) -> Iterator[str]:
 
         do_GET = _forward
         do_HEAD = _forward
+        do_PUT = _forward
+        do_POST = _forward
+        do_DELETE = _forward
 
     with serve(Handler) as url:
         yield url

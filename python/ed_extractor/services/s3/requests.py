@@ -43,10 +43,14 @@ def encode_crc64(value: int) -> str:
 
 def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
     """``x-amz-meta-*`` headers; values percent-encoded where they are not printable ASCII."""
-    return {
-        f"{META_PREFIX}{name}": quote(value, safe="/:;,.=+-_~@ ")
-        for name, value in metadata.items()
-    }
+    return {f"{META_PREFIX}{name}": _header_text(value) for name, value in metadata.items()}
+
+
+def _header_text(value: str) -> str:
+    """``value`` as is when it is printable ASCII, else percent-encoded (a URL's own form)."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))
 
 
 @dataclass(frozen=True)

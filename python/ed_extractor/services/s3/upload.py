@@ -264,11 +264,10 @@ class ObjectLanding:
             frontier = final if final is not None else self._frontier()
             size = part_size(self._total_hint, len(self._futures) + 1)
             start = self._scheduled
-            end = start + size if final is None else min(start + size, final)
-            # The last part: what is left when the file ends (never a part below S3's minimum
-            # in the middle: a file's bytes after ``start`` are all in that part).
-            if final is not None and final - end < MIN_PART:
-                end = final
+            last = final if final is not None else self._total_hint
+            end = start + size if last is None else min(start + size, last)
+            if last is not None and last - end < MIN_PART:
+                end = last  # a short tail rides with the part before it: fewer, fuller parts
             if end > frontier:
                 with self._cond:
                     self._cond.wait(POLL_S)

@@ -1,0 +1,310 @@
+"""``--dest s3://BUCKET/PREFIX`` on a real SeaweedFS: streamed multipart uploads, checked, atomic.
+
+The sources are real HTTP servers on 127.0.0.1 (tests/faults/server.py), the store a real
+SeaweedFS behind a forwarding proxy that records every request (tests/seaweedfs.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+
+from ed_extractor.services.s3.upload import MIN_PART
+from tests.faults.conftest import gzip_dump, payload
+from tests.faults.server import FaultServer, Plan, Version
+from tests.seaweedfs import ProxyRules, SeaweedS3, s3_proxy, seaweedfs
+from tests.spansh_api import SpanshApi, serve_api
+from tests.test_s3 import environment
+
+BUCKET = "landing"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs-dest")) as server:
+        server.client().create_bucket(Bucket=BUCKET)
+        yield server
+
+
+@pytest.fixture
+def store(s3: SeaweedS3) -> Iterator[tuple[str, ProxyRules]]:
+    """The proxy's endpoint in front of the store, and what it saw."""
+    rules = ProxyRules()
+    with s3_proxy(s3.endpoint, rules) as endpoint:
+        yield endpoint, rules
+
+
+@pytest.fixture
+def sources() -> Iterator[list[FaultServer]]:
+    started: list[FaultServer] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def serve(sources: list[FaultServer], version: Version, plan: Plan | None = None) -> FaultServer:
+    server = FaultServer(version, (lambda n, exchange: plan) if plan else ()).start()
+    sources.append(server)
+    return server
+
+
+def run(endpoint: str, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``ed-extractor ARGS`` against the store at ``endpoint``, scratch under ``tmp_path``."""
+    environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"), **env)
+    return subprocess.run(
+        [sys.executable, "-m", "ed_extractor", *args],
+        capture_output=True, text=True, timeout=300, env=environ, check=False,
+    )  # fmt: skip
+
+
+def outcomes(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def stored(s3: SeaweedS3, key: str) -> tuple[bytes, dict[str, str]]:
+    answer = s3.client().get_object(Bucket=BUCKET, Key=key)
+    return answer["Body"].read(), answer["Metadata"]
+
+
+def keys(s3: SeaweedS3, prefix: str) -> list[str]:
+    listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def pending_uploads(s3: SeaweedS3) -> list[str]:
+    answer = s3.client().list_multipart_uploads(Bucket=BUCKET)
+    return [upload["Key"] for upload in answer.get("Uploads", [])]
+
+
+def scratch_files(tmp_path: Path) -> list[str]:
+    scratch = tmp_path / "scratch"
+    return sorted(p.name for p in scratch.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def expected_parts(size: int) -> int:
+    return max(1, size // MIN_PART) if size > MIN_PART else 0
+
+
+@pytest.mark.parametrize("connections", ["1", "4"])
+def test_a_binary_file_and_a_gzip_dump_stream_into_objects_with_their_digests(
+    connections: str, s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    endpoint, rules = store
+    binary = payload(3 * MIN_PART + 12345, seed=5)
+    dump, _ = gzip_dump(400_000, seed=6)
+    files = {
+        "galaxy.bin": serve(sources, Version(binary)),
+        "galaxy.json.gz": serve(sources, Version(dump, content_type="application/gzip")),
+    }
+    prefix = f"nightly-{connections}"
+    urls = [server.url(name) for name, server in files.items()]
+    done = run(endpoint, tmp_path, "fetch", *urls, "--dest", f"s3://{BUCKET}/{prefix}/",
+               "--json", "--connections", connections)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = {line["name"]: line for line in outcomes(done)}
+    for name, body in (("galaxy.bin", binary), ("galaxy.json.gz", dump)):
+        data, metadata = stored(s3, f"{prefix}/{name}")
+        assert data == body
+        assert metadata["sha256"] == hashlib.sha256(body).hexdigest() == lines[name]["sha256"]
+        assert metadata["blake3"] == blake3.blake3(body).hexdigest() == lines[name]["blake3"]
+        assert metadata["source-url"] == files[name].url(name)
+        assert metadata["source-etag"] == '"v1"'
+        assert lines[name]["status"] == "downloaded"
+        assert lines[name]["path"] == f"s3://{BUCKET}/{prefix}/{name}"
+        parts = rules.count(f"PUT /{BUCKET}/{prefix}/{name}?partNumber=")
+        assert parts == expected_parts(len(body)), rules.requests
+    assert lines["galaxy.json.gz"]["regime"] == "gzip"
+    assert pending_uploads(s3) == []
+    assert scratch_files(tmp_path) == ["manifest.sqlite3"] or scratch_files(tmp_path) == []
+
+
+def test_parts_go_up_while_the_source_is_still_sending_and_the_scratch_stays_small(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
+) -> None:
+    endpoint, rules = store
+    size = 12 * MIN_PART
+    body = payload(size, seed=7)
+    source = serve(sources, Version(body), Plan(throttle=(256 << 10, 0.02)))  # ~12 MiB/s
+    sent_at_first_part: list[int] = []
+
+    def note_first_part(path: str) -> None:
+        if "partNumber=1&" in path and not sent_at_first_part:
+            sent_at_first_part.append(source.body_bytes())
+
+    rules.before = note_first_part
+    scratch = tmp_path / "scratch"
+    most = [0]
+    stop = threading.Event()
+
+    def watch_scratch() -> None:  # the disk blocks the scratch folder's files hold
+        while not stop.wait(0.02):
+            held = sum(p.stat().st_blocks * 512 for p in scratch.rglob("*.part") if p.is_file())
+            most[0] = max(most[0], held)
+
+    watcher = threading.Thread(target=watch_scratch, daemon=True)
+    watcher.start()
+    try:
+        done = run(endpoint, tmp_path, "fetch", source.url("big.bin"), "--dest",
+                   f"s3://{BUCKET}/streamed", "--json", "--connections", "1")  # fmt: skip
+    finally:
+        stop.set()
+        watcher.join()
+    assert done.returncode == 0, done.stderr
+    assert stored(s3, "streamed/big.bin")[0] == body
+    assert sent_at_first_part, "no part went up"
+    assert sent_at_first_part[0] < size // 2, sent_at_first_part
+    assert 0 < most[0] <= 10 * MIN_PART, f"the scratch held {most[0]} bytes of {size}"
+
+
+@pytest.mark.parametrize("fault", ["corrupt-gzip", "sha256-mismatch"])
+def test_a_failed_check_completes_nothing_leaves_no_upload_and_keeps_the_previous_object(
+    fault: str, s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    endpoint, rules = store
+    good, _ = gzip_dump(400_000, seed=8)
+    name, key = "systems.json.gz", f"checked-{fault}/systems.json.gz"
+    source = serve(sources, Version(good, content_type="application/gzip"))
+    dest = f"s3://{BUCKET}/checked-{fault}"
+    first = run(endpoint, tmp_path, "fetch", source.url(name), "--dest", dest, "--json")
+    assert first.returncode == 0, first.stderr
+    newer, _ = gzip_dump(400_000, seed=9)
+    args = ["--expect-sha256", "0" * 64] if fault == "sha256-mismatch" else []
+    if fault == "corrupt-gzip":
+        newer = (
+            newer[: len(newer) // 2]
+            + bytes([newer[len(newer) // 2] ^ 0xFF])
+            + newer[len(newer) // 2 + 1 :]
+        )
+    source.set_version(Version(newer, etag='"v2"', content_type="application/gzip"))
+    done = run(endpoint, tmp_path, "fetch", source.url(name), "--dest", dest, "--json", *args)
+    assert done.returncode == 1
+    [line] = outcomes(done)
+    assert line["status"] == "failed"
+    assert "\n" not in line["error"]
+    assert ("SHA-256 mismatch" in line["error"]) == (fault == "sha256-mismatch")
+    assert rules.count(f"PUT /{BUCKET}/{key}?partNumber=") >= 1  # parts did go up meanwhile
+    assert stored(s3, key)[0] == good
+    assert pending_uploads(s3) == []
+    assert ".part" not in " ".join(scratch_files(tmp_path))
+
+
+def test_an_unchanged_source_is_neither_downloaded_nor_uploaded_again(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
+) -> None:
+    endpoint, rules = store
+    body = payload(2 * MIN_PART + 1, seed=10)
+    source = serve(sources, Version(body))
+    dest = f"s3://{BUCKET}/unchanged"
+    assert run(endpoint, tmp_path, "fetch", source.url("a.bin"), "--dest", dest).returncode == 0
+    gets, writes = len(source.body_gets()), rules.count("PUT ") + rules.count("POST ")
+    again = run(endpoint, tmp_path, "fetch", source.url("a.bin"), "--dest", dest, "--json")
+    assert again.returncode == 0, again.stderr
+    assert [line["status"] for line in outcomes(again)] == ["unchanged"]
+    assert len(source.body_gets()) == gets
+    assert rules.count("PUT ") + rules.count("POST ") == writes
+    # The object replaced behind the manifest's back: the source is fetched and stored again.
+    s3.client().put_object(Bucket=BUCKET, Key="unchanged/a.bin", Body=b"not it")
+    third = run(endpoint, tmp_path, "fetch", source.url("a.bin"), "--dest", dest, "--json")
+    assert [line["status"] for line in outcomes(third)] == ["downloaded"]
+    assert stored(s3, "unchanged/a.bin")[0] == body
+
+
+def test_a_run_killed_mid_upload_is_run_again_to_the_right_object_without_orphans(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
+) -> None:
+    endpoint, rules = store
+    size = 6 * MIN_PART
+    body = payload(size, seed=11)
+    source = serve(sources, Version(body), Plan(throttle=(256 << 10, 0.02)))
+    dest = f"s3://{BUCKET}/killed"
+    environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"))
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "ed_extractor", "fetch", source.url("k.bin"), "--dest", dest,
+         "--connections", "1"],
+        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and rules.count(f"PUT /{BUCKET}/killed/k.bin?part") < 2:
+            time.sleep(0.02)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        killed.kill()
+    assert pending_uploads(s3) == ["killed/k.bin"]
+    assert keys(s3, "killed/") == []
+    done = run(endpoint, tmp_path, "fetch", source.url("k.bin"), "--dest", dest, "--json")
+    assert done.returncode == 0, done.stderr
+    assert stored(s3, "killed/k.bin")[0] == body
+    assert pending_uploads(s3) == []
+
+
+def test_unfinished_uploads_older_than_the_limit_are_aborted_when_a_run_starts(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
+) -> None:
+    endpoint, _ = store
+    client = s3.client()
+    old = client.create_multipart_upload(Bucket=BUCKET, Key="stale/forgotten.bin")["UploadId"]
+    time.sleep(2.2)
+    young = client.create_multipart_upload(Bucket=BUCKET, Key="stale/running.bin")["UploadId"]
+    source = serve(sources, Version(payload(1000, seed=12)))
+    done = run(endpoint, tmp_path, "fetch", source.url("x.bin"), "--dest", f"s3://{BUCKET}/stale",
+               ED_EXTRACTOR_UPLOAD_MAX_AGE_S="2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    left = client.list_multipart_uploads(Bucket=BUCKET, Prefix="stale/").get("Uploads", [])
+    assert [(u["Key"], u["UploadId"]) for u in left] == [("stale/running.bin", young)]
+    assert old not in {u["UploadId"] for u in left}
+    client.abort_multipart_upload(Bucket=BUCKET, Key="stale/running.bin", UploadId=young)
+
+
+@pytest.mark.parametrize(
+    ("dest", "env", "says"),
+    [
+        ("s3://no-such-bucket/x", {}, "does not exist"),
+        (f"s3://{BUCKET}/x", {"AWS_SECRET_ACCESS_KEY": "wrong"}, "denied"),
+        (f"s3://{BUCKET}/a/../b", {}, "'..'"),
+        ("s3:///x", {}, "no bucket"),
+    ],
+)
+def test_an_unusable_destination_is_one_line_exit_2_and_nothing_written(
+    dest: str, env: dict[str, str], says: str, s3: SeaweedS3, store: tuple[str, ProxyRules],
+    sources: list[FaultServer], tmp_path: Path,
+) -> None:  # fmt: skip
+    endpoint, rules = store
+    source = serve(sources, Version(payload(1000, seed=13)))
+    done = run(endpoint, tmp_path, "fetch", source.url("y.bin"), "--dest", dest, **env)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert source.body_gets() == []
+    assert rules.count("PUT ") + rules.count("POST ") == 0
+
+
+def test_api_dumps_land_as_objects(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], tmp_path: Path
+) -> None:
+    endpoint, _ = store
+    with serve_api(SpanshApi()) as base:
+        done = run(endpoint, tmp_path, "api", "dump", "7", "8", "--base-url", base,
+                   "--dest", f"s3://{BUCKET}/api-run", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = outcomes(done)
+    assert [line["name"] for line in lines] == ["api/dump/7.json", "api/dump/8.json"]
+    for line in lines:
+        data, metadata = stored(s3, f"api-run/{line['name']}")
+        assert hashlib.sha256(data).hexdigest() == line["sha256"] == metadata["sha256"]
+        assert line["path"] == f"s3://{BUCKET}/api-run/{line['name']}"
+        assert json.loads(data)
