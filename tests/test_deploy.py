@@ -375,7 +375,7 @@ def sharded_job(resources: list[Resource]) -> Resource:
 
 def sharded_env(resources: list[Resource], name: str) -> Resource:
     [variable] = [e for e in container(resources, SHARDED_JOB)["env"] if e["name"] == name]
-    return variable
+    return variable  # type: ignore[no-any-return]
 
 
 def scratch_on_the_data_claim(resources: list[Resource]) -> None:

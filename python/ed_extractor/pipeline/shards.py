@@ -22,7 +22,7 @@ SHARDS_VARIABLE = "ED_EXTRACTOR_SHARDS"
 MARKER_NAME = ".ed-extractor-shard"
 """The file in a local destination that says which shard ("I/N") the folder belongs to."""
 
-_SHARD_FORM = re.compile(r"(\d+)/(\d+)")
+_SHARD_FORM = re.compile(r"([0-9]+)/([0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def shard_of_run(
             f"{SHARDS_VARIABLE}={shards} needs {JOB_INDEX_VARIABLE} (the pod's index in an "
             "Indexed Job) or --shard I/N to say which shard to run"
         )
-    if not index.isdigit() or int(index) >= shards:
+    if not (index.isascii() and index.isdigit()) or int(index) >= shards:
         raise UsageError(
             f"{JOB_INDEX_VARIABLE}={index!r} is not a shard of {SHARDS_VARIABLE}={shards} "
             f"(expected 0 to {shards - 1})"
