@@ -18,8 +18,15 @@ from typing import ClassVar
 
 import pytest
 
+from ed_extractor.errors import UsageError
 from ed_extractor.pipeline.lock import LOCK_FILE_NAME
-from ed_extractor.pipeline.shards import MARKER_NAME, Shard, shard_index, shard_settings
+from ed_extractor.pipeline.shards import (
+    MARKER_NAME,
+    Shard,
+    claim_folder,
+    shard_index,
+    shard_settings,
+)
 from ed_extractor.services.sources.http import SAMPLE_RANGE
 from ed_extractor.settings import Settings
 from tests.httpd import QuietHandler, serve
@@ -176,6 +183,30 @@ def test_an_object_store_shard_gets_a_scratch_folder_of_its_own() -> None:
     assert shard_settings(settings, None) == settings
     explicit = Settings(dest="s3://bucket/raw/spansh", scratch=Path("/scratch"))
     assert shard_settings(explicit, Shard(1, 3)).dest == Path("/scratch")
+
+
+def test_of_shards_claiming_one_folder_at_once_exactly_one_wins(tmp_path: Path) -> None:
+    dest = tmp_path / "data"
+    start_together = threading.Barrier(8)
+    outcomes: dict[str, str] = {}
+
+    def claim(shard: Shard) -> None:
+        start_together.wait()
+        try:
+            claim_folder(dest, shard)
+            outcomes[shard.label] = "claimed"
+        except UsageError as exc:
+            outcomes[shard.label] = str(exc)
+
+    threads = [threading.Thread(target=claim, args=(Shard(i, 8),)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [winner] = [label for label, outcome in outcomes.items() if outcome == "claimed"]
+    assert (dest / MARKER_NAME).read_text() == f"{winner}\n"
+    assert all(f"holds shard {winner}" in outcomes[label] for label in outcomes if label != winner)
+    assert [path.name for path in dest.iterdir()] == [MARKER_NAME]  # no staged file left
 
 
 # --- three pods of an Indexed Job against one mirror ---------------------------------------

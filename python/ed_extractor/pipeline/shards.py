@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,7 @@ def _create_marker(marker: Path, label: str) -> str:
     """Write ``label`` to ``marker`` unless it exists; return the label the marker holds then."""
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        staged = marker.with_name(f"{MARKER_NAME}.{os.getpid()}")
+        staged = marker.with_name(f"{MARKER_NAME}.{os.getpid()}.{uuid.uuid4().hex}")
         staged.write_text(f"{label}\n", encoding="utf-8")
         try:
             os.link(staged, marker)  # fails if another run claimed the folder meanwhile
