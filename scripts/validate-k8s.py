@@ -35,13 +35,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from k8s_render import RenderError, Resource, pod_specs, render
 
 OLDEST_KUBERNETES = "1.30.0"  # the oldest minor release still supported by the big providers
+# The release the Indexed CronJob is written for: backoffLimitPerIndex (with podFailurePolicy's
+# FailIndex) is generally available from 1.33 on; every resource is also checked against it.
+INDEXED_JOB_KUBERNETES = "1.33.0"
 
 # --- the schema ------------------------------------------------------------------------------
 
 
 def schema_problems(resources: list[Resource]) -> list[str]:
-    """kubernetes-validate --strict against the oldest and the newest version, warnings fatal."""
-    versions = [v for v in all_versions() if v in (OLDEST_KUBERNETES, all_versions()[-1])]
+    """kubernetes-validate --strict against the oldest, 1.33 and the newest, warnings fatal."""
+    wanted = (OLDEST_KUBERNETES, INDEXED_JOB_KUBERNETES, all_versions()[-1])
+    versions = sorted({v for v in all_versions() if v in wanted}, key=all_versions().index)
+    if len(versions) != len(set(wanted)):
+        return [f"kubernetes-validate has no schema for one of {', '.join(wanted)}"]
     problems = []
     for resource in resources:
         for version in versions:
@@ -71,6 +77,8 @@ ENUMS = {
     "accessModes": {"ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"},
     "volumeMode": {"Filesystem", "Block"},
     "emptyDir.medium": {"", "Memory"},
+    "podFailurePolicy.action": {"FailJob", "FailIndex", "Ignore", "Count"},
+    "onExitCodes.operator": {"In", "NotIn"},
 }
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -258,20 +266,31 @@ def policy_problems(resources: list[Resource]) -> list[str]:
     if not jobs:
         return ["expected a CronJob, found none"]
     problems = [p for job in jobs for p in _job_policy_problems(job, resources)]
-    claims = {kind_name(job): _dest_claim(job) for job in jobs}
+    claims = {kind_name(job): _dest_claim(job) for job in jobs if not _lands_in_object_store(job)}
     if len(set(claims.values())) > 1:
         problems.append(
-            "the CronJobs must keep ED_EXTRACTOR_DEST on the same PersistentVolumeClaim: "
+            "the CronJobs with a local destination must keep ED_EXTRACTOR_DEST on the same "
+            "PersistentVolumeClaim: "
             + ", ".join(f"{where}: {claim}" for where, claim in sorted(claims.items()))
         )
     return problems
 
 
-def _dest_claim(job: Resource) -> str | None:
-    """The PVC mounted at a job's ED_EXTRACTOR_DEST (the settings' default when unset)."""
+def _job_env(job: Resource) -> tuple[Resource, Resource, dict[str, str]]:
+    """A CronJob's pod spec, its first container and that container's literal variables."""
     pod = job["spec"].get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
     container = (pod.get("containers") or [{}])[0]
-    env = {v["name"]: v.get("value", "") for v in container.get("env", [])}
+    return pod, container, {v["name"]: v.get("value", "") for v in container.get("env", [])}
+
+
+def _lands_in_object_store(job: Resource) -> bool:
+    """True when a job's ED_EXTRACTOR_DEST is s3://BUCKET/PREFIX (no PVC to share)."""
+    return _job_env(job)[2].get("ED_EXTRACTOR_DEST", "").startswith("s3://")
+
+
+def _dest_claim(job: Resource) -> str | None:
+    """The PVC mounted at a job's ED_EXTRACTOR_DEST (the settings' default when unset)."""
+    pod, container, env = _job_env(job)
     dest = env.get("ED_EXTRACTOR_DEST") or "data"
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
@@ -291,9 +310,10 @@ def _job_policy_problems(job: Resource, resources: list[Resource]) -> list[str]:
     problems = []
     if spec.get("concurrencyPolicy") != "Forbid":
         problems.append(f"{where}: concurrencyPolicy must be Forbid (one writer of /data)")
+    indexed = job_spec.get("completionMode") == "Indexed"
     for field, owner in [
         ("startingDeadlineSeconds", spec),
-        ("backoffLimit", job_spec),
+        ("backoffLimitPerIndex" if indexed else "backoffLimit", job_spec),
         ("activeDeadlineSeconds", job_spec),
         ("ttlSecondsAfterFinished", job_spec),
     ]:
@@ -306,7 +326,57 @@ def _job_policy_problems(job: Resource, resources: list[Resource]) -> list[str]:
         return [*problems, f"{where}: expected one container"]
     container = containers[0]
     problems += _container_problems(where, pod, container)
+    problems += _shard_problems(where, job_spec, container)
     return problems + _settings_problems(where, resources, pod, container, job_spec)
+
+
+def _shard_problems(where: str, job_spec: Resource, container: Resource) -> list[str]:
+    """An Indexed Job: one completion per shard, all at once, exit 2 never retried, an object store.
+
+    ``ed-extractor run`` takes its shard from JOB_COMPLETION_INDEX with ED_EXTRACTOR_SHARDS; any
+    other Job must leave ED_EXTRACTOR_SHARDS unset (its pods would have no index: exit 2).
+    """
+    env = {v["name"]: v.get("value", "") for v in container.get("env", [])}
+    shards = env.get("ED_EXTRACTOR_SHARDS", "")
+    if job_spec.get("completionMode") != "Indexed":
+        if shards:
+            return [f"{where}: ED_EXTRACTOR_SHARDS needs completionMode Indexed (no index else)"]
+        return []
+    problems = []
+    completions = job_spec.get("completions")
+    if not isinstance(completions, int) or job_spec.get("parallelism") != completions:
+        problems.append(f"{where}: completions and parallelism must both be the number of shards")
+    if shards != str(completions):
+        problems.append(f"{where}: ED_EXTRACTOR_SHARDS must equal completions ({completions})")
+    if not env.get("ED_EXTRACTOR_DEST", "").startswith("s3://"):
+        problems.append(
+            f"{where}: the shards of an Indexed Job need an s3:// ED_EXTRACTOR_DEST "
+            "(a local folder holds one shard)"
+        )
+    return problems + _failure_policy_problems(where, job_spec, container.get("name"))
+
+
+def _failure_policy_problems(where: str, job_spec: Resource, name: object) -> list[str]:
+    """podFailurePolicy: exit code 2 (a configuration error) fails the index without a retry."""
+    rules = (job_spec.get("podFailurePolicy") or {}).get("rules", [])
+    problems = []
+    fails_on_usage = False
+    for rule in rules:
+        problems += _enum(where, "podFailurePolicy.action", rule.get("action"))
+        codes = rule.get("onExitCodes") or {}
+        problems += _enum(where, "onExitCodes.operator", codes.get("operator"))
+        fails_on_usage |= (
+            rule.get("action") == "FailIndex"
+            and codes.get("operator") == "In"
+            and 2 in codes.get("values", [])
+            and codes.get("containerName", name) == name
+        )
+    if not fails_on_usage:
+        problems.append(
+            f"{where}: podFailurePolicy needs a FailIndex rule on exit code 2 of container "
+            f"{name!r} (a configuration error must not be retried)"
+        )
+    return problems
 
 
 def _container_problems(where: str, pod: Resource, container: Resource) -> list[str]:
@@ -364,7 +434,9 @@ def _settings_problems(
         return [*problems, f"{where}: {exc}"]
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     mounts = {m["mountPath"]: volumes.get(m["name"], {}) for m in container.get("volumeMounts", [])}
-    if "persistentVolumeClaim" not in mounts.get(str(settings.dest), {}):
+    if settings.dest_url is not None:
+        problems += _object_store_problems(where, volumes, mounts, container, settings.dest)
+    elif "persistentVolumeClaim" not in mounts.get(str(settings.dest), {}):
         problems.append(f"{where}: ED_EXTRACTOR_DEST {settings.dest} is not a PVC mount")
     tmp = env.get("TMPDIR", "/tmp")
     if "emptyDir" not in mounts.get(tmp, {}):
@@ -397,6 +469,32 @@ def _settings_problems(
         parse_sources(data[settings.config.name], origin=f"ConfigMap/{config_map}")
     except ConfigError as exc:
         problems.append(str(exc))
+    return problems
+
+
+AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def _object_store_problems(
+    where: str, volumes: Resource, mounts: Resource, container: Resource, scratch: Path
+) -> list[str]:
+    """An s3:// destination: scratch on a bounded emptyDir, no PVC, credentials from a Secret."""
+    problems = []
+    scratch_volume = mounts.get(str(scratch), {})
+    if "emptyDir" not in scratch_volume:
+        problems.append(
+            f"{where}: ED_EXTRACTOR_SCRATCH {scratch} is not an emptyDir mount "
+            "(an s3:// destination keeps only scratch in the pod)"
+        )
+    elif quantity(scratch_volume["emptyDir"].get("sizeLimit")) is None:
+        problems.append(f"{where}: the scratch emptyDir needs a sizeLimit")
+    claims = sorted(n for n, v in volumes.items() if "persistentVolumeClaim" in v)
+    if claims:
+        problems.append(f"{where}: an s3:// destination needs no PVC, found {', '.join(claims)}")
+    for variable in container.get("env", []):
+        from_secret = "secretKeyRef" in (variable.get("valueFrom") or {})
+        if variable["name"] in AWS_CREDENTIALS and ("value" in variable or not from_secret):
+            problems.append(f"{where}: {variable['name']} must come from a Secret (secretKeyRef)")
     return problems
 
 
@@ -454,7 +552,8 @@ def main(argv: list[str]) -> int:
     print(
         f"validate-k8s: {directory}: {len(resources)} resources valid "
         f"(kubernetes-validate {kubernetes_validate.__version__} --strict, Kubernetes "
-        f"{OLDEST_KUBERNETES} and {all_versions()[-1]}; cron, enums, references, policy): {names}"
+        f"{OLDEST_KUBERNETES}, {INDEXED_JOB_KUBERNETES} and {all_versions()[-1]}; cron, enums, "
+        f"references, policy): {names}"
     )
     return 0
 

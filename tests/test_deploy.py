@@ -39,6 +39,7 @@ def rendered() -> list[Resource]:
 
 FETCH_JOB = "ed-extractor"
 VERIFY_JOB = "ed-extractor-verify"
+SHARDED_JOB = "ed-extractor-sharded"
 
 
 def cron_job(resources: list[Resource], name: str = FETCH_JOB) -> Resource:
@@ -81,6 +82,7 @@ def test_the_manifests_are_valid() -> None:
     assert sorted(validate.kind_name(r) for r in resources) == [
         "ConfigMap/ed-extractor-sources",
         "CronJob/ed-extractor",
+        "CronJob/ed-extractor-sharded",
         "CronJob/ed-extractor-verify",
         "Deployment/ed-extractor-eddn",
         "PersistentVolumeClaim/ed-extractor-data",
@@ -105,8 +107,9 @@ def test_the_script_exits_0_and_names_what_it_checked() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "6 resources valid" in result.stdout
+    assert "7 resources valid" in result.stdout
     assert "--strict" in result.stdout
+    assert "1.33.0" in result.stdout  # the release the Indexed CronJob is written for
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
@@ -158,6 +161,49 @@ def test_the_verify_command_line_of_the_job_parses() -> None:
     parsed = build_parser().parse_args(args)
     assert parsed.command == "verify"
     assert parsed.record
+
+
+def test_the_sharded_job_runs_one_indexed_pod_per_shard_into_object_storage(
+    rendered: list[Resource],
+) -> None:
+    job = cron_job(rendered, SHARDED_JOB)["spec"]["jobTemplate"]["spec"]
+    assert job["completionMode"] == "Indexed"
+    assert job["completions"] == job["parallelism"] == 3
+    assert job["backoffLimitPerIndex"] >= 1  # exit 1 (a source failed): the index is retried
+    [fail_index] = [r for r in job["podFailurePolicy"]["rules"] if r["action"] == "FailIndex"]
+    assert fail_index["onExitCodes"] == {
+        "containerName": "ed-extractor", "operator": "In", "values": [2],
+    }  # fmt: skip
+    sharded = container(rendered, SHARDED_JOB)
+    env = {e["name"]: e.get("value") for e in sharded["env"]}
+    assert env["ED_EXTRACTOR_SHARDS"] == "3"
+    assert env["ED_EXTRACTOR_DEST"].startswith("s3://")
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in sharded["env"]
+               if "valueFrom" in e}  # fmt: skip
+    assert secrets == {
+        "AWS_ACCESS_KEY_ID": "ed-extractor-s3",
+        "AWS_SECRET_ACCESS_KEY": "ed-extractor-s3",
+    }
+    volumes = {v["name"]: v for v in pod(rendered, SHARDED_JOB)["volumes"]}
+    assert not [v for v in volumes.values() if "persistentVolumeClaim" in v]
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in sharded["volumeMounts"]}
+    assert mounts[env["ED_EXTRACTOR_SCRATCH"]]["emptyDir"]["sizeLimit"]
+
+
+def test_the_sharded_job_s_settings_pick_each_pods_shard() -> None:
+    from ed_extractor.cli import build_parser
+    from ed_extractor.pipeline.shards import shard_of_run
+    from ed_extractor.settings import Settings
+
+    sharded = container(validate.render(K8S), SHARDED_JOB)
+    env = {e["name"]: e["value"] for e in sharded["env"] if e.get("value")}
+    args = build_parser().parse_args(sharded["args"])
+    settings = Settings(**{k.removeprefix("ED_EXTRACTOR_").lower(): v for k, v in env.items()
+                           if k.startswith("ED_EXTRACTOR_")})  # fmt: skip
+    shards = [shard_of_run(args.shard, settings.shards, {"JOB_COMPLETION_INDEX": str(index)})
+              for index in range(3)]  # fmt: skip
+    assert [shard.label for shard in shards if shard is not None] == ["0/3", "1/3", "2/3"]
+    assert settings.dest == Path(env["ED_EXTRACTOR_SCRATCH"])
 
 
 # --- each check catches what it is for ----------------------------------------------------------
@@ -317,6 +363,83 @@ def test_the_rules_the_schema_does_not_check(
     ],
 )
 def test_the_project_rules_for_the_cron_job(
+    rendered: list[Resource], change: Callable[[list[Resource]], None], expected: str
+) -> None:
+    problems = problems_after(rendered, change)
+    assert any(expected in p for p in problems), problems
+
+
+def sharded_job(resources: list[Resource]) -> Resource:
+    return cron_job(resources, SHARDED_JOB)["spec"]["jobTemplate"]["spec"]  # type: ignore[no-any-return]
+
+
+def sharded_env(resources: list[Resource], name: str) -> Resource:
+    [variable] = [e for e in container(resources, SHARDED_JOB)["env"] if e["name"] == name]
+    return variable  # type: ignore[no-any-return]
+
+
+def scratch_on_the_data_claim(resources: list[Resource]) -> None:
+    [scratch] = [v for v in pod(resources, SHARDED_JOB)["volumes"] if v["name"] == "scratch"]
+    del scratch["emptyDir"]
+    scratch["persistentVolumeClaim"] = {"claimName": "ed-extractor-data"}
+
+
+def secret_key_written_out(resources: list[Resource]) -> None:
+    variable = sharded_env(resources, "AWS_SECRET_ACCESS_KEY")
+    del variable["valueFrom"]
+    variable["value"] = "hunter2"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: sharded_job(r).update(parallelism=2), "completions and parallelism"),
+        (
+            lambda r: sharded_env(r, "ED_EXTRACTOR_SHARDS").update(value="4"),
+            "ED_EXTRACTOR_SHARDS must equal completions (3)",
+        ),
+        (lambda r: sharded_job(r).pop("backoffLimitPerIndex"), "backoffLimitPerIndex must be set"),
+        (
+            lambda r: sharded_job(r)["podFailurePolicy"]["rules"][0]["onExitCodes"].update(
+                values=[1]
+            ),
+            "FailIndex rule on exit code 2",
+        ),
+        (
+            lambda r: sharded_job(r)["podFailurePolicy"]["rules"][0].update(action="Count"),
+            "FailIndex rule on exit code 2",
+        ),
+        (
+            lambda r: sharded_env(r, "ED_EXTRACTOR_DEST").update(value="/scratch"),
+            "need an s3:// ED_EXTRACTOR_DEST",
+        ),
+        (
+            lambda r: sharded_env(r, "ED_EXTRACTOR_SCRATCH").update(value="/var/scratch"),
+            "ED_EXTRACTOR_SCRATCH /var/scratch is not an emptyDir mount",
+        ),
+        (
+            lambda r: pod(r, SHARDED_JOB)["volumes"][0]["emptyDir"].pop("sizeLimit"),
+            "the scratch emptyDir needs a sizeLimit",
+        ),
+        (scratch_on_the_data_claim, "needs no PVC, found scratch"),
+        (
+            lambda r: sharded_env(r, "AWS_SECRET_ACCESS_KEY").update(value="hunter2"),
+            "AWS_SECRET_ACCESS_KEY must come from a Secret",
+        ),
+        (secret_key_written_out, "AWS_SECRET_ACCESS_KEY must come from a Secret"),
+        (
+            lambda r: container(r)["env"].append({"name": "ED_EXTRACTOR_SHARDS", "value": "3"}),
+            "CronJob/ed-extractor: ED_EXTRACTOR_SHARDS needs completionMode Indexed",
+        ),
+        (
+            lambda r: container(r, SHARDED_JOB)["securityContext"].update(
+                readOnlyRootFilesystem=False
+            ),
+            "CronJob/ed-extractor-sharded: securityContext.readOnlyRootFilesystem must be true",
+        ),
+    ],
+)
+def test_the_project_rules_for_the_sharded_job(
     rendered: list[Resource], change: Callable[[list[Resource]], None], expected: str
 ) -> None:
     problems = problems_after(rendered, change)

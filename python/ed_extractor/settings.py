@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     s3_anonymous: bool = Field(default=False, description="unsigned requests (public buckets)")
     # Several sources at once (ED_EXTRACTOR_PARALLEL); None: [defaults] parallel, else 2
     parallel: int | None = Field(default=None, ge=1, description="sources worked on at once")
+    # `run` cut into N shards (ED_EXTRACTOR_SHARDS): with JOB_COMPLETION_INDEX it picks the shard
+    shards: int | None = Field(default=None, ge=1, description="shards of an Indexed Job's run")
     # API fetcher (`api dump`) and EDDN stream (`eddn`)
     api_base_url: str = Field(default="https://spansh.co.uk", description="Spansh API root")
     api_rate: float = Field(default=2.0, gt=0, description="API requests per second per host")

@@ -110,9 +110,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fetch_sources(
-    settings: Settings, specs: Sequence[SourceSpec], as_json: bool, *, parallel: int
+    settings: Settings,
+    specs: Sequence[SourceSpec],
+    as_json: bool,
+    *,
+    parallel: int,
+    shard: str | None = None,
 ) -> int:
-    """Fetch ``specs`` in one locked destination session, printing each outcome as it comes."""
+    """Fetch ``specs`` in one locked destination session, printing each outcome as it comes.
+
+    ``shard`` ("I/N") labels every outcome of a sharded run.
+    """
     from ed_extractor.metrics import RunMetrics
     from ed_extractor.pipeline.progress import progress_for_terminal
     from ed_extractor.pipeline.session import destination_session, s3_access
@@ -136,6 +144,8 @@ def fetch_sources(
         )
         metrics = RunMetrics.from_settings(settings)  # keeps the outcomes as they are printed
         outcomes = fetcher.fetch_all(specs, parallel=parallel)
+        if shard is not None:
+            outcomes = (outcome.model_copy(update={"shard": shard}) for outcome in outcomes)
         code = print_outcomes(metrics.observe(outcomes), as_json)
         metrics.export(store)
         return code

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from ed_extractor.errors import DeadlineError, EdExtractorError, ManifestError
 from ed_extractor.manifest import (
@@ -60,6 +60,15 @@ class SourceOutcome(BaseModel):
     last_modified: str | None = None
     error: str | None = None
     elapsed_s: float
+    shard: str | None = Field(default=None, description="'I/N' in a sharded run, else left out")
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_shard(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An unsharded run's objects have no ``shard`` key at all (not ``"shard": null``)."""
+        fields: dict[str, Any] = handler(self)
+        if fields.get("shard") is None:
+            fields.pop("shard", None)
+        return fields
 
     @classmethod
     def from_record(
