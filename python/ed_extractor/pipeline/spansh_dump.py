@@ -15,8 +15,8 @@ from pydantic import BaseModel
 from ed_extractor.errors import DeadlineError, EdExtractorError, ManifestError
 from ed_extractor.manifest import (
     AttemptStatus,
+    Manifest,
     ManifestRecord,
-    ManifestStore,
     Regime,
     record_is_intact,
 )
@@ -123,7 +123,7 @@ class DumpFetcher:
     def __init__(
         self,
         client: httpx.Client,
-        store: ManifestStore,
+        store: Manifest,
         dest: Path,
         *,
         progress: Callable[[], ProgressReporter],
