@@ -21,8 +21,8 @@ from ed_extractor.hashing import Blake3
 from ed_extractor.manifest import ManifestRecord, ManifestStore
 from ed_extractor.manifest.object_store import ObjectManifestStore
 from ed_extractor.pipeline.session import open_manifest
-from ed_extractor.services.s3.access import S3Access, S3Config
-from ed_extractor.services.s3.bucket import Bucket
+from ed_extractor.services.s3.access import S3Access, S3Config, S3Error
+from ed_extractor.services.s3.bucket import Bucket, ObjectTooLargeError
 from ed_extractor.services.s3.location import S3Prefix
 from ed_extractor.settings import Settings
 from tests.seaweedfs import ACCESS_KEY, SECRET_KEY, ProxyRules, SeaweedS3, s3_proxy, seaweedfs
@@ -107,6 +107,49 @@ def replace_body(s3: SeaweedS3, key: str, body: bytes) -> None:
 def keys_under(s3: SeaweedS3, prefix: str) -> list[str]:
     listing = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix)
     return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+# --- the bucket --------------------------------------------------------------------------------
+
+
+def test_the_bucket_puts_heads_gets_streams_lists_and_deletes(
+    s3: SeaweedS3, credentials: None, prefix: S3Prefix
+) -> None:
+    rules = ProxyRules()
+    with s3_proxy(s3.endpoint, rules) as proxy, httpx.Client() as client:
+        bucket = Bucket(S3Access(S3Config(endpoint_url=proxy)), client, BUCKET)
+        direct = Bucket(S3Access(S3Config(endpoint_url=s3.endpoint)), client, BUCKET)  # PUTs
+        body = payload(5 << 20, seed=5)
+        etag = direct.put(prefix.key("big.bin"), body, content_type="application/octet-stream",
+                          metadata={"sha256": hashlib.sha256(body).hexdigest()})  # fmt: skip
+        head = bucket.head(prefix.key("big.bin"))
+        assert head is not None
+        assert (head.size, head.etag) == (len(body), etag)
+        assert etag.strip('"') == hashlib.md5(body).hexdigest()
+        assert head.metadata == {"sha256": hashlib.sha256(body).hexdigest()}
+        assert bucket.head(prefix.key("absent.bin")) is None
+        chunks = list(bucket.stream(prefix.key("big.bin")))
+        assert b"".join(chunks) == body
+        assert max(map(len, chunks)) <= 4 << 20
+        with pytest.raises(ObjectTooLargeError):
+            bucket.get(prefix.key("big.bin"))
+        with pytest.raises(S3Error) as absent:
+            bucket.get(prefix.key("absent.bin"))
+        assert (absent.value.code, absent.value.status_code) == ("NoSuchKey", 404)
+
+        names = [f"list/{i}.json" for i in range(5)]
+        for name in names:
+            direct.put(prefix.key(name), b"{}", content_type="application/json")
+        mark = len(rules.seen)
+        listed = list(bucket.list(prefix.key("list/"), page_size=2))
+        assert [item.key for item in listed] == [prefix.key(name) for name in names]
+        assert [item.size for item in listed] == [2] * 5
+        pages = [seen for seen in rules.seen[mark:] if "list-type=2" in seen]
+        assert len(pages) == 3
+        assert "continuation-token=" in pages[1]
+        direct.delete(prefix.key("list/0.json"))
+        direct.delete(prefix.key("list/0.json"))  # already gone: not an error
+        assert len(list(bucket.list(prefix.key("list/")))) == 4
 
 
 # --- the records -----------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from ed_extractor.manifest.models import (
     VerificationStatus,
 )
 from ed_extractor.services.s3.bucket import Bucket, ObjectHead, ObjectTooLargeError
-from ed_extractor.services.s3.location import S3Prefix
+from ed_extractor.services.s3.location import S3Prefix, is_s3_url, parse_s3_url
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +154,12 @@ class ObjectManifestStore:
     def put(self, record: ManifestRecord, *, elapsed_s: float, bytes_transferred: int) -> None:
         """Make ``record`` its name's current record and log a "downloaded" attempt.
 
-        The record keeps the ETag and checksums its object has now (one HEAD), for
-        ``verify --quick``; the attempt is a new object, written after the record.
+        The record keeps the ETag and checksums its object (``record.path``) has now (one
+        HEAD), for ``verify --quick``; the attempt is a new object, written after the record.
         """
         key = self._file_key(record.name)
         with self._errors("write", self.bucket.url(key)):
-            head = self.bucket.head(self.prefix.key(record.name), checksums=True)
+            head = self._object_head(record)
             document = {**record.model_dump(mode="json"), _STORED_OBJECT: _stored_object(head)}
             self.bucket.put(key, _json_bytes(document), content_type=_CONTENT_TYPE)
         attempt = AttemptRecord(
@@ -221,6 +221,13 @@ class ObjectManifestStore:
     ) -> list[VerificationRecord]:
         """Re-checks, newest first: all, or only ``name``'s; at most ``limit`` (None: all)."""
         return self._newest(VerificationRecord, VERIFICATIONS, name, limit)
+
+    def _object_head(self, record: ManifestRecord) -> ObjectHead | None:
+        """What the object at ``record.path`` is now (None: absent, or a local path)."""
+        if not is_s3_url(record.path):
+            return None
+        location = parse_s3_url(record.path)
+        return self.bucket.named(location.bucket).head(location.key, checksums=True)
 
     def _file_key(self, name: str) -> str:
         return f"{self._root}/{FILES}/{name}{_JSON}"
