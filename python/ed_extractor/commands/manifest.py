@@ -30,9 +30,10 @@ def add_parser(commands: Subcommands) -> None:
 def _recorded(settings: Settings) -> list[ManifestRecord]:
     """The current records of the destination: its SQLite file, or its objects' records."""
     from ed_extractor.manifest import ManifestStore
-    from ed_extractor.pipeline.session import object_manifest_session
 
     if settings.object_dest is not None:
+        from ed_extractor.pipeline.session import object_manifest_session  # loads httpx
+
         with object_manifest_session(settings) as objects:
             return objects.records()
     path = settings.manifest_path
