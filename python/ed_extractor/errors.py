@@ -3,7 +3,8 @@
 EdExtractorError
  ├── UsageError              bad command line or configuration (exit code 2)
  │    ├── InvalidURLError     not an absolute http(s) or s3:// URL, nor a magnet: link
- │    └── ConfigError         unreadable or invalid TOML / settings
+ │    ├── ConfigError         unreadable or invalid TOML / settings
+ │    └── DestinationError    an object-store destination that cannot be used (no bucket, denied)
  ├── SourceError             one source failed (exit code 1); carries ``url``
  │    ├── ProbeError          the probe could not establish what the source is
  │    ├── UnexpectedContentError  the body is not what the URL or config expects
@@ -42,8 +43,12 @@ class ConfigError(UsageError):
     """A configuration file or setting is invalid."""
 
 
-class DestinationError(ConfigError):
-    """The destination cannot be used: no such bucket, no access, credentials refused."""
+class DestinationError(UsageError):
+    """The object-store destination cannot be used: its bucket is missing or access is denied."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{reason} ({url})")
+        self.url = url
 
 
 class SourceError(EdExtractorError):

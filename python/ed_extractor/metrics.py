@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from ed_extractor.manifest.models import AttemptStatus
 
 if TYPE_CHECKING:
-    from ed_extractor.manifest import ManifestStore
+    from ed_extractor.manifest import Manifest
     from ed_extractor.pipeline.spansh_dump import SourceOutcome
     from ed_extractor.settings import Settings
 
@@ -144,7 +144,7 @@ def push_metrics(
     push_to_gateway(url, job=job, registry=registry, timeout=timeout)
 
 
-def last_successes(store: ManifestStore, names: Iterable[str]) -> dict[str, float]:
+def last_successes(store: Manifest, names: Iterable[str]) -> dict[str, float]:
     """For each name, the Unix time of its newest attempt that did not fail, from the history."""
     found: dict[str, float] = {}
     for name in names:
@@ -191,7 +191,7 @@ class RunMetrics:
             yield outcome
 
     def export(
-        self, store: ManifestStore | None = None, *, eddn: Mapping[str, int] | None = None
+        self, store: Manifest | None = None, *, eddn: Mapping[str, int] | None = None
     ) -> bool:
         """Write and/or push the metrics of the observed outcomes; False if either failed.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ed_extractor.commands.shared import (
     EXIT_OK,
@@ -11,6 +12,10 @@ from ed_extractor.commands.shared import (
     settings_with,
 )
 from ed_extractor.errors import UsageError
+
+if TYPE_CHECKING:
+    from ed_extractor.manifest import ManifestRecord
+    from ed_extractor.settings import Settings
 
 NAME = "manifest"
 
@@ -22,16 +27,26 @@ def add_parser(commands: Subcommands) -> None:
     manifest.add_argument("--json", action="store_true", help="one JSON object per source")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print one line per recorded file; a missing manifest is a usage error."""
+def _recorded(settings: Settings) -> list[ManifestRecord]:
+    """The current records of the destination: its SQLite file, or its objects' records."""
     from ed_extractor.manifest import ManifestStore
 
-    settings = settings_with(dest=args.dest, manifest=args.manifest)
+    if settings.object_dest is not None:
+        from ed_extractor.pipeline.session import object_manifest_session  # loads httpx
+
+        with object_manifest_session(settings) as objects:
+            return objects.records()
     path = settings.manifest_path
     if not path.exists():
         raise UsageError(f"no manifest at {path}")
     with ManifestStore(path) as store:
-        records = store.records()
+        return store.records()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one line per recorded file; a missing manifest is a usage error."""
+    settings = settings_with(dest=args.dest, manifest=args.manifest)
+    records = _recorded(settings)
     for record in records:
         if args.json:
             print(record.model_dump_json())

@@ -1,4 +1,4 @@
-"""The manifest: a SQLite record of every stored file and every download attempt."""
+"""The manifest: every stored file and every attempt, in SQLite or in the object store."""
 
 from ed_extractor.manifest.models import (
     AttemptRecord,
@@ -9,6 +9,7 @@ from ed_extractor.manifest.models import (
     VerificationRecord,
     VerificationStatus,
 )
+from ed_extractor.manifest.protocol import Manifest
 from ed_extractor.manifest.store import (
     MANIFEST_FILENAME,
     ManifestStore,
@@ -22,6 +23,7 @@ __all__ = [
     "AttemptRecord",
     "AttemptStatus",
     "HashAlgorithm",
+    "Manifest",
     "ManifestRecord",
     "ManifestStore",
     "Regime",

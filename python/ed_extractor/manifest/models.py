@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from ed_extractor.errors import InvalidURLError
+from ed_extractor.services.s3.location import is_s3_url, parse_s3_url
 from ed_extractor.vocabulary import ContentRegime as ContentRegime
 from ed_extractor.vocabulary import Regime as Regime
 from ed_extractor.vocabulary import normalize_sha256
@@ -37,7 +39,7 @@ class ManifestRecord(BaseModel):
     name: str = Field(min_length=1, description="file name inside dest; the primary key")
     url: str = Field(description="the URL as requested")
     final_url: str = Field(description="the URL after redirects")
-    path: str = Field(description="absolute path of the final file, or its s3:// URL")
+    path: str = Field(description="absolute path of the final file, or its s3://BUCKET/KEY")
     bytes: int = Field(ge=0, description="size of the stored file")
     sha256: Sha256Hex = Field(description="lower-case hex SHA-256 of the file")
     blake3: str | None = Field(
@@ -54,7 +56,13 @@ class ManifestRecord(BaseModel):
     @field_validator("path")
     @classmethod
     def _path_is_absolute(cls, value: str) -> str:
-        if not value.startswith("s3://") and not Path(value).is_absolute():
+        if is_s3_url(value):
+            try:
+                parse_s3_url(value)
+            except InvalidURLError as exc:
+                raise ValueError(str(exc)) from None
+            return value
+        if not Path(value).is_absolute():
             raise ValueError(f"path must be absolute, got {value!r}")
         return value
 

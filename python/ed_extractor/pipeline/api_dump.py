@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ed_extractor.errors import EdExtractorError, ManifestError, VerificationError
-from ed_extractor.manifest import ManifestRecord, ManifestStore
+from ed_extractor.manifest import Manifest, ManifestRecord
 from ed_extractor.paths import resolve_inside
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
 from ed_extractor.services.api_client import ApiAnswer, ApiFetcher, JsonDocumentCheck
@@ -64,7 +64,7 @@ class SystemDumpFetcher:
     def __init__(
         self,
         api: ApiFetcher,
-        store: ManifestStore,
+        store: Manifest,
         dest: Path,
         *,
         blake3: bool = True,

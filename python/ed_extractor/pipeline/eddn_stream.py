@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import zmq
 
-from ed_extractor.manifest import ManifestRecord, ManifestStore
+from ed_extractor.manifest import Manifest, ManifestRecord
 from ed_extractor.paths import PART_SUFFIX, resolve_inside
 from ed_extractor.pipeline.gzip_lines import GzipLineFile
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
@@ -120,7 +120,7 @@ class EddnRecorder:
     def __init__(
         self,
         dest: Path,
-        store: ManifestStore,
+        store: Manifest,
         endpoint: str,
         *,
         schemas: frozenset[str] | None = None,

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_seri
 from ed_extractor.errors import DeadlineError, EdExtractorError, ManifestError
 from ed_extractor.manifest import (
     AttemptStatus,
+    Manifest,
     ManifestRecord,
-    ManifestStore,
     Regime,
 )
 from ed_extractor.paths import part_path, resolve_inside
@@ -133,7 +133,7 @@ class DumpFetcher:
     def __init__(
         self,
         client: httpx.Client,
-        store: ManifestStore,
+        store: Manifest,
         dest: Path,
         *,
         progress: Callable[[], ProgressReporter],

@@ -6,6 +6,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+CHECKSUM_HEADERS: Final = {
+    "crc64nvme": "x-amz-checksum-crc64nvme",
+    "crc32": "x-amz-checksum-crc32",
+    "crc32c": "x-amz-checksum-crc32c",
+}
+"""The whole-object checksums S3 reports (HEAD with ``x-amz-checksum-mode: ENABLED``), by name."""
 _MULTIPART_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})-([0-9]+)"?$')
 _PLAIN_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 

@@ -11,15 +11,10 @@ from ed_extractor.errors import ProbeError, TransferError
 from ed_extractor.headers import parse_content_length, parse_content_range
 from ed_extractor.http import httpx_errors_as_transfer_errors
 from ed_extractor.services.s3.access import S3Access, S3Error, s3_error
-from ed_extractor.services.s3.objects import S3Object
+from ed_extractor.services.s3.objects import CHECKSUM_HEADERS, S3Object
 from ed_extractor.services.source_probe.models import HeadInfo
 from ed_extractor.services.source_probe.sniff import SAMPLE_SIZE
 
-CHECKSUM_HEADERS: Final = {
-    "crc64nvme": "x-amz-checksum-crc64nvme",
-    "crc32": "x-amz-checksum-crc32",
-    "crc32c": "x-amz-checksum-crc32c",
-}
 _ERROR_BODY_LIMIT: Final = 64 << 10
 _CHECKSUM_MODE: Final = {"x-amz-checksum-mode": "ENABLED"}
 
