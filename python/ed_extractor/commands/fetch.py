@@ -123,7 +123,7 @@ def fetch_sources(
     """
     from ed_extractor.metrics import RunMetrics
     from ed_extractor.pipeline.progress import progress_for_terminal
-    from ed_extractor.pipeline.session import destination_session, s3_access
+    from ed_extractor.pipeline.session import destination_session
     from ed_extractor.pipeline.spansh_dump import DumpFetcher
     from ed_extractor.retry import RetryPolicy
 
@@ -136,7 +136,7 @@ def fetch_sources(
             settings.dest,
             progress=progress_for_terminal(),
             verify=settings.verify,
-            s3=s3_access(settings),
+            s3=session.s3,
             connections=settings.connections,
             blake3=settings.blake3,
             retry=RetryPolicy.from_settings(settings, deadline),

@@ -28,18 +28,21 @@ if TYPE_CHECKING:
 class DestinationSession:
     """What a run holds while it works: the manifest, the HTTP client, where files land."""
 
-    store: ManifestStore
+    store: Manifest
     client: httpx.Client
     destination: Destination
+    s3: S3Access
 
 
 @contextmanager
 def destination_session(settings: Settings) -> Iterator[DestinationSession]:
     """Lock ``settings.dest`` (the folder, or an object store's scratch), open its manifest.
 
-    An object-store destination's bucket is checked first (DestinationError: missing, refused).
+    An object-store destination's bucket is checked first (DestinationError: missing, refused),
+    and its unfinished uploads older than ``upload_max_age_s`` are aborted.
     """
     settings.dest.mkdir(parents=True, exist_ok=True)
+    s3 = s3_access(settings)
     with (
         destination_lock(settings.dest, wait_s=settings.lock_wait_s),
         make_client(
@@ -48,24 +51,22 @@ def destination_session(settings: Settings) -> Iterator[DestinationSession]:
             max_redirects=settings.max_redirects,
             connections_per_file=connections_per_file(settings.connections),
         ) as client,
+        open_manifest(settings, client, s3=s3) as store,
     ):
         destination: Destination = LOCAL_FOLDER
         if settings.object_dest is not None:
-            destination = object_store(settings, client)
-        with ManifestStore(settings.manifest_path) as store:
-            yield DestinationSession(store, client, destination)
+            destination = object_store(settings, client, s3)
+        yield DestinationSession(store, client, destination, s3)
 
 
-def object_store(settings: Settings, client: httpx.Client) -> ObjectStore:
-    """The run's object-store destination, its bucket checked, stale uploads aborted."""
-    from ed_extractor.services.s3.requests import S3Bucket
+def object_store(settings: Settings, client: httpx.Client, s3: S3Access) -> ObjectStore:
+    """The run's object-store destination (its bucket already checked), stale uploads aborted."""
+    from ed_extractor.services.s3.bucket import Bucket
     from ed_extractor.services.s3.upload import ObjectStore
 
     prefix = settings.object_dest
     assert prefix is not None
-    bucket = S3Bucket(s3_access(settings), client, prefix.bucket)
-    bucket.check()
-    store = ObjectStore(bucket, prefix, settings.dest)
+    store = ObjectStore(Bucket(s3, client, prefix.bucket), prefix, settings.dest)
     store.abort_stale_uploads(settings.upload_max_age_s)
     return store
 

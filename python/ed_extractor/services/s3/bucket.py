@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import quote
 
 import httpx
 
@@ -29,6 +30,24 @@ SMALL_OBJECT_LIMIT: Final = 1 << 20
 STREAM_CHUNK: Final = 4 << 20
 _ERROR_BODY_LIMIT: Final = 64 << 10
 _META_PREFIX: Final = "x-amz-meta-"
+#: What a request whose body streams says instead of the body's SHA-256 (MD5s/CRCs guard it).
+UNSIGNED_PAYLOAD: Final = "UNSIGNED-PAYLOAD"
+Body = bytes | Iterator[bytes] | None
+"""A request body: bytes, chunks streamed as they are produced, or none."""
+
+
+def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
+    """``x-amz-meta-*`` headers; values percent-encoded where they are not printable ASCII."""
+    return {f"{_META_PREFIX}{name}": _header_text(value) for name, value in metadata.items()}
+
+
+def _header_text(value: str) -> str:
+    """``value`` as is when it is printable ASCII, else percent-encoded (a URL's own form)."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))
+
+
 _CHECKSUM_MODE: Final = {"x-amz-checksum-mode": "ENABLED"}
 
 
@@ -130,7 +149,7 @@ class Bucket:
         """
         url = self.url()
         try:
-            response = self._send("HEAD", "", f"S3 HEAD bucket at {self.access.endpoint}")
+            response = self.send("HEAD", "", f"S3 HEAD bucket at {self.access.endpoint}")
         except MissingCredentialsError as exc:
             raise DestinationError(url, exc.message) from None
         if response.status_code == httpx.codes.NOT_FOUND:
@@ -145,7 +164,7 @@ class Bucket:
     def head(self, key: str, *, checksums: bool = False) -> ObjectHead | None:
         """What the object ``key`` is (whole-object checksums too when asked), None if absent."""
         headers = _CHECKSUM_MODE if checksums else {}
-        response = self._send("HEAD", key, "S3 HEAD", headers=headers)
+        response = self.send("HEAD", key, "S3 HEAD", headers=headers)
         if response.status_code == httpx.codes.NOT_FOUND:
             return None
         if not response.is_success:
@@ -191,16 +210,16 @@ class Bucket:
             "Content-Type": content_type,
             "Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode("ascii"),
             PAYLOAD_HASH: hashlib.sha256(data).hexdigest(),
-            **{f"{_META_PREFIX}{name}": value for name, value in (metadata or {}).items()},
+            **metadata_headers(metadata or {}),
         }
-        response = self._send("PUT", key, "S3 PUT", headers=headers, content=data)
+        response = self.send("PUT", key, "S3 PUT", headers=headers, content=data)
         if not response.is_success:
             raise s3_error(self.url(key), response, "S3 PUT", response.content)
         return str(response.headers.get("ETag", ""))
 
     def delete(self, key: str) -> None:
         """Remove the object ``key`` (removing an absent object is not an error)."""
-        response = self._send("DELETE", key, "S3 DELETE")
+        response = self.send("DELETE", key, "S3 DELETE")
         if not response.is_success and response.status_code != httpx.codes.NOT_FOUND:
             raise s3_error(self.url(key), response, "S3 DELETE", response.content)
 
@@ -211,7 +230,7 @@ class Bucket:
             query: dict[str, str | int] = {"list-type": 2, "prefix": prefix, "max-keys": page_size}
             if token is not None:
                 query["continuation-token"] = token
-            response = self._send("GET", "", "S3 list", query=query)
+            response = self.send("GET", "", "S3 list", query=query)
             if not response.is_success:
                 raise s3_error(self.url(prefix), response, "S3 list", response.content)
             objects, token = _listing(self.url(prefix), response.content)
@@ -224,27 +243,25 @@ class Bucket:
         method: str,
         key: str,
         *,
-        headers: dict[str, str] | None = None,
-        content: bytes | None = None,
-        query: dict[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content: Body = None,
+        query: Mapping[str, str | int] | None = None,
     ) -> httpx.Request:
         target = self.access.object_url(S3Location(self.name, key), **(query or {}))
-        return self._client.build_request(
-            method,
-            target,
-            headers={"Accept-Encoding": "identity", **(headers or {})},
-            content=content,
-        )
+        sent = {"Accept-Encoding": "identity", **(headers or {})}
+        if content is not None and not isinstance(content, bytes):
+            sent.setdefault(PAYLOAD_HASH, UNSIGNED_PAYLOAD)
+        return self._client.build_request(method, target, headers=sent, content=content)
 
-    def _send(
+    def send(
         self,
         method: str,
         key: str,
         what: str,
         *,
-        headers: dict[str, str] | None = None,
-        content: bytes | None = None,
-        query: dict[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content: Body = None,
+        query: Mapping[str, str | int] | None = None,
     ) -> httpx.Response:
         """Send one signed request whose answer is small (read whole); no status checked."""
         request = self._request(method, key, headers=headers, content=content, query=query)
@@ -262,4 +279,11 @@ def _bounded_body(response: httpx.Response) -> bytes:
     return body
 
 
-__all__ = ["Bucket", "ListedObject", "ObjectHead", "ObjectTooLargeError", "S3Error"]
+__all__ = [
+    "Bucket",
+    "ListedObject",
+    "ObjectHead",
+    "ObjectTooLargeError",
+    "S3Error",
+    "metadata_headers",
+]

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Final
 
 from ed_extractor.errors import StorageError, TransferError, VerificationError
 from ed_extractor.services.file_transfer.base import FileLanding, LandedFile
+from ed_extractor.services.s3.bucket import Bucket
 from ed_extractor.services.s3.location import S3Prefix
-from ed_extractor.services.s3.requests import FileRegion, S3Bucket, encode_crc64
+from ed_extractor.services.s3.multipart import FileRegion, MultipartUploads, encode_crc64
 
 if TYPE_CHECKING:
     from ed_extractor.hashing import PartSink
@@ -71,8 +72,9 @@ class ObjectStore:
     the object ``PREFIX/<name>``.
     """
 
-    def __init__(self, bucket: S3Bucket, prefix: S3Prefix, scratch: Path) -> None:
+    def __init__(self, bucket: Bucket, prefix: S3Prefix, scratch: Path) -> None:
         self.bucket = bucket
+        self.uploads = MultipartUploads(bucket)
         self.prefix = prefix
         self.scratch = scratch
         self._crc64: bool | None = None  # does the store take full-object CRC-64/NVME uploads?
@@ -105,7 +107,7 @@ class ObjectStore:
             crc64 = self._crc64
         if crc64 is not False:
             try:
-                upload_id = self.bucket.create_upload(key, metadata, CONTENT_TYPE, crc64=True)
+                upload_id = self.uploads.create_upload(key, metadata, CONTENT_TYPE, crc64=True)
             except TransferError as exc:
                 if exc.status_code not in (400, 501):
                     raise
@@ -117,7 +119,7 @@ class ObjectStore:
                 with self._lock:
                     self._crc64 = True
                 return upload_id, True
-        return self.bucket.create_upload(key, metadata, CONTENT_TYPE, crc64=False), False
+        return self.uploads.create_upload(key, metadata, CONTENT_TYPE, crc64=False), False
 
     def abort_stale_uploads(self, max_age_s: float, *, key: str | None = None) -> int:
         """Abort the uploads under the prefix begun more than ``max_age_s`` ago; how many.
@@ -129,11 +131,11 @@ class ObjectStore:
         cutoff = datetime.now(UTC) - timedelta(seconds=max_age_s)
         aborted = 0
         try:
-            for upload in self.bucket.pending_uploads(prefix):
+            for upload in self.uploads.pending_uploads(prefix):
                 if (key is not None and upload.key == key) or (
                     key is None and upload.initiated < cutoff
                 ):
-                    self.bucket.abort_upload(upload.key, upload.upload_id)
+                    self.uploads.abort_upload(upload.key, upload.upload_id)
                     aborted += 1
         except TransferError as exc:
             log.warning("cannot clean up unfinished uploads", extra={"error": str(exc)})
@@ -153,7 +155,7 @@ class ObjectLanding:
 
     def __init__(self, store: ObjectStore, key: str, metadata: dict[str, str]) -> None:
         self._store = store
-        self._bucket = store.bucket
+        self._uploads = store.uploads
         self._key = key
         self._url = store.bucket.url(key)
         self._metadata = metadata
@@ -211,11 +213,11 @@ class ObjectLanding:
             self._pump_parts()
         self._join_pump()
         if self._upload_id is None:  # the whole file fits in one part: one PUT
-            self._bucket.put_region(self._key, FileRegion(part, 0, file.bytes), metadata,
+            self._uploads.put_region(self._key, FileRegion(part, 0, file.bytes), metadata,
                                     CONTENT_TYPE)  # fmt: skip
         else:
             etag = self._complete()
-            self._bucket.replace_metadata(self._key, etag, metadata)
+            self._uploads.replace_metadata(self._key, etag, metadata)
         self._close()
         with contextlib.suppress(OSError):
             part.unlink()
@@ -232,7 +234,7 @@ class ObjectLanding:
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             try:
-                self._bucket.abort_upload(self._key, upload_id)
+                self._uploads.abort_upload(self._key, upload_id)
             except TransferError as exc:  # left for abort_stale_uploads of a later run
                 log.warning("cannot abort the upload", extra={"object": self._url,
                                                              "error": str(exc)})  # fmt: skip
@@ -330,7 +332,7 @@ class ObjectLanding:
         assert self._upload_id is not None
         for attempt in range(2):
             try:
-                return self._bucket.upload_part(self._key, self._upload_id, number, region,
+                return self._uploads.upload_part(self._key, self._upload_id, number, region,
                                                 checksum)  # fmt: skip
             except TransferError as exc:
                 if not exc.retryable:
@@ -338,7 +340,7 @@ class ObjectLanding:
                 log.info("part failed; sending it again", extra={"object": self._url,
                          "part": number, "error": str(exc)})  # fmt: skip
                 time.sleep(0.5 * (attempt + 1))
-        return self._bucket.upload_part(self._key, self._upload_id, number, region, checksum)
+        return self._uploads.upload_part(self._key, self._upload_id, number, region, checksum)
 
     def _release(self, region: FileRegion) -> None:
         """Punch the sent part out of the scratch file (its disk blocks freed; sizes kept)."""
@@ -370,13 +372,13 @@ class ObjectLanding:
         """Complete the upload; check the store's CRC of the whole object; its ETag."""
         assert self._upload_id is not None
         parts = sorted(self._parts.items())
-        etag, crc = self._bucket.complete_upload(
+        etag, crc = self._uploads.complete_upload(
             self._key, self._upload_id, parts, self._full_crc if self._crc64 else None
         )
         self._upload_id = None
         problem = self._completed_problem(etag, crc, parts)
         if problem is not None:
-            self._bucket.delete(self._key)
+            self._store.bucket.delete(self._key)
             raise VerificationError(self._url, problem)
         return etag
 

@@ -1,4 +1,4 @@
-"""S3Bucket: the signed object and multipart-upload requests of one bucket (bodies streamed)."""
+"""MultipartUploads: the multipart-upload requests of a Bucket, part bodies streamed from a file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -15,18 +15,14 @@ from urllib.parse import quote
 
 import httpx
 
-from ed_extractor.errors import DestinationError, TransferError
-from ed_extractor.http import httpx_errors_as_transfer_errors
-from ed_extractor.services.s3.access import MissingCredentialsError, S3Access, s3_error
-from ed_extractor.services.s3.location import S3Location
+from ed_extractor.errors import TransferError
+from ed_extractor.services.s3.access import s3_error
+from ed_extractor.services.s3.bucket import Body, Bucket, metadata_headers
 
 #: Bytes read from a part file per step while a part streams out (and its CRC is computed).
 READ_STEP: Final = 1 << 20
-#: What a request that carries its body says instead of the body's SHA-256 (TLS/CRCs guard it).
-UNSIGNED_PAYLOAD: Final = "UNSIGNED-PAYLOAD"
 #: The most bytes of an S3 answer (XML) read into memory.
 MAX_ANSWER_BYTES: Final = 4 << 20
-META_PREFIX: Final = "x-amz-meta-"
 
 
 def crc64nvme(data: bytes, previous: int = 0) -> int:
@@ -39,18 +35,6 @@ def crc64nvme(data: bytes, previous: int = 0) -> int:
 def encode_crc64(value: int) -> str:
     """S3's form of a CRC-64: the 8 big-endian bytes in base64."""
     return base64.b64encode(value.to_bytes(8, "big")).decode("ascii")
-
-
-def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
-    """``x-amz-meta-*`` headers; values percent-encoded where they are not printable ASCII."""
-    return {f"{META_PREFIX}{name}": _header_text(value) for name, value in metadata.items()}
-
-
-def _header_text(value: str) -> str:
-    """``value`` as is when it is printable ASCII, else percent-encoded (a URL's own form)."""
-    if value.isascii() and value.isprintable():
-        return value
-    return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))
 
 
 @dataclass(frozen=True)
@@ -91,24 +75,6 @@ class FileRegion:
 
 
 @dataclass(frozen=True)
-class S3Answer:
-    """An answer of S3, read: its status, headers and (capped) body."""
-
-    status_code: int
-    headers: httpx.Headers
-    content: bytes
-
-
-@dataclass(frozen=True)
-class ObjectHead:
-    """What a HEAD says of an object: size, ETag and user metadata."""
-
-    size: int
-    etag: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class PendingUpload:
     """A multipart upload the bucket holds that was never completed or aborted."""
 
@@ -117,83 +83,37 @@ class PendingUpload:
     initiated: datetime
 
 
-class S3Bucket:
-    """Signed requests about the objects of ``bucket`` over the run's HTTP client.
+class MultipartUploads:
+    """The multipart-upload requests, and the PUT and self-copy of an object, on ``bucket``.
 
-    Every error answer is raised as a TransferError (an S3Error when S3 names its code): its
-    status, code and message in one line.
+    Every error answer is raised as a TransferError (an S3Error when S3 names its code).
     """
 
-    def __init__(self, access: S3Access, client: httpx.Client, bucket: str) -> None:
-        self.access = access
+    def __init__(self, bucket: Bucket) -> None:
         self.bucket = bucket
-        self._client = client
 
     def url(self, key: str) -> str:
         """The ``s3://`` URL of ``key``."""
-        return S3Location(self.bucket, key).url
+        return self.bucket.url(key)
 
-    def send(
+    def _call(
         self,
         method: str,
         key: str,
         *,
         query: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
-        content: bytes | Iterator[bytes] | None = None,
+        content: Body = None,
         ok: tuple[int, ...] = (200,),
-    ) -> S3Answer:
-        """Send one signed request about ``key`` (``""``: the bucket); its answer, read (capped).
-
-        A status outside ``ok`` raises the S3 error it carries.
-        """
-        url = self.url(key) if key else f"s3://{self.bucket}/"
-        target = self.access.object_url(S3Location(self.bucket, key), **(query or {}))
-        sent = {"Accept-Encoding": "identity", **(headers or {})}
-        if content is not None or method in ("PUT", "POST"):
-            sent.setdefault("x-amz-content-sha256", UNSIGNED_PAYLOAD)
-        with httpx_errors_as_transfer_errors(url, method):
-            request = self._client.build_request(method, target, headers=sent, content=content)
-            response = self.access.send(self._client, request, stream=True)
-            try:
-                body = _read_capped(response, url)
-            finally:
-                response.close()
+    ) -> httpx.Response:
+        """One signed request about ``key`` (``""``: the bucket); a status outside ``ok`` raises."""
+        response = self.bucket.send(method, key, f"S3 {method}", query=query, headers=headers,
+                                    content=content)  # fmt: skip
+        if len(response.content) > MAX_ANSWER_BYTES:
+            raise TransferError(self.url(key), f"S3 answered more than {MAX_ANSWER_BYTES} bytes")
         if response.status_code not in ok:
-            raise s3_error(url, response, method, body)
-        return S3Answer(response.status_code, response.headers, body)
-
-    def check(self) -> None:
-        """DestinationError (one line) unless the bucket exists and these credentials reach it."""
-        where = f"s3://{self.bucket} at {self.access.endpoint}"
-        try:
-            answer = self.send("HEAD", "", ok=(200, 301, 400, 403, 404))
-        except MissingCredentialsError as exc:
-            raise DestinationError(f"{where}: {exc}") from None
-        if answer.status_code == 404:
-            raise DestinationError(f"bucket {where} does not exist")
-        if answer.status_code in (400, 403):
-            raise DestinationError(
-                f"access to bucket {where} denied (HTTP {answer.status_code}): check the "
-                "credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and the bucket's policy"
-            )
-        if answer.status_code == 301:
-            raise DestinationError(f"bucket {where} is in another region (ED_EXTRACTOR_S3_REGION)")
-
-    # --- objects ---
-
-    def head(self, key: str) -> ObjectHead | None:
-        """The object's size, ETag and user metadata; None when there is no such object."""
-        response = self.send("HEAD", key, ok=(200, 404))
-        if response.status_code == 404:
-            return None
-        metadata = {
-            name[len(META_PREFIX) :]: value
-            for name, value in response.headers.items()
-            if name.lower().startswith(META_PREFIX)
-        }
-        size = int(response.headers.get("Content-Length", "0"))
-        return ObjectHead(size, response.headers.get("ETag", ""), metadata)
+            raise s3_error(self.url(key), response, f"S3 {method}", response.content)
+        return response
 
     def put_region(
         self, key: str, region: FileRegion, metadata: Mapping[str, str], content_type: str
@@ -207,7 +127,7 @@ class S3Bucket:
             "Content-MD5": base64.b64encode(md5).decode("ascii"),
             "x-amz-checksum-crc64nvme": encode_crc64(crc),
         }
-        response = self.send("PUT", key, headers=headers, content=region.chunks())
+        response = self._call("PUT", key, headers=headers, content=region.chunks())
         return str(response.headers.get("ETag", ""))
 
     def replace_metadata(self, key: str, etag: str, metadata: Mapping[str, str]) -> None:
@@ -218,16 +138,12 @@ class S3Bucket:
         """
         headers = {
             **metadata_headers(metadata),
-            "x-amz-copy-source": quote(f"/{self.bucket}/{key}"),
+            "x-amz-copy-source": quote(f"/{self.bucket.name}/{key}"),
             "x-amz-copy-source-if-match": etag,
             "x-amz-metadata-directive": "REPLACE",
         }
-        response = self.send("PUT", key, headers=headers)
+        response = self._call("PUT", key, headers=headers)
         _raise_embedded_error(self.url(key), response)
-
-    def delete(self, key: str) -> None:
-        """Remove the object ``key`` (no error when it is not there)."""
-        self.send("DELETE", key, ok=(200, 204, 404))
 
     # --- multipart uploads ---
 
@@ -239,7 +155,7 @@ class S3Bucket:
         if crc64:
             headers["x-amz-checksum-algorithm"] = "CRC64NVME"
             headers["x-amz-checksum-type"] = "FULL_OBJECT"
-        answer = self.send("POST", key, query={"uploads": ""}, headers=headers)
+        answer = self._call("POST", key, query={"uploads": ""}, headers=headers)
         upload_id = _xml_text(answer.content, "UploadId")
         if not upload_id:
             raise TransferError(self.url(key), "CreateMultipartUpload answered no UploadId")
@@ -251,7 +167,7 @@ class S3Bucket:
         """Send part ``number`` (``region``) with its ``checksum`` header, which S3 checks; ETag."""
         headers = {"Content-Length": str(region.length), **checksum}
         query: dict[str, str | int] = {"partNumber": number, "uploadId": upload_id}
-        answer = self.send("PUT", key, query=query, headers=headers, content=region.chunks())
+        answer = self._call("PUT", key, query=query, headers=headers, content=region.chunks())
         etag = str(answer.headers.get("ETag") or "")
         if not etag:
             raise TransferError(self.url(key), f"part {number} was answered without an ETag")
@@ -273,8 +189,8 @@ class S3Bucket:
         if full_crc64 is not None:
             headers["x-amz-checksum-crc64nvme"] = encode_crc64(full_crc64)
             headers["x-amz-checksum-type"] = "FULL_OBJECT"
-        answer = self.send("POST", key, query={"uploadId": upload_id}, headers=headers,
-                           content=document)  # fmt: skip
+        answer = self._call("POST", key, query={"uploadId": upload_id}, headers=headers,
+                            content=document)  # fmt: skip
         _raise_embedded_error(self.url(key), answer)
         etag = _xml_text(answer.content, "ETag") or answer.headers.get("ETag", "")
         crc = _xml_text(answer.content, "ChecksumCRC64NVME") or answer.headers.get(
@@ -284,14 +200,14 @@ class S3Bucket:
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort the upload: its parts are dropped (no error when it is already gone)."""
-        self.send("DELETE", key, query={"uploadId": upload_id}, ok=(200, 204, 404))
+        self._call("DELETE", key, query={"uploadId": upload_id}, ok=(200, 204, 404))
 
     def pending_uploads(self, prefix: str) -> list[PendingUpload]:
         """The multipart uploads in progress under ``prefix`` (every page)."""
         found: list[PendingUpload] = []
         query: dict[str, str | int] = {"uploads": "", "prefix": prefix}
         while True:
-            answer = self.send("GET", "", query=query)
+            answer = self._call("GET", "", query=query)
             root = ET.fromstring(answer.content)
             for upload in _children(root, "Upload"):
                 initiated = _child_text(upload, "Initiated")
@@ -311,17 +227,7 @@ class S3Bucket:
             }
 
 
-def _read_capped(response: httpx.Response, url: str) -> bytes:
-    """The answer's body, at most MAX_ANSWER_BYTES (a larger one is a TransferError)."""
-    data = bytearray()
-    for chunk in response.iter_raw():
-        data += chunk
-        if len(data) > MAX_ANSWER_BYTES:
-            raise TransferError(url, f"S3 answered more than {MAX_ANSWER_BYTES} bytes")
-    return bytes(data)
-
-
-def _raise_embedded_error(url: str, response: S3Answer) -> None:
+def _raise_embedded_error(url: str, response: httpx.Response) -> None:
     """S3 may answer a copy or a completion 200 with an ``<Error>`` inside: raise it."""
     if b"<Error>" in response.content[:512]:
         code = _xml_text(response.content, "Code") or "InternalError"
