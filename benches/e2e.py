@@ -43,7 +43,8 @@ MiB = 1 << 20
 GB = 1e9
 CHUNK = 128 * 1024
 PAYLOADS = ("binary", "gzip")
-DESTINATIONS = ("tmpfs", "disk")
+OBJECT_STORE = "object-store"  # benches/e2e_object_store.py: SeaweedFS against a folder
+DESTINATIONS = ("tmpfs", "disk", OBJECT_STORE)
 ED = ["-m", "ed_extractor", "fetch"]  # after the interpreter of --ed-python
 TIME = "/usr/bin/time"  # GNU time (Debian package "time")
 Output = Literal["file", "count", "digest", "digest-and-file"]
@@ -298,8 +299,19 @@ def run_once(tool: Tool, source: str, out: Path, payload: Payload, scratch: Path
     seconds of the process and every descendant it waited for (``%U``, ``%S``).
     """
     env = {**os.environ, **tool.env}
+    result, stdout_text, error = timed(tool.argv(source, out), env, scratch)
+    if result.problem is None and not result.unsupported:  # unsupported: refuses --connections
+        result.problem = output_problem(tool, stdout_text, out, payload)
+        result.read_back = read_back_logged(error)
+    return result
+
+
+def timed(
+    argv: Sequence[str], env: dict[str, str], scratch: Path
+) -> tuple[Measured, str, list[str]]:
+    """``argv`` run under GNU time: its measures (a failure as the problem), stdout, stderr."""
     stdout_path, stderr_path, time_path = scratch / "stdout", scratch / "stderr", scratch / "time"
-    command = [TIME, "-f", "%M %U %S", "-o", str(time_path), *tool.argv(source, out)]
+    command = [TIME, "-f", "%M %U %S", "-o", str(time_path), *argv]
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         started = time.perf_counter()
         process = subprocess.run(command, stdout=stdout, stderr=stderr, env=env, check=False)
@@ -308,14 +320,10 @@ def run_once(tool: Tool, source: str, out: Path, payload: Payload, scratch: Path
     error = stderr_path.read_text(errors="replace").strip().splitlines()
     result = Measured([elapsed], [float(user) + float(system)], [int(peak_kib)])
     if process.returncode == 2 and any("connection" in line for line in error):
-        result.unsupported = True  # this build of ed-extractor refuses --connections N
+        result.unsupported = True
     elif process.returncode != 0:
         result.problem = f"FAILED (exit {process.returncode}: {(error or ['?'])[-1][:60]})"
-    else:
-        stdout_text = stdout_path.read_text(errors="replace")
-        result.problem = output_problem(tool, stdout_text, out, payload)
-        result.read_back = read_back_logged(error)
-    return result
+    return result, stdout_path.read_text(errors="replace"), error
 
 
 def measure(
@@ -567,6 +575,12 @@ def parse_options(args: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--limit-rate", default="20m", help="nginx limit_rate of the slow server")
     parser.add_argument("--disk-dir", type=Path, default=Path("/var/tmp"))
+    parser.add_argument(
+        "--aws-cli",
+        default="auto",
+        help="object-store rows: the aws command of the pipe row; auto: awscli from PyPI in a "
+        "virtualenv of its own; none: no pipe row",
+    )
     parser.add_argument("--chart", type=Path, default=Path("docs/bench-e2e.png"))
     parser.add_argument(
         "--ed-python",
@@ -585,6 +599,9 @@ def parse_options(args: Sequence[str]) -> argparse.Namespace:
 def run_scenarios(options: argparse.Namespace) -> list[Row]:
     """Every payload to every destination, through every tool, on one pair of mirrors."""
     rows: list[Row] = []
+    folders = [where for where in options.destinations if where != OBJECT_STORE]
+    if not folders:
+        return rows
     with ExitStack() as stack:
         scratch = Path(tempfile.mkdtemp(prefix="ed-e2e-", dir="/dev/shm"))
         stack.callback(shutil.rmtree, scratch, ignore_errors=True)
@@ -598,7 +615,7 @@ def run_scenarios(options: argparse.Namespace) -> list[Row]:
             slow = full
             if options.throttled_size != options.size:
                 slow = make_payload(kind, options.throttled_size, www, "throttled")
-            for where in options.destinations:
+            for where in folders:
                 dest = (scratch if where == "tmpfs" else on_disk) / "dest"
                 scenario = f"{kind} {human(options.size)}, {where}"
                 print(f"measuring {scenario} ...", file=sys.stderr, flush=True)
@@ -627,18 +644,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"local nginx (sendfile on); limit_rate rows: nginx limit_rate {options.limit_rate} "
         f"per connection, {human(options.throttled_size)}"
     )
-    print(title)
-    print(table(rows))
-    print()
-    print(READ_BACK_NOTE)
-    print()
-    print("\n".join(ratios(rows)))
-    chart(rows, options.chart, title)
-    print(f"chart: {options.chart}")
+    if rows:
+        print(title)
+        print(table(rows))
+        print()
+        print(READ_BACK_NOTE)
+        print()
+        print("\n".join(ratios(rows)))
+        chart(rows, options.chart, title)
+        print(f"chart: {options.chart}")
     wrong = [row for row in rows if row.measured.problem]
     for row in wrong:
         print(f"{row.scenario}: {row.tool.label}: {row.measured.problem}", file=sys.stderr)
-    return 1 if wrong else 0
+    store_wrong = 0
+    if OBJECT_STORE in options.destinations:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from benches.e2e_object_store import object_store_section
+
+        lines, store_wrong = object_store_section(options, options.payloads)
+        print()
+        print("\n".join(lines))
+    return 1 if wrong or store_wrong else 0
 
 
 if __name__ == "__main__":
