@@ -15,17 +15,25 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import blake3
+import httpx
 import pytest
 
-from ed_extractor.services.s3.upload import MIN_PART
+from ed_extractor.services.file_transfer.base import LandedFile
+from ed_extractor.services.s3.access import S3Access, S3Config
+from ed_extractor.services.s3.bucket import Bucket
+from ed_extractor.services.s3.location import S3Prefix
+from ed_extractor.services.s3.upload import MIN_PART, ObjectStore
 from tests.faults.conftest import gzip_dump, payload
 from tests.faults.server import FaultServer, Plan, Version
 from tests.seaweedfs import ProxyRules, SeaweedS3, s3_proxy, seaweedfs
 from tests.spansh_api import SpanshApi, serve_api
 from tests.test_s3 import environment
+
+if TYPE_CHECKING:
+    from ed_extractor.hashing import PartSink
 
 BUCKET = "landing"
 
@@ -147,6 +155,38 @@ def test_a_binary_file_and_a_gzip_dump_stream_into_objects_with_their_digests(
         assert checked.returncode == 0, checked.stderr
         assert [r["status"] for r in outcomes(checked)] == ["ok", "ok"]
     assert scratch_files(tmp_path) == ["manifest.sqlite3"] or scratch_files(tmp_path) == []
+
+
+class HashedSink:
+    """A part sink whose every byte is already hashed (the download is done, not yet landed)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def hashed(self) -> int:
+        return self.size
+
+
+def test_a_file_all_sent_but_not_yet_landed_gets_no_empty_part(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, rules = store
+    for name, value in environment(endpoint).items():
+        monkeypatch.setenv(name, value)
+    body = payload(2 * MIN_PART + 777, seed=12)
+    part = tmp_path / "done.bin.part"
+    part.write_bytes(body)
+    with httpx.Client() as client:
+        bucket = Bucket(S3Access(S3Config(endpoint_url=endpoint)), client, BUCKET)
+        objects = ObjectStore(bucket, S3Prefix(BUCKET, "all-sent"), tmp_path)
+        landing = objects.landing(tmp_path / "done.bin", {})
+        landing.follow(cast("PartSink", HashedSink(len(body))), part, len(body))
+        time.sleep(1.0)  # the pump has sent every part; land comes later, as after a slow check
+        digest = hashlib.sha256(body).hexdigest()
+        landing.land(part, LandedFile(tmp_path / "done.bin", len(body), digest, None))
+    assert rules.count(f"PUT /{BUCKET}/all-sent/done.bin?partNumber=") == 2
+    data, metadata = stored(s3, "all-sent/done.bin")
+    assert (data, metadata["sha256"]) == (body, digest)
 
 
 def test_parts_go_up_while_the_source_is_still_sending_and_the_scratch_stays_small(

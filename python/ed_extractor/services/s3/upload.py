@@ -270,7 +270,7 @@ class ObjectLanding:
             end = start + size if last is None else min(start + size, last)
             if last is not None and last - end < MIN_PART:
                 end = last  # a short tail rides with the part before it: fewer, fuller parts
-            if end > frontier:
+            if end > frontier or end <= start:  # not hashed yet, or all sent but not landed
                 with self._cond:
                     self._cond.wait(POLL_S)
                 continue
