@@ -183,6 +183,7 @@ class ProxyRules:
     corrupt: str | None = None  # flip one byte of such a GET body
     slow: tuple[str, float] | None = None  # sleep this long per 64 KiB of such a body
     before: Callable[[str], None] | None = None  # called with the path first
+    refuse: str | None = None  # answer 400 InvalidRequest to requests carrying this header
     seen: list[str] = field(default_factory=list)  # "METHOD /path?query [range]" of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
     # (time.monotonic() when the request came, "METHOD /path?query", request body bytes)
@@ -220,6 +221,9 @@ def s3_proxy(upstream: str, rules: ProxyRules) -> Iterator[str]:
                 rules.requests.append((came, f"{self.command} {self.path}", len(sent)))
             if rules.before is not None:
                 rules.before(self.path)
+            if rules.refuse and self.headers.get(rules.refuse) is not None:
+                self._refuse()
+                return
             connection = http.client.HTTPConnection(host, int(port), timeout=60)
             try:
                 connection.request(
@@ -246,6 +250,15 @@ def s3_proxy(upstream: str, rules: ProxyRules) -> Iterator[str]:
                 if pause:
                     self.wfile.flush()
                     time.sleep(pause)
+
+        def _refuse(self) -> None:
+            """The answer of a store without the feature the refused header asks for."""
+            body = b"<Error><Code>InvalidRequest</Code><Message>not supported</Message></Error>"
+            self.send_response(400)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         do_GET = _forward
         do_HEAD = _forward

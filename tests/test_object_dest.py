@@ -157,6 +157,28 @@ def test_a_binary_file_and_a_gzip_dump_stream_into_objects_with_their_digests(
     assert scratch_files(tmp_path) == ["manifest.sqlite3"] or scratch_files(tmp_path) == []
 
 
+def test_a_store_without_crc64_gets_parts_checked_by_content_md5_and_the_etag_of_their_md5s(
+    s3: SeaweedS3, sources: list[FaultServer], tmp_path: Path
+) -> None:
+    rules = ProxyRules(refuse="x-amz-checksum-algorithm")  # CreateMultipartUpload with CRC-64
+    body = payload(3 * MIN_PART + 4321, seed=11)
+    source = serve(sources, Version(body))
+    with s3_proxy(s3.endpoint, rules) as endpoint:
+        done = run(endpoint, tmp_path, "fetch", source.url("md5.bin"), "--dest",
+                   f"s3://{BUCKET}/no-crc64/", "--json", "--connections", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert rules.count(f"POST /{BUCKET}/no-crc64/md5.bin?uploads") == 2  # refused, then plain
+    assert rules.count(f"PUT /{BUCKET}/no-crc64/md5.bin?partNumber=") == expected_parts(len(body))
+    data, metadata = stored(s3, "no-crc64/md5.bin")
+    assert data == body
+    assert metadata["sha256"] == hashlib.sha256(body).hexdigest()
+    head = s3.client().head_object(Bucket=BUCKET, Key="no-crc64/md5.bin")
+    spans = ((0, MIN_PART), (MIN_PART, 2 * MIN_PART), (2 * MIN_PART, len(body)))  # tail rides
+    part_md5s = b"".join(hashlib.md5(body[start:end]).digest() for start, end in spans)
+    assert head["ETag"].strip('"') == f"{hashlib.md5(part_md5s).hexdigest()}-3"
+    assert pending_uploads(s3) == []
+
+
 class HashedSink:
     """A part sink whose every byte is already hashed (the download is done, not yet landed)."""
 

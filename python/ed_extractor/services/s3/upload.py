@@ -281,21 +281,20 @@ class ObjectLanding:
         return 0 if sink is None else sink.hashed()
 
     def _schedule(self, start: int, end: int) -> None:
-        """Compute the part's CRC (in file order: the whole object's CRC goes on) and send it."""
+        """The part's CRC (in file order: the object's CRC goes on), else its MD5; then send it."""
         assert self._part is not None
         if self._upload_id is None:
             self._store.abort_stale_uploads(0, key=self._key)  # a killed run's, never continued
             self._upload_id, self._crc64 = self._store.create_upload(self._key, self._metadata)
             self._pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
         region = FileRegion(self._part, start, end - start)
-        crc, md5, self._full_crc = region.digests(self._full_crc)
-        checksum = (
-            {"x-amz-checksum-crc64nvme": encode_crc64(crc)}
-            if self._crc64
-            else {"Content-MD5": base64.b64encode(md5).decode("ascii")}
-        )
         number = len(self._futures) + 1
-        self._md5s[number] = md5
+        if self._crc64:  # no MD5 then: the store checks the CRCs, and MD5 costs CPU
+            crc, self._full_crc = region.crcs(self._full_crc)
+            checksum = {"x-amz-checksum-crc64nvme": encode_crc64(crc)}
+        else:
+            self._md5s[number] = region.md5()
+            checksum = {"Content-MD5": base64.b64encode(self._md5s[number]).decode("ascii")}
         assert self._pool is not None
         self._futures.append(self._pool.submit(self._send_part, number, region, checksum))
         self._scheduled = end
