@@ -337,12 +337,34 @@ def ratio_lines(scenario: str, rows: Sequence[Lanes]) -> list[str]:
     local = {n: _local_seconds(rows, by_label[label]) for n, label in ((1, ed1), (8, ed8))}
     best_ours = min((s for s in (seconds(ed1), seconds(ed8)) if s is not None), default=None)
     return [
+        *_cpu_bound_lines(scenario, rows, local),
         f"{scenario}: speed vs local folder (goal >= 0.80x): 1 connection "
         f"{ratio_text(local[1], seconds(ed1))}, 8 connections {ratio_text(local[8], seconds(ed8))}"
         f"; ours (best of 1 and 8 connections) vs curl | aws s3 cp - "
         f"{ratio_text(seconds(PIPE), best_ours)}, vs boto3 upload_file of the local file "
-        f"{ratio_text(seconds(BOTO3), best_ours)} (speed ratios: their seconds over ours)"
+        f"{ratio_text(seconds(BOTO3), best_ours)} (speed ratios: their seconds over ours)",
     ]
+
+
+def _cpu_bound_lines(
+    scenario: str, rows: Sequence[Lanes], local: dict[int, float | None]
+) -> list[str]:
+    """What the CPU seconds of ours and SeaweedFS's allow: their sum spread over every core."""
+    cores = os.cpu_count() or 1
+    out = []
+    for row in rows:
+        if row.lane.lands != "object" or row.lane.connections is None or row.seconds is None:
+            continue
+        ours = statistics.median(row.measured.cpu_seconds)
+        store = statistics.median(row.store_cpu)
+        floor = (ours + store) / cores
+        out.append(
+            f"{scenario}, {row.lane.label} to SeaweedFS: CPU bound: (ours {ours:.2f} + SeaweedFS "
+            f"{store:.2f} CPU s) / {cores} cores = {floor:.2f} s at the very least, so at most "
+            f"{ratio_text(local.get(row.lane.connections), floor)} the speed of the local folder "
+            f"on this machine; measured {row.seconds:.2f} s"
+        )
+    return out
 
 
 # --- the section -------------------------------------------------------------------------------

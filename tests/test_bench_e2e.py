@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from benches.e2e import ED_1, ED_8, HEADER, PARTS, TOOLS, parse_size, read_back_logged
+from benches.e2e_object_store import BOTO3, filesystem_of
+from benches.e2e_object_store import HEADER as STORE_HEADER
 
 from ed_extractor.demo.mirror import nginx_path
 from tests.seaweedfs import weed_binary
@@ -34,7 +36,7 @@ def test_the_benchmark_prints_every_row_checks_every_output_and_draws_the_chart(
     chart = tmp_path / "e2e.png"
     result = subprocess.run(
         [sys.executable, str(BENCH), "--size", "8MiB", "--throttled-size", "2MiB", "--runs", "1",
-         "--chart", str(chart), "--disk-dir", str(tmp_path)],
+         "--chart", str(chart), "--disk-dir", str(tmp_path), "--destinations", "tmpfs", "disk"],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr  # every output's SHA-256 matched
@@ -72,6 +74,45 @@ def test_the_benchmark_prints_every_row_checks_every_output_and_draws_the_chart(
         assert re.search(r"auto: throttled wall vs 8-conn \d+\.\d\dx", line), line
         assert re.search(r"8-conn wall vs aria2c -x8 \d+\.\d\dx", line), line
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_the_object_store_rows_land_one_file_in_seaweedfs_and_in_a_folder_on_one_disk(
+    tmp_path: Path,
+) -> None:
+    if nginx_path() is None or weed_binary() is None:
+        pytest.skip("nginx or SeaweedFS's weed is not installed")
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--size", "20MiB", "--runs", "1", "--payloads", "binary",
+         "--destinations", "object-store", "--disk-dir", str(tmp_path), "--aws-cli", "none"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr  # every output's SHA-256 matched
+    rows = [
+        [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip("|"))]
+        for line in result.stdout.splitlines()
+        if line.startswith("|")
+    ]
+    assert rows[0] == STORE_HEADER
+    assert [(row[1], row[2]) for row in rows[2:]] == [
+        ("local folder", "ed-extractor fetch, 1 connection"),
+        ("SeaweedFS (S3)", "ed-extractor fetch, 1 connection"),
+        ("local folder", "ed-extractor fetch, 8 connections"),
+        ("SeaweedFS (S3)", "ed-extractor fetch, 8 connections"),
+        ("SeaweedFS (S3)", BOTO3),
+    ]  # no pipe row with --aws-cli none
+    for row in rows[2:]:
+        assert row[9] == "ok", row
+        assert float(row[3]) > 0, row  # seconds
+        assert float(row[5]) > 0, row  # our CPU seconds
+        if row[1] == "SeaweedFS (S3)":
+            assert float(row[6]) > 0, row  # SeaweedFS's CPU seconds, from /proc
+            assert re.fullmatch(r"\d+\.\d\dx", row[10]), row  # speed vs local folder
+    assert f"all on {filesystem_of(tmp_path)}" in result.stdout
+    assert "pipe row: not run (--aws-cli none)" in result.stdout
+    assert re.search(r"speed vs local folder \(goal >= 0\.80x\): 1 connection \d+\.\d\dx, "
+                     r"8 connections \d+\.\d\dx", result.stdout)  # fmt: skip
+    assert len(re.findall(r"to SeaweedFS: CPU bound: ", result.stdout)) == 2
 
 
 @pytest.mark.slow
