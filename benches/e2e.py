@@ -14,6 +14,9 @@ SHA-256 and ``blake3`` over the file, ``cp`` into the same folder) are rows of t
 that the table compares against, ``python benches/e2e.py hash sha256|blake3 FILE`` a hash over a
 file (run as children of the benchmark).
 
+The destination ``object-store`` (benches/e2e_object_store.py) adds rows that land the same file
+in a local SeaweedFS and in a folder on the same filesystem, beside a ``curl | aws s3 cp -`` pipe.
+
 The S3 comparison (ed-extractor against boto3's ``download_file`` on a local SeaweedFS) is a
 separate script: ``python -m benches.s3_vs_boto3 --size-mib 256 --runs 3``; the peak RSS of
 ``--parallel`` is ``python -m benches.peak_rss_parallel --files 4 --size-mib 512``.
