@@ -92,6 +92,16 @@ def scratch_files(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in scratch.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+def parts_recorded(s3: SeaweedS3, prefix: str, name: str) -> int:
+    """How many parts the upload state of ``name`` records (0: no state yet)."""
+    key = f"{prefix}/_manifest/uploads/{name}.json"
+    try:
+        state = s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    except Exception:  # not written yet
+        return 0
+    return len(json.loads(state)["parts"])
+
+
 def data_writes(rules: ProxyRules) -> int:
     """PUTs and POSTs of data objects (the manifest's records under ``_manifest/`` left out)."""
     with rules.lock:
@@ -133,7 +143,7 @@ def test_a_binary_file_and_a_gzip_dump_stream_into_objects_with_their_digests(
         assert metadata["source-etag"] == '"v1"'
         assert lines[name]["status"] == "downloaded"
         assert lines[name]["path"] == f"s3://{BUCKET}/{prefix}/{name}"
-        parts = rules.count(f"PUT /{BUCKET}/{prefix}/{name}?partNumber=")
+        parts = rules.count(f"PUT /{BUCKET}/{prefix}/_manifest/staging/{name}?partNumber=")
         assert parts == expected_parts(len(body)), rules.requests
     assert lines["galaxy.json.gz"]["regime"] == "gzip"
     assert pending_uploads(s3) == []
@@ -214,7 +224,8 @@ def test_a_failed_check_completes_nothing_leaves_no_upload_and_keeps_the_previou
     assert line["status"] == "failed"
     assert "\n" not in line["error"]
     assert ("SHA-256 mismatch" in line["error"]) == (fault == "sha256-mismatch")
-    assert rules.count(f"PUT /{BUCKET}/{key}?partNumber=") >= 1  # parts did go up meanwhile
+    staged = f"PUT /{BUCKET}/checked-{fault}/_manifest/staging/{name}?partNumber="
+    assert rules.count(staged) >= 1  # parts did go up meanwhile
     assert stored(s3, key)[0] == good
     assert pending_uploads(s3) == []
     assert ".part" not in " ".join(scratch_files(tmp_path))
@@ -241,34 +252,82 @@ def test_an_unchanged_source_is_neither_downloaded_nor_uploaded_again(
     assert stored(s3, "unchanged/a.bin")[0] == body
 
 
-def test_a_run_killed_mid_upload_is_run_again_to_the_right_object_without_orphans(
-    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
-) -> None:
-    endpoint, rules = store
-    size = 6 * MIN_PART
-    body = payload(size, seed=11)
-    source = serve(sources, Version(body), Plan(throttle=(256 << 10, 0.02)))
-    dest = f"s3://{BUCKET}/killed"
+@pytest.mark.parametrize(
+    ("name", "gzipped", "connections"),
+    [("k.bin", False, "1"), ("k.json.gz", True, "1"), ("k4.bin", False, "4")],
+)
+def test_a_run_killed_mid_upload_goes_on_from_its_parts_and_fetches_only_the_rest(
+    name: str, gzipped: bool, connections: str, s3: SeaweedS3, store: tuple[str, ProxyRules],
+    sources: list[FaultServer], tmp_path: Path,
+) -> None:  # fmt: skip
+    endpoint, _rules = store
+    body = gzip_dump(900_000, seed=11)[0] if gzipped else payload(6 * MIN_PART + 99, seed=11)
+    kind = "application/gzip" if gzipped else "application/octet-stream"
+    source = serve(sources, Version(body, content_type=kind), Plan(throttle=(256 << 10, 0.02)))
+    dest = f"s3://{BUCKET}/killed-{name}"
+    staging = f"killed-{name}/_manifest/staging/{name}"  # where the upload goes first
     environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"))
     killed = subprocess.Popen(
-        [sys.executable, "-m", "ed_extractor", "fetch", source.url("k.bin"), "--dest", dest,
-         "--connections", "1"],
+        [sys.executable, "-m", "ed_extractor", "fetch", source.url(name), "--dest", dest,
+         "--connections", connections],
         env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and rules.count(f"PUT /{BUCKET}/killed/k.bin?part") < 2:
-            time.sleep(0.02)
+        while time.monotonic() < deadline and parts_recorded(s3, f"killed-{name}", name) < 2:
+            time.sleep(0.05)
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=30)
     finally:
         killed.kill()
-    assert pending_uploads(s3) == ["killed/k.bin"]
-    assert keys(s3, "killed/") == []
-    done = run(endpoint, tmp_path, "fetch", source.url("k.bin"), "--dest", dest, "--json")
+    assert pending_uploads(s3) == [staging]
+    assert keys(s3, f"killed-{name}/{name}") == []  # nothing under the final name
+    first_run = source.body_bytes()
+    done = run(endpoint, tmp_path, "fetch", source.url(name), "--dest", dest, "--json")
     assert done.returncode == 0, done.stderr
-    assert stored(s3, "killed/k.bin")[0] == body
+    [line] = outcomes(done)
+    data, metadata = stored(s3, f"killed-{name}/{name}")
+    assert data == body
+    assert line["sha256"] == metadata["sha256"] == hashlib.sha256(body).hexdigest()
+    assert metadata["blake3"] == blake3.blake3(body).hexdigest()
+    assert line["regime"] == ("gzip" if gzipped else "binary")
+    # The second run fetched the file's rest only: what the first sent beyond its last part
+    # recorded (at most a part per connection, plus what was in flight) came again.
+    assert source.body_bytes() - first_run < len(body) - MIN_PART, (first_run, done.stderr)
+    assert source.body_bytes() <= len(body) + (int(connections) + 1) * MIN_PART * 2
     assert pending_uploads(s3) == []
+    assert keys(s3, f"killed-{name}/_manifest/staging/") == []
+    assert keys(s3, f"killed-{name}/_manifest/uploads/") == []
+
+
+def test_an_upload_of_a_source_that_changed_meanwhile_is_aborted_and_started_again(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
+) -> None:
+    endpoint, _rules = store
+    body = payload(5 * MIN_PART, seed=14)
+    source = serve(sources, Version(body), Plan(throttle=(256 << 10, 0.02)))
+    dest = f"s3://{BUCKET}/changed"
+    environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"))
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "ed_extractor", "fetch", source.url("c.bin"), "--dest", dest],
+        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and parts_recorded(s3, "changed", "c.bin") < 1:
+            time.sleep(0.05)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        killed.kill()
+    [left] = s3.client().list_multipart_uploads(Bucket=BUCKET, Prefix="changed/")["Uploads"]
+    newer = payload(5 * MIN_PART, seed=15)
+    source.set_version(Version(newer, etag='"v2"'))
+    done = run(endpoint, tmp_path, "fetch", source.url("c.bin"), "--dest", dest, "--json")
+    assert done.returncode == 0, done.stderr
+    assert stored(s3, "changed/c.bin")[0] == newer
+    uploads = s3.client().list_multipart_uploads(Bucket=BUCKET, Prefix="changed/")
+    assert left["UploadId"] not in {u["UploadId"] for u in uploads.get("Uploads", [])}
 
 
 def test_unfinished_uploads_older_than_the_limit_are_aborted_when_a_run_starts(
