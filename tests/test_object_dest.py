@@ -6,6 +6,7 @@ SeaweedFS behind a forwarding proxy that records every request (tests/seaweedfs.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import signal
@@ -21,6 +22,7 @@ import blake3
 import pytest
 
 from ed_extractor.services.s3.upload import MIN_PART
+from tests.eddn_relay import Relay, journal
 from tests.faults.conftest import gzip_dump, payload
 from tests.faults.server import FaultServer, Plan, Version
 from tests.seaweedfs import ProxyRules, SeaweedS3, s3_proxy, seaweedfs
@@ -386,3 +388,40 @@ def test_api_dumps_land_as_objects(
         assert hashlib.sha256(data).hexdigest() == line["sha256"] == metadata["sha256"]
         assert line["path"] == f"s3://{BUCKET}/api-run/{line['name']}"
         assert json.loads(data)
+
+
+def test_eddn_hour_files_land_as_objects_and_a_second_run_adds_to_the_hours_object(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], tmp_path: Path
+) -> None:
+    endpoint, _ = store
+    environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"))
+    dest = f"s3://{BUCKET}/eddn-run"
+    hours = {time.strftime("%Y-%m-%dT%H", time.gmtime())}
+    for n in (1, 2):
+        relay = Relay()
+        try:
+            recorder = subprocess.Popen(
+                [sys.executable, "-m", "ed_extractor", "eddn", "--endpoint", relay.endpoint,
+                 "--dest", dest, "--duration", "3", "--json"],
+                env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            relay.wait_for_subscriber(timeout_s=30)
+            relay.send(journal(n))
+            _, stderr = recorder.communicate(timeout=60)
+        finally:
+            relay.close()
+        assert recorder.returncode == 0, stderr
+    found = keys(s3, "eddn-run/eddn/journal-1/")
+    if hours != {time.strftime("%Y-%m-%dT%H", time.gmtime())}:
+        pytest.skip("the hour turned between the two runs: each went to its own hour's object")
+    [key] = found
+    data, metadata = stored(s3, key)
+    assert [json.loads(line) for line in gzip.decompress(data).splitlines()] == [
+        journal(1),
+        journal(2),
+    ]
+    assert metadata["sha256"] == hashlib.sha256(data).hexdigest()
+    [record] = [r for r in outcomes(run(endpoint, tmp_path, "manifest", "--dest", dest, "--json"))
+                if r["name"].startswith("eddn/")]  # fmt: skip
+    assert record["path"] == f"s3://{BUCKET}/{key}"
+    assert record["records"] == 2

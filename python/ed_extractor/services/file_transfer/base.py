@@ -180,6 +180,13 @@ class Destination(Protocol):
         """True when the stored file of ``final`` is still there whole (size, and its digest)."""
         ...
 
+    def restore(self, final: Path) -> bool:
+        """Bring the stored file of ``final`` back to ``final`` to be continued; False: none.
+
+        A folder's file already is there (False); an object is downloaded (True).
+        """
+        ...
+
 
 @dataclass(frozen=True)
 class DownloadRequest:

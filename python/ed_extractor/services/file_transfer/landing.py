@@ -99,6 +99,10 @@ class LocalFolder:
         """True when ``final`` is a regular file of ``size`` bytes (verify re-hashes; not this)."""
         return is_whole_file(final, size)
 
+    def restore(self, final: Path) -> bool:
+        """The file is where it is stored: nothing to bring back."""
+        return False
+
 
 LOCAL_FOLDER: Destination = LocalFolder()
 

@@ -124,6 +124,20 @@ class ObjectStore:
         head = self.bucket.head(self.key(final))
         return head is not None and head.size == size and head.metadata.get("sha256") == sha256
 
+    def restore(self, final: Path) -> bool:
+        """Download the object of ``final`` to ``final`` (to be continued); False when none."""
+        key = self.key(final)
+        if self.bucket.head(key) is None:
+            return False
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with final.open("wb") as file:
+                for chunk in self.bucket.stream(key):
+                    file.write(chunk)
+        except OSError as exc:
+            raise StorageError(final, f"cannot write ({exc.strerror or exc})") from exc
+        return True
+
     def create_upload(self, key: str, metadata: Mapping[str, str]) -> tuple[str, bool]:
         """Start the upload of ``key``; its id, and whether its parts carry CRC-64/NVME.
 
