@@ -14,9 +14,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import blake3
 import pytest
@@ -25,9 +26,11 @@ from ed_extractor.services.s3.upload import MIN_PART
 from tests.eddn_relay import Relay, journal
 from tests.faults.conftest import gzip_dump, payload
 from tests.faults.server import FaultServer, Plan, Version
+from tests.httpd import serve as serve_http
 from tests.seaweedfs import ProxyRules, SeaweedS3, s3_proxy, seaweedfs
 from tests.spansh_api import SpanshApi, serve_api
 from tests.test_s3 import environment
+from tests.test_shards import FILES, SHARDS, Mirror, files_of, shard_env
 
 BUCKET = "landing"
 
@@ -425,3 +428,75 @@ def test_eddn_hour_files_land_as_objects_and_a_second_run_adds_to_the_hours_obje
                 if r["name"].startswith("eddn/")]  # fmt: skip
     assert record["path"] == f"s3://{BUCKET}/{key}"
     assert record["records"] == 2
+
+
+# --- a run sharded over the pods of an Indexed Job, into one bucket prefix -------------------
+
+
+@pytest.fixture
+def mirror() -> Iterator[tuple[str, type[Mirror]]]:
+    class Counting(Mirror):
+        gets: ClassVar[Counter[str]] = Counter()
+        held: ClassVar[set[str]] = set()
+        stalled: ClassVar[threading.Event] = threading.Event()
+        release: ClassVar[threading.Event] = threading.Event()
+
+    with serve_http(Counting) as base:
+        yield base, Counting
+        Counting.release.set()
+
+
+def sharded_run(
+    endpoint: str, tmp_path: Path, base: str, index: int, dest: str
+) -> subprocess.Popen[str]:
+    config = tmp_path / "sources.toml"
+    config.write_text("".join(f'[[source]]\nurl = "{base}/{name}"\n\n' for name in FILES))
+    environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"),
+                          **shard_env(index))  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "ed_extractor", "run", "--config", str(config), "--dest", dest,
+         "--json"],
+        env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_three_shards_share_one_prefix_and_one_manifest_each_file_fetched_once(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], mirror: tuple[str, type[Mirror]],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    endpoint, _ = store
+    base, handler = mirror
+    dest = f"s3://{BUCKET}/sharded"
+    pods = [sharded_run(endpoint, tmp_path, base, index, dest) for index in range(SHARDS)]
+    seen: list[str] = []
+    for index, pod in enumerate(pods):
+        stdout, stderr = pod.communicate(timeout=120)
+        assert pod.returncode == 0, stderr
+        lines = [json.loads(line) for line in stdout.splitlines()]
+        assert {line["name"] for line in lines} == files_of(index)
+        assert {line["shard"] for line in lines} == {f"{index}/{SHARDS}"}
+        seen += [line["name"] for line in lines]
+    assert sorted(seen) == sorted(FILES)
+    assert handler.gets == Counter(dict.fromkeys(FILES, 1))  # one body GET per file, over all
+    for name, body in FILES.items():
+        assert stored(s3, f"sharded/{name}")[0] == body
+    records = outcomes(run(endpoint, tmp_path, "manifest", "--dest", dest, "--json"))
+    assert sorted(r["name"] for r in records) == sorted(FILES)  # no shard lost another's record
+
+    # One shard killed mid-file, then rerun alone: it completes its files and nothing else.
+    mine = sorted(files_of(1))
+    handler.held.add(mine[-1])
+    victim = f"s3://{BUCKET}/sharded-kill"
+    pod = sharded_run(endpoint, tmp_path, base, 1, victim)
+    assert handler.stalled.wait(timeout=60), "the shard never reached its last file"
+    pod.send_signal(signal.SIGKILL)
+    pod.communicate(timeout=30)
+    before = Counter(handler.gets)
+    handler.held.clear()
+    rerun = sharded_run(endpoint, tmp_path, base, 1, victim)
+    stdout, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    statuses = {line["name"]: line["status"] for line in map(json.loads, stdout.splitlines())}
+    assert statuses == {**dict.fromkeys(mine[:-1], "unchanged"), mine[-1]: "downloaded"}
+    assert set(handler.gets - before) == {mine[-1]}
+    assert keys(s3, "sharded-kill/part-") == [f"sharded-kill/{name}" for name in mine]
