@@ -500,3 +500,20 @@ def test_three_shards_share_one_prefix_and_one_manifest_each_file_fetched_once(
     assert statuses == {**dict.fromkeys(mine[:-1], "unchanged"), mine[-1]: "downloaded"}
     assert set(handler.gets - before) == {mine[-1]}
     assert keys(s3, "sharded-kill/part-") == [f"sharded-kill/{name}" for name in mine]
+
+
+def test_the_sources_files_dest_is_the_runs_unless_the_command_line_says_otherwise(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
+) -> None:
+    endpoint, _ = store
+    source = serve(sources, Version(payload(5000, seed=16)))
+    config = tmp_path / "sources.toml"
+    config.write_text(f'[defaults]\ndest = "s3://{BUCKET}/from-defaults"\n\n'
+                      f'[[source]]\nurl = "{source.url("d.bin")}"\n')  # fmt: skip
+    done = run(endpoint, tmp_path, "run", "--config", str(config), "--json")
+    assert done.returncode == 0, done.stderr
+    assert [line["path"] for line in outcomes(done)] == [f"s3://{BUCKET}/from-defaults/d.bin"]
+    other = run(endpoint, tmp_path, "run", "--config", str(config), "--json",
+                "--dest", f"s3://{BUCKET}/from-cli")  # fmt: skip
+    assert [line["path"] for line in outcomes(other)] == [f"s3://{BUCKET}/from-cli/d.bin"]
+    assert keys(s3, "from-cli/d") == ["from-cli/d.bin"]
