@@ -27,7 +27,14 @@ from tests.eddn_relay import Relay, journal
 from tests.faults.conftest import gzip_dump, payload
 from tests.faults.server import FaultServer, Plan, Version
 from tests.httpd import serve as serve_http
-from tests.seaweedfs import ProxyRules, SeaweedS3, s3_proxy, seaweedfs
+from tests.seaweedfs import (
+    READER_ACCESS_KEY,
+    READER_SECRET_KEY,
+    ProxyRules,
+    SeaweedS3,
+    s3_proxy,
+    seaweedfs,
+)
 from tests.spansh_api import SpanshApi, serve_api
 from tests.test_s3 import environment
 from tests.test_shards import FILES, SHARDS, Mirror, files_of, shard_env
@@ -358,6 +365,11 @@ def test_unfinished_uploads_older_than_the_limit_are_aborted_when_a_run_starts(
     [
         ("s3://no-such-bucket/x", {}, "does not exist"),
         (f"s3://{BUCKET}/x", {"AWS_SECRET_ACCESS_KEY": "wrong"}, "denied"),
+        (
+            f"s3://{BUCKET}/x",
+            {"AWS_ACCESS_KEY_ID": READER_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": READER_SECRET_KEY},
+            "cannot write under",
+        ),
         (f"s3://{BUCKET}/a/../b", {}, "'..'"),
         ("s3:///x", {}, "no bucket"),
     ],
@@ -373,7 +385,8 @@ def test_an_unusable_destination_is_one_line_exit_2_and_nothing_written(
     assert says in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert source.body_gets() == []
-    assert rules.count("PUT ") + rules.count("POST ") == 0
+    assert data_writes(rules) == 0  # at most the refused write check under _manifest/
+    assert keys(s3, "x/") == []
 
 
 def test_api_dumps_land_as_objects(

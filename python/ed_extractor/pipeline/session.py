@@ -64,13 +64,17 @@ def destination_for(settings: Settings, client: httpx.Client, s3: S3Access) -> D
 
 
 def object_store(settings: Settings, client: httpx.Client, s3: S3Access) -> ObjectStore:
-    """The run's object-store destination (its bucket already checked), stale uploads aborted."""
+    """The run's object-store destination: writes checked, stale uploads aborted.
+
+    Its bucket was checked when the manifest opened.
+    """
     from ed_extractor.services.s3.bucket import Bucket
     from ed_extractor.services.s3.upload import ObjectStore
 
     prefix = settings.object_dest
     assert prefix is not None
     store = ObjectStore(Bucket(s3, client, prefix.bucket), prefix, settings.dest)
+    store.check_writable()
     store.abort_stale_uploads(settings.upload_max_age_s)
     return store
 

@@ -26,13 +26,14 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from ed_extractor.errors import StorageError, TransferError, VerificationError
+from ed_extractor.errors import DestinationError, StorageError, TransferError, VerificationError
 from ed_extractor.hashing import Blake3, Sha256
 from ed_extractor.services.file_transfer.base import (
     ContentCheck,
@@ -123,6 +124,25 @@ class ObjectStore:
         """True when the object is there with ``size`` bytes and ``sha256`` in its metadata."""
         head = self.bucket.head(self.key(final))
         return head is not None and head.size == size and head.metadata.get("sha256") == sha256
+
+    def check_writable(self) -> None:
+        """DestinationError unless an object can be written under the prefix (one PUT, DELETE).
+
+        A bucket that answers a HEAD may still refuse writes (read-only credentials): that is
+        found before any source is fetched, and nothing is left behind.
+        """
+        probe = self.prefix.key(f"_manifest/.write-check-{uuid.uuid4().hex}")
+        try:
+            self.bucket.put(probe, b"", content_type=CONTENT_TYPE)
+        except TransferError as exc:
+            if exc.status_code in (401, 403):
+                raise DestinationError(
+                    self.bucket.url(self.prefix.key("")),
+                    f"cannot write under {self.prefix.url} (access denied: check the "
+                    "credentials' rights)",
+                ) from None
+            raise
+        self.bucket.delete(probe)
 
     def restore(self, final: Path) -> bool:
         """Download the object of ``final`` to ``final`` (to be continued); False when none."""
