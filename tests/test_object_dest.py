@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import blake3
 import pytest
 
+from ed_extractor.demo.generator import generate_dump
 from ed_extractor.services.s3.upload import MIN_PART
 from tests.eddn_relay import Relay, journal
 from tests.faults.conftest import gzip_dump, payload
@@ -38,6 +39,7 @@ from tests.seaweedfs import (
 from tests.spansh_api import SpanshApi, serve_api
 from tests.test_s3 import environment
 from tests.test_shards import FILES, SHARDS, Mirror, files_of, shard_env
+from tests.torrent_peers import LOOPBACK_ENV, magnet_of, make_torrent, seeding
 
 BUCKET = "landing"
 
@@ -530,3 +532,40 @@ def test_the_sources_files_dest_is_the_runs_unless_the_command_line_says_otherwi
                 "--dest", f"s3://{BUCKET}/from-cli")  # fmt: skip
     assert [line["path"] for line in outcomes(other)] == [f"s3://{BUCKET}/from-cli/d.bin"]
     assert keys(s3, "from-cli/d") == ["from-cli/d.bin"]
+
+
+@pytest.mark.slow
+def test_a_multi_file_torrent_lands_as_one_object_per_file_under_the_sources_folder(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], tmp_path: Path
+) -> None:
+    endpoint, _ = store
+    content = tmp_path / "seed" / "dumps"
+    (content / "daily").mkdir(parents=True)
+    generate_dump(content / "daily" / "galaxy_1day.json.gz", systems=2000, seed=3,
+                  populated=False, stations=False, workers=1)  # fmt: skip
+    (content / "systems.json").write_text('[\n{"id64": 1},\n{"id64": 2}\n]\n')
+    metainfo = make_torrent(content, "hybrid")
+    dest = f"s3://{BUCKET}/torrent"
+    with seeding(metainfo, content.parent) as seeder:
+        env = {**LOOPBACK_ENV, "ED_EXTRACTOR_BT_PEERS": seeder.endpoint}
+        args = ("fetch", magnet_of(metainfo), "--name", "spansh", "--dest", dest, "--json")
+        first = run(endpoint, tmp_path, *args, **env)
+        assert first.returncode == 0, first.stderr
+        again = run(endpoint, tmp_path, *args, **env)
+    assert again.returncode == 0, again.stderr
+    assert [line["status"] for line in outcomes(again)] == ["unchanged"]
+    assert keys(s3, "torrent/spansh/") == [
+        "torrent/spansh/daily/galaxy_1day.json.gz",
+        "torrent/spansh/systems.json",
+    ]
+    for relative in ("daily/galaxy_1day.json.gz", "systems.json"):
+        data, metadata = stored(s3, f"torrent/spansh/{relative}")
+        assert data == (content / relative).read_bytes()
+        assert metadata["sha256"] == hashlib.sha256(data).hexdigest()
+    records = outcomes(run(endpoint, tmp_path, "manifest", "--dest", dest, "--json"))
+    assert {r["name"]: r["path"] for r in records} == {
+        f"spansh/{relative}": f"s3://{BUCKET}/torrent/spansh/{relative}"
+        for relative in ("daily/galaxy_1day.json.gz", "systems.json")
+    }
+    assert not [p for p in (tmp_path / "scratch").rglob("*") if p.is_file() and
+                not p.name.startswith(".")]  # fmt: skip
