@@ -177,7 +177,8 @@ class BitTorrentSource:
             s.flush_and_close()
             files = _verify(request, plan, part_folder, transferred, checks)
             _move_into_place(plan, part_folder, request, files)
-            if self._options.seed_s > 0 and request.destination is None:  # seeds from the folder
+            stays_local = landing_for(request).keeps_parts  # the files to seed from are here
+            if self._options.seed_s > 0 and stays_local:
                 renamed = {file.index: file.name for file in plan}
                 s.seed(info, renamed, request.final_path.parent, self._options.seed_s,
                        request.deadline)  # fmt: skip
