@@ -291,6 +291,15 @@ class SourcesFile(BaseModel):
     dest: str | None = None  # a folder (relative to the sources file) or s3://BUCKET/PREFIX
 
 
+def _run_wide(defaults: dict[str, Any], base: Path | None) -> dict[str, Any]:
+    """Take the run's own keys out of ``defaults``; a folder ``dest`` is relative to ``base``."""
+    run_wide = {key: defaults.pop(key) for key in RUN_DEFAULTS & set(defaults)}
+    dest = run_wide.get("dest")
+    if isinstance(dest, str) and base is not None and not is_s3_url(dest):
+        run_wide["dest"] = str(base / Path(dest).expanduser())
+    return run_wide
+
+
 def load_sources(path: Path | None = None) -> list[SourceSpec]:
     """Read the sources file at ``path``, or the built-in list of Spansh dumps when None."""
     return load_sources_file(path).sources
@@ -334,10 +343,7 @@ def parse_sources_file(
             f"{origin}: unknown top-level key {unknown[0]!r} (expected [defaults] and [[source]])"
         )
     defaults = _parse_defaults(document.get("defaults", {}), origin)
-    run_wide = {key: defaults.pop(key) for key in RUN_DEFAULTS & set(defaults)}
-    dest = run_wide.get("dest")
-    if isinstance(dest, str) and base is not None and not is_s3_url(dest):
-        run_wide["dest"] = str(base / Path(dest).expanduser())
+    run_wide = _run_wide(defaults, base)
     tables = document.get("source")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{origin}: expected one or more [[source]] tables")

@@ -489,18 +489,25 @@ class ObjectLanding:
                     or (self._upload_id is None and final <= part_size(self._total_hint))
                 ):
                     return  # all sent, or one PUT will do (``land``)
-            frontier = final if final is not None else self._frontier()
-            start = self._scheduled
-            size = part_size(self._total_hint, self._next_number())
-            last = final if final is not None else self._total_hint
-            end = start + size if last is None else min(start + size, last)
-            if last is not None and last - end < MIN_PART:
-                end = last  # a short tail rides with the part before it: fewer, fuller parts
-            if end > frontier or end <= start:  # not hashed yet, or all sent until ``land``
+            span = self._next_part(final)
+            if span is None:
                 with self._cond:
                     self._cond.wait(POLL_S)
                 continue
-            self._schedule(start, end)
+            self._schedule(*span)
+
+    def _next_part(self, final: int | None) -> tuple[int, int] | None:
+        """The bytes of the next part, once they are all hashed (``final``: the file's size)."""
+        start = self._scheduled
+        size = part_size(self._total_hint, self._next_number())
+        last = final if final is not None else self._total_hint
+        end = start + size if last is None else min(start + size, last)
+        if last is not None and last - end < MIN_PART:
+            end = last  # a short tail rides with the part before it: fewer, fuller parts
+        frontier = final if final is not None else self._frontier()
+        if end > frontier or end <= start:  # not hashed yet, or all sent until ``land``
+            return None
+        return start, end
 
     def _next_number(self) -> int:
         return self._first_number + len(self._futures)
