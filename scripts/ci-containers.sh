@@ -9,6 +9,13 @@
 #   4. The CronJob's pod template (jobTemplate.spec.template, as rendered from deploy/k8s) run with
 #      `podman kube play`: same securityContext, a host folder for the PVC, the ConfigMap pointing
 #      at the mirror, the Pushgateway at a recording server; the files, manifest and push checked.
+#   5. The Indexed CronJob (deploy/k8s/cronjob-sharded.yaml) as the Job controller would run it:
+#      `podman kube play` runs no Job, so scripts/indexed-job.py turns its pod template into one
+#      `podman run` per completion index (JOB_COMPLETION_INDEX=0..2, same securityContext, the
+#      Secret's keys from a local SeaweedFS S3 server's credentials, each emptyDir a tmpfs); the
+#      three shards land the mirror in one bucket prefix, twice: every source fetched by exactly one
+#      container, each object's bytes, its sha256 metadata and the shared manifest checked; then
+#      every source unchanged.
 # Where podman cannot run (not installed and not installable, or unable to run a container), the
 # podman part is skipped with the reason printed and the script exits 0; anything else that goes
 # wrong exits 1. Environment: CI_CONTAINERS_SCALE_MB (default 20), CI_CONTAINERS_KEEP=1 keeps the
@@ -29,7 +36,8 @@ fail() {
 }
 skip() {
   say "SKIPPED the podman stage: $*"
-  say "(the offline checks passed; the image, the container run and podman kube play did not run)"
+  say "(the offline checks passed; the image, the container run, podman kube play and the Indexed"
+  say "Job in podman did not run)"
   exit 0
 }
 
@@ -50,8 +58,10 @@ parent=${TMPDIR:-/tmp}
 [ -d /dev/shm ] && [ -w /dev/shm ] && parent=/dev/shm
 work=$(mktemp -d "$parent/ci-containers.XXXXXX")
 pids=()
+containers=() # started with podman run, removed at exit
 cleanup() {
   podman pod rm --force --ignore ed-extractor-e2e >/dev/null 2>&1 || true
+  for name in "${containers[@]}"; do podman rm --force --ignore "$name" >/dev/null 2>&1 || true; done
   podman volume rm --force ed-extractor-sources >/dev/null 2>&1 || true # kube play's ConfigMap volume
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -152,6 +162,23 @@ print(f"{len(records)} files match the manifest and the mirror")
 PY
 }
 
+# check_hardening CONTAINER: the securityContext was applied (read-only root, no capabilities,
+# no privilege escalation, user 10001).
+check_hardening() {
+  podman inspect "$1" --format \
+    'readonly={{.HostConfig.ReadonlyRootfs}} user={{.Config.User}} caps={{.EffectiveCaps}} opts={{.HostConfig.SecurityOpt}} memory={{.HostConfig.Memory}}' \
+    >"$work/inspect-$1.txt"
+  say "container $1: $(cat "$work/inspect-$1.txt")"
+  local readonly user caps
+  read -r readonly user caps _ <"$work/inspect-$1.txt"
+  readonly=${readonly#readonly=} user=${user#user=}
+  [ "$caps" = "caps=[]" ] || fail "$1: capabilities drop ALL was not applied: $caps"
+  [ "$readonly" = true ] || fail "$1: the root filesystem is not read-only"
+  [ "${user%%:*}" = 10001 ] || fail "$1 ran as $user, not 10001"
+  grep -q 'no-new-privileges' "$work/inspect-$1.txt" ||
+    fail "$1: allowPrivilegeEscalation: false was not applied"
+}
+
 # The image's user must own the host folders it writes (rootless: inside podman's user namespace).
 own_by_job_user() {
   if [ "$(id -u)" -eq 0 ]; then chown 10001:10001 "$@"; else podman unshare chown 10001:10001 "$@"; fi
@@ -236,22 +263,70 @@ check_results "$work/kube.jsonl" downloaded # stdout: only the result lines
 "$py" -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]' "$work/kube.log" ||
   fail "the pod's logs (stderr) are not JSON lines"
 check_data "$kube_data"
-podman inspect "$container" --format \
-  'readonly={{.HostConfig.ReadonlyRootfs}} user={{.Config.User}} caps={{.EffectiveCaps}} opts={{.HostConfig.SecurityOpt}} memory={{.HostConfig.Memory}}' \
-  >"$work/inspect.txt"
-say "pod container: $(cat "$work/inspect.txt")"
-read -r readonly user caps _ <"$work/inspect.txt"
-readonly=${readonly#readonly=} user=${user#user=}
-[ "$caps" = "caps=[]" ] || fail "capabilities drop ALL was not applied: $caps"
-[ "$readonly" = true ] || fail "kube play did not make the root filesystem read-only"
-[ "${user%%:*}" = 10001 ] || fail "kube play ran the container as $user, not 10001"
-grep -q 'no-new-privileges' "$work/inspect.txt" || fail "allowPrivilegeEscalation: false was not applied"
+check_hardening "$container"
 push=$(ls "$work/pushes" | head -n1)
 [ -n "$push" ] || fail "the pod pushed no metrics"
 head -n1 "$work/pushes/$push" | grep -q '^PUT /metrics/job/ed_extractor$' ||
   fail "unexpected push: $(head -n1 "$work/pushes/$push")"
 grep -q '^ed_extractor_source_bytes{source="galaxy_1day.json.gz"}' "$work/pushes/$push" ||
   fail "the push lacks the per-source metrics"
+
+stage "Indexed Job: the sharded CronJob's pod template, one podman run per index"
+indexed_started=$SECONDS
+bucket=ed-extractor-ci
+dest=s3://$bucket/spansh
+"$py" scripts/s3-serve.py --root "$work/s3" --bucket "$bucket" >"$work/s3.url" 2>"$work/s3.log" &
+pids+=($!)
+for _ in $(seq 1200); do # weed's own start-up timeout is 90 s
+  [ -s "$work/s3.url" ] || ! kill -0 "${pids[-1]}" 2>/dev/null && break
+  sleep 0.1
+done
+endpoint=$(head -n1 "$work/s3.url")
+[ -n "$endpoint" ] || {
+  tail -n 20 "$work/s3.log" >&2
+  fail "the SeaweedFS S3 server did not start"
+}
+job=$work/indexed-job
+"$py" scripts/indexed-job.py render --out "$job" --image "$image" --dest "$dest" \
+  --endpoint "$endpoint" --sources "$work/sources.toml" >&2 ||
+  fail "cannot derive the containers from the Indexed CronJob"
+say "SeaweedFS S3 $endpoint, destination $dest"
+
+# run_indexed_job RUN STATUS: every index's container at once, as parallelism = completions; each
+# must exit 0, then the results, the objects and the manifest are checked on the host.
+run_indexed_job() {
+  local out=$job/$1 started=() index args_file args code
+  mkdir -p "$out"
+  for args_file in "$job"/*.args; do
+    index=$(basename "$args_file" .args)
+    mapfile -t args <"$args_file"
+    containers+=("${args[0]#--name=}")
+    podman rm --force --ignore "${containers[-1]}" >/dev/null # left by an interrupted run
+    podman run "${args[@]}" >"$out/$index.jsonl" 2>"$out/$index.log" &
+    started+=("$index:$!")
+  done
+  for entry in "${started[@]}"; do
+    code=0
+    wait "${entry#*:}" || code=$?
+    [ "$code" = 0 ] || {
+      tail -n 20 "$out/${entry%%:*}.log" >&2
+      fail "the container of index ${entry%%:*} exited $code on $1"
+    }
+  done
+  "$py" scripts/indexed-job.py check --results "$out" --mirror "$work/mirror" --status "$2" \
+    --dest "$dest" --endpoint "$endpoint" --sources "$work/sources.toml" >&2 ||
+    fail "the Indexed Job's $1 did not do what it should"
+  for name in "${containers[@]}"; do
+    [ "$1" != run1 ] || check_hardening "$name"
+    podman rm "$name" >/dev/null || fail "cannot remove the container $name"
+  done
+  containers=()
+}
+run_indexed_job run1 downloaded
+run_indexed_job run2 unchanged
+"$py" -c 'import json, sys; [json.loads(l) for f in sys.argv[1:] for l in open(f)]' "$job"/run1/*.log ||
+  fail "the shards' logs (stderr) are not JSON lines"
+say "Indexed Job: $(ls "$job"/*.args | wc -l) containers, two runs, in $((SECONDS - indexed_started)) s"
 
 stage "done"
 # Each changed build leaves its predecessor's layers untagged (about 1.3 GB with the builder's):

@@ -28,6 +28,9 @@ from tests.httpd import QuietHandler, serve
 
 ACCESS_KEY = "AKIDEDEXTRACTORTEST"
 SECRET_KEY = "ed-extractor-test-secret-key"
+#: A second identity that may read and list but not write (a destination it cannot use).
+READER_ACCESS_KEY = "AKIDEDEXTRACTORREADER"
+READER_SECRET_KEY = "ed-extractor-test-reader-key"
 REGION = "us-east-1"
 _COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 
@@ -102,7 +105,12 @@ def seaweedfs(root: Path, timeout_s: float = 90.0) -> Iterator[SeaweedS3]:
         "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
-    config.write_text(json.dumps({"identities": [identity]}))
+    reader = {
+        "name": "reader",
+        "credentials": [{"accessKey": READER_ACCESS_KEY, "secretKey": READER_SECRET_KEY}],
+        "actions": ["Read", "List"],
+    }
+    config.write_text(json.dumps({"identities": [identity, reader]}))
     runtime = Path(tempfile.mkdtemp(prefix="seaweedfs-"))  # short: Unix socket paths are bounded
     try:
         with _started(weed, root, data, config, runtime) as server:

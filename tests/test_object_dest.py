@@ -6,6 +6,7 @@ SeaweedFS behind a forwarding proxy that records every request (tests/seaweedfs.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import signal
@@ -13,24 +14,37 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import blake3
 import httpx
 import pytest
 
+from ed_extractor.demo.generator import generate_dump
 from ed_extractor.services.file_transfer.base import LandedFile
 from ed_extractor.services.s3.access import S3Access, S3Config
 from ed_extractor.services.s3.bucket import Bucket
 from ed_extractor.services.s3.location import S3Prefix
 from ed_extractor.services.s3.upload import MIN_PART, ObjectStore
+from tests.eddn_relay import Relay, journal
 from tests.faults.conftest import gzip_dump, payload
 from tests.faults.server import FaultServer, Plan, Version
-from tests.seaweedfs import ProxyRules, SeaweedS3, s3_proxy, seaweedfs
+from tests.httpd import serve as serve_http
+from tests.seaweedfs import (
+    READER_ACCESS_KEY,
+    READER_SECRET_KEY,
+    ProxyRules,
+    SeaweedS3,
+    s3_proxy,
+    seaweedfs,
+)
 from tests.spansh_api import SpanshApi, serve_api
 from tests.test_s3 import environment
+from tests.test_shards import FILES, SHARDS, Mirror, files_of, shard_env
+from tests.torrent_peers import LOOPBACK_ENV, magnet_of, make_torrent, seeding
 
 if TYPE_CHECKING:
     from ed_extractor.hashing import PartSink
@@ -100,6 +114,16 @@ def scratch_files(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in scratch.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+def parts_recorded(s3: SeaweedS3, prefix: str, name: str) -> int:
+    """How many parts the upload state of ``name`` records (0: no state yet)."""
+    key = f"{prefix}/_manifest/uploads/{name}.json"
+    try:
+        state = s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    except Exception:  # not written yet
+        return 0
+    return len(json.loads(state)["parts"])
+
+
 def data_writes(rules: ProxyRules) -> int:
     """PUTs and POSTs of data objects (the manifest's records under ``_manifest/`` left out)."""
     with rules.lock:
@@ -141,7 +165,7 @@ def test_a_binary_file_and_a_gzip_dump_stream_into_objects_with_their_digests(
         assert metadata["source-etag"] == '"v1"'
         assert lines[name]["status"] == "downloaded"
         assert lines[name]["path"] == f"s3://{BUCKET}/{prefix}/{name}"
-        parts = rules.count(f"PUT /{BUCKET}/{prefix}/{name}?partNumber=")
+        parts = rules.count(f"PUT /{BUCKET}/{prefix}/_manifest/staging/{name}?partNumber=")
         assert parts == expected_parts(len(body)), rules.requests
     assert lines["galaxy.json.gz"]["regime"] == "gzip"
     assert pending_uploads(s3) == []
@@ -167,8 +191,9 @@ def test_a_store_without_crc64_gets_parts_checked_by_content_md5_and_the_etag_of
         done = run(endpoint, tmp_path, "fetch", source.url("md5.bin"), "--dest",
                    f"s3://{BUCKET}/no-crc64/", "--json", "--connections", "1")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert rules.count(f"POST /{BUCKET}/no-crc64/md5.bin?uploads") == 2  # refused, then plain
-    assert rules.count(f"PUT /{BUCKET}/no-crc64/md5.bin?partNumber=") == expected_parts(len(body))
+    staging = f"/{BUCKET}/no-crc64/_manifest/staging/md5.bin"
+    assert rules.count(f"POST {staging}?uploads") == 2  # refused, then plain
+    assert rules.count(f"PUT {staging}?partNumber=") == expected_parts(len(body))
     data, metadata = stored(s3, "no-crc64/md5.bin")
     assert data == body
     assert metadata["sha256"] == hashlib.sha256(body).hexdigest()
@@ -206,7 +231,7 @@ def test_a_file_all_sent_but_not_yet_landed_gets_no_empty_part(
         time.sleep(1.0)  # the pump has sent every part; land comes later, as after a slow check
         digest = hashlib.sha256(body).hexdigest()
         landing.land(part, LandedFile(tmp_path / "done.bin", len(body), digest, None))
-    assert rules.count(f"PUT /{BUCKET}/all-sent/done.bin?partNumber=") == 2
+    assert rules.count(f"PUT /{BUCKET}/all-sent/_manifest/staging/done.bin?partNumber=") == 2
     data, metadata = stored(s3, "all-sent/done.bin")
     assert (data, metadata["sha256"]) == (body, digest)
 
@@ -276,7 +301,8 @@ def test_a_failed_check_completes_nothing_leaves_no_upload_and_keeps_the_previou
     assert line["status"] == "failed"
     assert "\n" not in line["error"]
     assert ("SHA-256 mismatch" in line["error"]) == (fault == "sha256-mismatch")
-    assert rules.count(f"PUT /{BUCKET}/{key}?partNumber=") >= 1  # parts did go up meanwhile
+    staged = f"PUT /{BUCKET}/checked-{fault}/_manifest/staging/{name}?partNumber="
+    assert rules.count(staged) >= 1  # parts did go up meanwhile
     assert stored(s3, key)[0] == good
     assert pending_uploads(s3) == []
     assert ".part" not in " ".join(scratch_files(tmp_path))
@@ -303,34 +329,82 @@ def test_an_unchanged_source_is_neither_downloaded_nor_uploaded_again(
     assert stored(s3, "unchanged/a.bin")[0] == body
 
 
-def test_a_run_killed_mid_upload_is_run_again_to_the_right_object_without_orphans(
-    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
-) -> None:
-    endpoint, rules = store
-    size = 6 * MIN_PART
-    body = payload(size, seed=11)
-    source = serve(sources, Version(body), Plan(throttle=(256 << 10, 0.02)))
-    dest = f"s3://{BUCKET}/killed"
+@pytest.mark.parametrize(
+    ("name", "gzipped", "connections"),
+    [("k.bin", False, "1"), ("k.json.gz", True, "1"), ("k4.bin", False, "4")],
+)
+def test_a_run_killed_mid_upload_goes_on_from_its_parts_and_fetches_only_the_rest(
+    name: str, gzipped: bool, connections: str, s3: SeaweedS3, store: tuple[str, ProxyRules],
+    sources: list[FaultServer], tmp_path: Path,
+) -> None:  # fmt: skip
+    endpoint, _rules = store
+    body = gzip_dump(900_000, seed=11)[0] if gzipped else payload(6 * MIN_PART + 99, seed=11)
+    kind = "application/gzip" if gzipped else "application/octet-stream"
+    source = serve(sources, Version(body, content_type=kind), Plan(throttle=(256 << 10, 0.02)))
+    dest = f"s3://{BUCKET}/killed-{name}"
+    staging = f"killed-{name}/_manifest/staging/{name}"  # where the upload goes first
     environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"))
     killed = subprocess.Popen(
-        [sys.executable, "-m", "ed_extractor", "fetch", source.url("k.bin"), "--dest", dest,
-         "--connections", "1"],
+        [sys.executable, "-m", "ed_extractor", "fetch", source.url(name), "--dest", dest,
+         "--connections", connections],
         env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and rules.count(f"PUT /{BUCKET}/killed/k.bin?part") < 2:
-            time.sleep(0.02)
+        while time.monotonic() < deadline and parts_recorded(s3, f"killed-{name}", name) < 2:
+            time.sleep(0.05)
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=30)
     finally:
         killed.kill()
-    assert pending_uploads(s3) == ["killed/k.bin"]
-    assert keys(s3, "killed/") == []
-    done = run(endpoint, tmp_path, "fetch", source.url("k.bin"), "--dest", dest, "--json")
+    assert pending_uploads(s3) == [staging]
+    assert keys(s3, f"killed-{name}/{name}") == []  # nothing under the final name
+    first_run = source.body_bytes()
+    done = run(endpoint, tmp_path, "fetch", source.url(name), "--dest", dest, "--json")
     assert done.returncode == 0, done.stderr
-    assert stored(s3, "killed/k.bin")[0] == body
+    [line] = outcomes(done)
+    data, metadata = stored(s3, f"killed-{name}/{name}")
+    assert data == body
+    assert line["sha256"] == metadata["sha256"] == hashlib.sha256(body).hexdigest()
+    assert metadata["blake3"] == blake3.blake3(body).hexdigest()
+    assert line["regime"] == ("gzip" if gzipped else "binary")
+    # The second run fetched the file's rest only: what the first sent beyond its last part
+    # recorded (at most a part per connection, plus what was in flight) came again.
+    assert source.body_bytes() - first_run < len(body) - MIN_PART, (first_run, done.stderr)
+    assert source.body_bytes() <= len(body) + (int(connections) + 1) * MIN_PART * 2
     assert pending_uploads(s3) == []
+    assert keys(s3, f"killed-{name}/_manifest/staging/") == []
+    assert keys(s3, f"killed-{name}/_manifest/uploads/") == []
+
+
+def test_an_upload_of_a_source_that_changed_meanwhile_is_aborted_and_started_again(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
+) -> None:
+    endpoint, _rules = store
+    body = payload(5 * MIN_PART, seed=14)
+    source = serve(sources, Version(body), Plan(throttle=(256 << 10, 0.02)))
+    dest = f"s3://{BUCKET}/changed"
+    environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"))
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "ed_extractor", "fetch", source.url("c.bin"), "--dest", dest],
+        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and parts_recorded(s3, "changed", "c.bin") < 1:
+            time.sleep(0.05)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        killed.kill()
+    [left] = s3.client().list_multipart_uploads(Bucket=BUCKET, Prefix="changed/")["Uploads"]
+    newer = payload(5 * MIN_PART, seed=15)
+    source.set_version(Version(newer, etag='"v2"'))
+    done = run(endpoint, tmp_path, "fetch", source.url("c.bin"), "--dest", dest, "--json")
+    assert done.returncode == 0, done.stderr
+    assert stored(s3, "changed/c.bin")[0] == newer
+    uploads = s3.client().list_multipart_uploads(Bucket=BUCKET, Prefix="changed/")
+    assert left["UploadId"] not in {u["UploadId"] for u in uploads.get("Uploads", [])}
 
 
 def test_unfinished_uploads_older_than_the_limit_are_aborted_when_a_run_starts(
@@ -356,6 +430,11 @@ def test_unfinished_uploads_older_than_the_limit_are_aborted_when_a_run_starts(
     [
         ("s3://no-such-bucket/x", {}, "does not exist"),
         (f"s3://{BUCKET}/x", {"AWS_SECRET_ACCESS_KEY": "wrong"}, "denied"),
+        (
+            f"s3://{BUCKET}/x",
+            {"AWS_ACCESS_KEY_ID": READER_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": READER_SECRET_KEY},
+            "cannot write under",
+        ),
         (f"s3://{BUCKET}/a/../b", {}, "'..'"),
         ("s3:///x", {}, "no bucket"),
     ],
@@ -371,7 +450,8 @@ def test_an_unusable_destination_is_one_line_exit_2_and_nothing_written(
     assert says in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert source.body_gets() == []
-    assert rules.count("PUT ") + rules.count("POST ") == 0
+    assert data_writes(rules) == 0  # at most the refused write check under _manifest/
+    assert keys(s3, "x/") == []
 
 
 def test_api_dumps_land_as_objects(
@@ -389,3 +469,166 @@ def test_api_dumps_land_as_objects(
         assert hashlib.sha256(data).hexdigest() == line["sha256"] == metadata["sha256"]
         assert line["path"] == f"s3://{BUCKET}/api-run/{line['name']}"
         assert json.loads(data)
+
+
+def test_eddn_hour_files_land_as_objects_and_a_second_run_adds_to_the_hours_object(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], tmp_path: Path
+) -> None:
+    endpoint, _ = store
+    environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"))
+    dest = f"s3://{BUCKET}/eddn-run"
+    hours = {time.strftime("%Y-%m-%dT%H", time.gmtime())}
+    for n in (1, 2):
+        relay = Relay()
+        try:
+            recorder = subprocess.Popen(
+                [sys.executable, "-m", "ed_extractor", "eddn", "--endpoint", relay.endpoint,
+                 "--dest", dest, "--duration", "3", "--json"],
+                env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            relay.wait_for_subscriber(timeout_s=30)
+            relay.send(journal(n))
+            _, stderr = recorder.communicate(timeout=60)
+        finally:
+            relay.close()
+        assert recorder.returncode == 0, stderr
+    found = keys(s3, "eddn-run/eddn/journal-1/")
+    if hours != {time.strftime("%Y-%m-%dT%H", time.gmtime())}:
+        pytest.skip("the hour turned between the two runs: each went to its own hour's object")
+    [key] = found
+    data, metadata = stored(s3, key)
+    assert [json.loads(line) for line in gzip.decompress(data).splitlines()] == [
+        journal(1),
+        journal(2),
+    ]
+    assert metadata["sha256"] == hashlib.sha256(data).hexdigest()
+    [record] = [r for r in outcomes(run(endpoint, tmp_path, "manifest", "--dest", dest, "--json"))
+                if r["name"].startswith("eddn/")]  # fmt: skip
+    assert record["path"] == f"s3://{BUCKET}/{key}"
+    assert record["records"] == 2
+
+
+# --- a run sharded over the pods of an Indexed Job, into one bucket prefix -------------------
+
+
+@pytest.fixture
+def mirror() -> Iterator[tuple[str, type[Mirror]]]:
+    class Counting(Mirror):
+        gets: ClassVar[Counter[str]] = Counter()
+        held: ClassVar[set[str]] = set()
+        stalled: ClassVar[threading.Event] = threading.Event()
+        release: ClassVar[threading.Event] = threading.Event()
+
+    with serve_http(Counting) as base:
+        yield base, Counting
+        Counting.release.set()
+
+
+def sharded_run(
+    endpoint: str, tmp_path: Path, base: str, index: int, dest: str
+) -> subprocess.Popen[str]:
+    config = tmp_path / "sources.toml"
+    config.write_text("".join(f'[[source]]\nurl = "{base}/{name}"\n\n' for name in FILES))
+    environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"),
+                          **shard_env(index))  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "ed_extractor", "run", "--config", str(config), "--dest", dest,
+         "--json"],
+        env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_three_shards_share_one_prefix_and_one_manifest_each_file_fetched_once(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], mirror: tuple[str, type[Mirror]],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    endpoint, _ = store
+    base, handler = mirror
+    dest = f"s3://{BUCKET}/sharded"
+    pods = [sharded_run(endpoint, tmp_path, base, index, dest) for index in range(SHARDS)]
+    seen: list[str] = []
+    for index, pod in enumerate(pods):
+        stdout, stderr = pod.communicate(timeout=120)
+        assert pod.returncode == 0, stderr
+        lines = [json.loads(line) for line in stdout.splitlines()]
+        assert {line["name"] for line in lines} == files_of(index)
+        assert {line["shard"] for line in lines} == {f"{index}/{SHARDS}"}
+        seen += [line["name"] for line in lines]
+    assert sorted(seen) == sorted(FILES)
+    assert handler.gets == Counter(dict.fromkeys(FILES, 1))  # one body GET per file, over all
+    for name, body in FILES.items():
+        assert stored(s3, f"sharded/{name}")[0] == body
+    records = outcomes(run(endpoint, tmp_path, "manifest", "--dest", dest, "--json"))
+    assert sorted(r["name"] for r in records) == sorted(FILES)  # no shard lost another's record
+
+    # One shard killed mid-file, then rerun alone: it completes its files and nothing else.
+    mine = sorted(files_of(1))
+    handler.held.add(mine[-1])
+    victim = f"s3://{BUCKET}/sharded-kill"
+    pod = sharded_run(endpoint, tmp_path, base, 1, victim)
+    assert handler.stalled.wait(timeout=60), "the shard never reached its last file"
+    pod.send_signal(signal.SIGKILL)
+    pod.communicate(timeout=30)
+    before = Counter(handler.gets)
+    handler.held.clear()
+    rerun = sharded_run(endpoint, tmp_path, base, 1, victim)
+    stdout, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    statuses = {line["name"]: line["status"] for line in map(json.loads, stdout.splitlines())}
+    assert statuses == {**dict.fromkeys(mine[:-1], "unchanged"), mine[-1]: "downloaded"}
+    assert set(handler.gets - before) == {mine[-1]}
+    assert keys(s3, "sharded-kill/part-") == [f"sharded-kill/{name}" for name in mine]
+
+
+def test_the_sources_files_dest_is_the_runs_unless_the_command_line_says_otherwise(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], sources: list[FaultServer], tmp_path: Path
+) -> None:
+    endpoint, _ = store
+    source = serve(sources, Version(payload(5000, seed=16)))
+    config = tmp_path / "sources.toml"
+    config.write_text(f'[defaults]\ndest = "s3://{BUCKET}/from-defaults"\n\n'
+                      f'[[source]]\nurl = "{source.url("d.bin")}"\n')  # fmt: skip
+    done = run(endpoint, tmp_path, "run", "--config", str(config), "--json")
+    assert done.returncode == 0, done.stderr
+    assert [line["path"] for line in outcomes(done)] == [f"s3://{BUCKET}/from-defaults/d.bin"]
+    other = run(endpoint, tmp_path, "run", "--config", str(config), "--json",
+                "--dest", f"s3://{BUCKET}/from-cli")  # fmt: skip
+    assert [line["path"] for line in outcomes(other)] == [f"s3://{BUCKET}/from-cli/d.bin"]
+    assert keys(s3, "from-cli/d") == ["from-cli/d.bin"]
+
+
+@pytest.mark.slow
+def test_a_multi_file_torrent_lands_as_one_object_per_file_under_the_sources_folder(
+    s3: SeaweedS3, store: tuple[str, ProxyRules], tmp_path: Path
+) -> None:
+    endpoint, _ = store
+    content = tmp_path / "seed" / "dumps"
+    (content / "daily").mkdir(parents=True)
+    generate_dump(content / "daily" / "galaxy_1day.json.gz", systems=2000, seed=3,
+                  populated=False, stations=False, workers=1)  # fmt: skip
+    (content / "systems.json").write_text('[\n{"id64": 1},\n{"id64": 2}\n]\n')
+    metainfo = make_torrent(content, "hybrid")
+    dest = f"s3://{BUCKET}/torrent"
+    with seeding(metainfo, content.parent) as seeder:
+        env = {**LOOPBACK_ENV, "ED_EXTRACTOR_BT_PEERS": seeder.endpoint}
+        args = ("fetch", magnet_of(metainfo), "--name", "spansh", "--dest", dest, "--json")
+        first = run(endpoint, tmp_path, *args, **env)
+        assert first.returncode == 0, first.stderr
+        again = run(endpoint, tmp_path, *args, **env)
+    assert again.returncode == 0, again.stderr
+    assert [line["status"] for line in outcomes(again)] == ["unchanged"]
+    assert keys(s3, "torrent/spansh/") == [
+        "torrent/spansh/daily/galaxy_1day.json.gz",
+        "torrent/spansh/systems.json",
+    ]
+    for relative in ("daily/galaxy_1day.json.gz", "systems.json"):
+        data, metadata = stored(s3, f"torrent/spansh/{relative}")
+        assert data == (content / relative).read_bytes()
+        assert metadata["sha256"] == hashlib.sha256(data).hexdigest()
+    records = outcomes(run(endpoint, tmp_path, "manifest", "--dest", dest, "--json"))
+    assert {r["name"]: r["path"] for r in records} == {
+        f"spansh/{relative}": f"s3://{BUCKET}/torrent/spansh/{relative}"
+        for relative in ("daily/galaxy_1day.json.gz", "systems.json")
+    }
+    assert not [p for p in (tmp_path / "scratch").rglob("*") if p.is_file() and
+                not p.name.startswith(".")]  # fmt: skip

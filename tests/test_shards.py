@@ -182,7 +182,7 @@ def test_an_object_store_shard_gets_a_scratch_folder_of_its_own() -> None:
     assert sharded.dest_url == settings.dest_url
     assert shard_settings(settings, None) == settings
     explicit = Settings(dest="s3://bucket/raw/spansh", scratch=Path("/scratch"))
-    assert shard_settings(explicit, Shard(1, 3)).dest == Path("/scratch")
+    assert shard_settings(explicit, Shard(1, 3)).dest == Path("/scratch/shard-1")
 
 
 def test_of_shards_claiming_one_folder_at_once_exactly_one_wins(tmp_path: Path) -> None:

@@ -2,9 +2,11 @@
 
 A sources file holds an optional ``[defaults]`` table and one ``[[source]]`` table per source::
 
-    [defaults]                 # optional: expect, enabled, verify, max_bytes, connections, parallel
+    [defaults]                 # optional: expect, enabled, verify, max_bytes, connections, ...
+                               # ... and for the whole run: parallel, dest
     expect = "gzip"
     parallel = 2               # sources a run works on at once (of the whole run, not per source)
+    dest = "s3://bucket/raw"   # the run's destination unless --dest or ED_EXTRACTOR_DEST says
 
     [[source]]
     url = "https://downloads.spansh.co.uk/galaxy_1day.json.gz"   # required
@@ -209,9 +211,12 @@ class SourceDefaults(BaseModel):
     max_bytes: int | None = Field(default=None, gt=0)
     connections: ConnectionsSetting | None = None
     parallel: int | None = Field(default=None, gt=0, description="of the run, not per source")
+    dest: str | None = Field(
+        default=None, min_length=1, description="the run's destination: a folder or s3://"
+    )
 
 
-RUN_DEFAULTS = frozenset({"parallel"})  # [defaults] keys that belong to the run, not each source
+RUN_DEFAULTS = frozenset({"parallel", "dest"})  # [defaults] keys of the run, not each source
 
 
 class SourceSpec(BaseModel):
@@ -283,6 +288,16 @@ class SourcesFile(BaseModel):
 
     sources: list[SourceSpec]
     parallel: int | None = None
+    dest: str | None = None  # a folder (relative to the sources file) or s3://BUCKET/PREFIX
+
+
+def _run_wide(defaults: dict[str, Any], base: Path | None) -> dict[str, Any]:
+    """Take the run's own keys out of ``defaults``; a folder ``dest`` is relative to ``base``."""
+    run_wide = {key: defaults.pop(key) for key in RUN_DEFAULTS & set(defaults)}
+    dest = run_wide.get("dest")
+    if isinstance(dest, str) and base is not None and not is_s3_url(dest):
+        run_wide["dest"] = str(base / Path(dest).expanduser())
+    return run_wide
 
 
 def load_sources(path: Path | None = None) -> list[SourceSpec]:
@@ -328,7 +343,7 @@ def parse_sources_file(
             f"{origin}: unknown top-level key {unknown[0]!r} (expected [defaults] and [[source]])"
         )
     defaults = _parse_defaults(document.get("defaults", {}), origin)
-    run_wide = {key: defaults.pop(key) for key in RUN_DEFAULTS & set(defaults)}
+    run_wide = _run_wide(defaults, base)
     tables = document.get("source")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{origin}: expected one or more [[source]] tables")

@@ -72,10 +72,11 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 def run(args: argparse.Namespace) -> int:
     """Record until stopped; print the counters; exit 0 unless a file could not be written."""
-    from ed_extractor.manifest import ManifestStore
+    from ed_extractor.http import make_client
     from ed_extractor.metrics import PeriodicExport, RunMetrics
     from ed_extractor.pipeline.eddn_stream import EddnRecorder, run_stream
     from ed_extractor.pipeline.lock import destination_lock
+    from ed_extractor.pipeline.session import destination_for, open_manifest, s3_access
 
     settings = settings_with(
         dest=args.dest, eddn_endpoint=args.endpoint, eddn_silence_timeout_s=args.silence_timeout
@@ -85,10 +86,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"invalid EDDN endpoint {endpoint!r}: expected tcp://HOST:PORT")
     folder = settings.dest / "eddn"
     folder.mkdir(parents=True, exist_ok=True)
+    s3 = s3_access(settings)
     # The lock of <dest>/eddn: one recorder per folder, while dump runs keep using <dest>.
     with (
         destination_lock(folder, wait_s=settings.lock_wait_s),
-        ManifestStore(settings.manifest_path) as store,
+        make_client(
+            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
+        ) as client,  # fmt: skip
+        open_manifest(settings, client, s3=s3) as store,
         _stop_on_signals() as stop,
     ):
         recorder = EddnRecorder(
@@ -96,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             store,
             endpoint,
             schemas=frozenset(args.schemas) if args.schemas else None,
+            destination=destination_for(settings, client, s3),
         )
         metrics = RunMetrics.from_settings(settings)
         live = PeriodicExport(metrics, settings.eddn_metrics_interval_s)

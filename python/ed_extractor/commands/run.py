@@ -73,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from ed_extractor.settings import load_sources_file
 
     settings = settings_with(dest=args.dest, config=args.config, parallel=args.parallel)
+    sources = load_sources_file(settings.config)
+    if sources.dest is not None and args.dest is None and not os.environ.get("ED_EXTRACTOR_DEST"):
+        settings = settings_with(dest=sources.dest, config=args.config, parallel=args.parallel)
     shard = shard_of_run(args.shard, settings.shards, os.environ)
     settings = shard_settings(settings, shard)
-    sources = load_sources_file(settings.config)
     specs = _chosen(sources.sources, args.only)
     if shard is not None:
         specs = shard.select(specs)

@@ -21,6 +21,8 @@ from ed_extractor.manifest import Manifest, ManifestRecord
 from ed_extractor.paths import PART_SUFFIX, resolve_inside
 from ed_extractor.pipeline.gzip_lines import GzipLineFile
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
+from ed_extractor.services.file_transfer.base import Destination
+from ed_extractor.services.file_transfer.landing import LOCAL_FOLDER
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +127,10 @@ class EddnRecorder:
         *,
         schemas: frozenset[str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        destination: Destination = LOCAL_FOLDER,
     ) -> None:
         self._dest = dest
+        self._destination = destination
         self._store = store
         self._endpoint = endpoint
         self._schemas = schemas
@@ -195,7 +199,11 @@ class EddnRecorder:
         entry = self._open.get(schema)
         if entry is None:
             final = resolve_inside(self._dest, self._name(schema, hour))
-            entry = self._open[schema] = _OpenFile(hour, GzipLineFile(final))
+            restored = self._destination.restore(final)  # an object store's file of this hour
+            landing = self._destination.landing(final, {"source-url": self._endpoint})
+            entry = self._open[schema] = _OpenFile(hour, GzipLineFile(final, landing=landing))
+            if restored:  # its lines are in the new part file now
+                final.unlink()
         return entry.file
 
     @staticmethod
@@ -209,7 +217,7 @@ class EddnRecorder:
             name=self._name(schema, entry.hour),
             url=self._endpoint,
             final_url=self._endpoint,
-            path=str(closed.path),
+            path=self._destination.location(closed.path),
             bytes=closed.bytes,
             sha256=closed.sha256,
             blake3=closed.blake3,

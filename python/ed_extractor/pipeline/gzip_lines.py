@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from ed_extractor.errors import StorageError
 from ed_extractor.paths import part_path
+from ed_extractor.services.file_transfer.base import FileLanding
 from ed_extractor.services.file_transfer.landing import finish_and_land, open_part_sink
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ class GzipLineFile:
     run within the same hour adds to the hour's file and nothing already published is lost.
     """
 
-    def __init__(self, final: Path, *, level: int = 6) -> None:
+    def __init__(self, final: Path, *, level: int = 6, landing: FileLanding | None = None) -> None:
         self.final = final
+        self._landing = landing
         self._part = part_path(final)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +113,7 @@ class GzipLineFile:
     def close(self) -> ClosedFile:
         """End the gzip member, fsync, hash and land the part file under the final name."""
         self._write(self._compressor.flush(zlib.Z_FINISH))
-        landed = finish_and_land(self._sink, self.final)
+        landed = finish_and_land(self._sink, self.final, self._landing)
         return ClosedFile(
             self.final,
             landed.sha256,

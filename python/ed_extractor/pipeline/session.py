@@ -53,20 +53,28 @@ def destination_session(settings: Settings) -> Iterator[DestinationSession]:
         ) as client,
         open_manifest(settings, client, s3=s3) as store,
     ):
-        destination: Destination = LOCAL_FOLDER
-        if settings.object_dest is not None:
-            destination = object_store(settings, client, s3)
-        yield DestinationSession(store, client, destination, s3)
+        yield DestinationSession(store, client, destination_for(settings, client, s3), s3)
+
+
+def destination_for(settings: Settings, client: httpx.Client, s3: S3Access) -> Destination:
+    """Where the run's files land: the folder, or the object store (see ``object_store``)."""
+    if settings.object_dest is None:
+        return LOCAL_FOLDER
+    return object_store(settings, client, s3)
 
 
 def object_store(settings: Settings, client: httpx.Client, s3: S3Access) -> ObjectStore:
-    """The run's object-store destination (its bucket already checked), stale uploads aborted."""
+    """The run's object-store destination: writes checked, stale uploads aborted.
+
+    Its bucket was checked when the manifest opened.
+    """
     from ed_extractor.services.s3.bucket import Bucket
     from ed_extractor.services.s3.upload import ObjectStore
 
     prefix = settings.object_dest
     assert prefix is not None
     store = ObjectStore(Bucket(s3, client, prefix.bucket), prefix, settings.dest)
+    store.check_writable()
     store.abort_stale_uploads(settings.upload_max_age_s)
     return store
 

@@ -98,10 +98,10 @@ def shard_of_run(
 def shard_settings(settings: Settings, shard: Shard | None) -> Settings:
     """``settings`` for the shard: an object-store run gets a scratch folder of its own.
 
-    Without ``ED_EXTRACTOR_SCRATCH`` the shards of one machine would share one scratch folder
-    (its part files, its lock); each takes ``<scratch>/shard-I`` instead.
+    Shards on one machine would otherwise share one scratch folder (its part files, its lock),
+    whether ``ED_EXTRACTOR_SCRATCH`` names it or not: each takes ``<scratch>/shard-I``.
     """
-    if shard is None or settings.dest_url is None or settings.scratch is not None:
+    if shard is None or settings.dest_url is None:
         return settings
     scratch = settings.dest / f"shard-{shard.index}"
     return settings.model_copy(update={"dest": scratch, "scratch": scratch})

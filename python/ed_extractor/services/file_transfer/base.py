@@ -16,6 +16,7 @@ from ed_extractor.vocabulary import Regime
 
 if TYPE_CHECKING:
     from ed_extractor.hashing import PartSink
+    from ed_extractor.services.file_transfer.resume import ResumePoint
 
 #: Connections per file: a number, or ``"auto"`` (several for a large file whose server allows it).
 Connections = int | Literal["auto"]
@@ -112,13 +113,27 @@ class FileLanding(Protocol):
 
     ``follow`` is told the part file's sink when it opens (an object store streams the bytes out
     as they are hashed), ``wait_room`` holds a writer that runs too far ahead of that stream,
-    ``land`` ends a verified file, ``abandon`` a failed one (never raises).
+    ``land`` ends a verified file, ``abandon`` a failed one (never raises). A landing that keeps
+    no local parts may instead continue what a killed run sent (``resume_point``); then it
+    ``defers_checks``: ``land`` hashes and checks the whole file itself and says what it found.
     """
 
     @property
     def keeps_parts(self) -> bool:
         """True when a part file may be kept for a later run to continue (a local folder)."""
         ...
+
+    @property
+    def defers_checks(self) -> bool:
+        """True when ``land`` (not the sink) hashes and checks the file: a continued upload."""
+        ...
+
+    def resume_point(self, url: str, part: Path) -> ResumePoint | None:
+        """Where a landing that keeps no parts goes on from (None: from the start)."""
+        ...
+
+    def note(self, point: ResumePoint) -> None:
+        """The source of the download: URL, validator, length (for a later run to match)."""
 
     def follow(self, sink: PartSink, part: Path, total: int | None) -> None:
         """The part file ``part`` of a ``total``-byte file (None: unknown) is open on ``sink``."""
@@ -127,8 +142,20 @@ class FileLanding(Protocol):
         """Wait until bytes up to ``end`` may be written; False when ``stop`` was set first."""
         ...
 
-    def land(self, part: Path, file: LandedFile) -> None:
-        """Put the complete, verified ``part`` in place as ``file`` (StorageError on failure)."""
+    def land(
+        self,
+        part: Path,
+        file: LandedFile,
+        *,
+        check: ContentCheck | None = None,
+        expect: Callable[[str], None] | None = None,
+    ) -> tuple[LandedFile, ContentSummary | None]:
+        """Put the complete, verified ``part`` in place as ``file`` (StorageError on failure).
+
+        A landing that ``defers_checks`` hashes the file, feeds ``check`` and calls ``expect``
+        with the SHA-256 first; it returns what it found (else ``file`` and None).
+        """
+        ...
 
     def abandon(self) -> None:
         """The download failed: undo what was started (an upload is aborted). Never raises."""
@@ -151,6 +178,13 @@ class Destination(Protocol):
 
     def holds(self, final: Path, size: int, sha256: str) -> bool:
         """True when the stored file of ``final`` is still there whole (size, and its digest)."""
+        ...
+
+    def restore(self, final: Path) -> bool:
+        """Bring the stored file of ``final`` back to ``final`` to be continued; False: none.
+
+        A folder's file already is there (False); an object is downloaded (True).
+        """
         ...
 
 

@@ -10,18 +10,21 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ed_extractor.errors import StorageError
 from ed_extractor.hashing import PartSink
 from ed_extractor.paths import is_whole_file, part_path
 from ed_extractor.services.file_transfer.base import (
+    ContentCheck,
+    ContentSummary,
     Destination,
     DownloadRequest,
     FileLanding,
     LandedFile,
 )
+from ed_extractor.services.file_transfer.resume import ResumePoint
 
 __all__ = ["LandedFile", "LocalFolder", "finish_and_land", "land", "landing_for", "store_chunks"]
 
@@ -49,6 +52,14 @@ class LocalLanding:
     """A local folder's landing: the part file is renamed over the final name."""
 
     keeps_parts = True
+    defers_checks = False
+
+    def resume_point(self, url: str, part: Path) -> ResumePoint | None:
+        """A folder's part file resumes from its own sidecar (see PartFile), not from here."""
+        return None
+
+    def note(self, point: ResumePoint) -> None:
+        """The sidecar beside the part file records the source (see PartFile)."""
 
     def follow(self, sink: PartSink, part: Path, total: int | None) -> None:
         """Nothing streams out of a local part file."""
@@ -57,9 +68,17 @@ class LocalLanding:
         """A local part file has room for every byte (its space was reserved)."""
         return True
 
-    def land(self, part: Path, file: LandedFile) -> None:
+    def land(
+        self,
+        part: Path,
+        file: LandedFile,
+        *,
+        check: ContentCheck | None = None,
+        expect: Callable[[str], None] | None = None,
+    ) -> tuple[LandedFile, ContentSummary | None]:
         """Rename ``part`` over ``file.path`` and fsync the folder."""
         land(part, file.path)
+        return file, None
 
     def abandon(self) -> None:
         """Nothing to undo: the part file's owner removes or keeps it."""
@@ -79,6 +98,10 @@ class LocalFolder:
     def holds(self, final: Path, size: int, sha256: str) -> bool:
         """True when ``final`` is a regular file of ``size`` bytes (verify re-hashes; not this)."""
         return is_whole_file(final, size)
+
+    def restore(self, final: Path) -> bool:
+        """The file is where it is stored: nothing to bring back."""
+        return False
 
 
 LOCAL_FOLDER: Destination = LocalFolder()

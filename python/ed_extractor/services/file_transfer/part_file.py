@@ -13,7 +13,12 @@ from types import TracebackType
 from ed_extractor.errors import DeadlineError, IncompleteBodyError, StorageError, TransferError
 from ed_extractor.hashing import PartSink, SinkVerifier
 from ed_extractor.paths import part_path
-from ed_extractor.services.file_transfer.base import FileLanding, LandedFile
+from ed_extractor.services.file_transfer.base import (
+    ContentCheck,
+    ContentSummary,
+    FileLanding,
+    LandedFile,
+)
 from ed_extractor.services.file_transfer.landing import LocalLanding
 from ed_extractor.services.file_transfer.resume import (
     ResumePoint,
@@ -50,9 +55,12 @@ class PartFile:
         self.path = part_path(final_path)
         self.url = url
         self.landing = landing or LocalLanding()
-        if not self.landing.keeps_parts:
-            discard_part(final_path)  # what a killed run streamed out is gone with its upload
-        self.resume: ResumePoint | None = load_resume_point(final_path, url)
+        self.resume: ResumePoint | None
+        if self.landing.keeps_parts:
+            self.resume = load_resume_point(final_path, url)
+        else:  # the landing holds what a killed run sent (an upload), not this folder
+            discard_part(final_path)
+            self.resume = self.landing.resume_point(url, self.path)
         self._resumable = self.resume is not None
 
     @property
@@ -63,6 +71,7 @@ class PartFile:
     def allow_resume(self, point: ResumePoint) -> None:
         """Record (or update) the sidecar: the part file may be continued from ``point``."""
         if not self.landing.keeps_parts:
+            self.landing.note(point)
             return
         save_resume_point(self.final_path, point)
         self._resumable = True
@@ -141,7 +150,9 @@ class PartFile:
             raise StorageError(self.path, message) from exc
 
     def discard(self) -> None:
-        """Remove the part file and its sidecar; nothing is left to resume."""
+        """Remove the part file and its sidecar (or what the landing sent); nothing to resume."""
+        if not self.landing.keeps_parts:
+            self.landing.abandon()
         discard_part(self.final_path)
         self.resume = None
         self._resumable = False
@@ -150,10 +161,19 @@ class PartFile:
         """The one rule: keep the part after ``exc`` if it is resumable and a retry may go on."""
         return self._resumable and _worth_keeping(exc)
 
-    def move_into_place(self, file: LandedFile) -> None:
-        """Land the verified part file as ``file`` (renamed over the final name, durably)."""
+    def move_into_place(
+        self,
+        file: LandedFile,
+        *,
+        check: ContentCheck | None = None,
+        expect: Callable[[str], None] | None = None,
+    ) -> tuple[LandedFile, ContentSummary | None]:
+        """Land the verified part file as ``file`` (renamed over the final name, durably).
+
+        ``check`` and ``expect`` are for a landing that ``defers_checks`` (see FileLanding).
+        """
         try:
-            self.landing.land(self.path, file)
+            return self.landing.land(self.path, file, check=check, expect=expect)
         except BaseException:
             self.landing.abandon()
             raise

@@ -200,11 +200,12 @@ class RangeDownload:
             written = [(start, done) for start, done, _ in self.table.snapshot() if done > start]
         else:
             written = [(0, self._offset)] if self._offset else []
+        deferred = self._part.landing.defers_checks  # the landing hashes and checks it all
         return self._part.open_sink(
             self.total if self.sized else None,
             written=written,
-            verifier=sink_verifier(check),
-            blake3=self._request.blake3,
+            verifier=None if deferred else sink_verifier(check),
+            blake3=self._request.blake3 and not deferred,
             reserve=self.total,
             window=self._window,
         )
@@ -228,23 +229,37 @@ class RangeDownload:
                         raise IncompleteBodyError(request.url, "a range ended before its end")
                     self._sink = None  # finished: no more progress to save
                     digest = sink.finish(fsync=True)
-                    summary = check.finish() if check is not None else ContentSummary()
+                    summary = self._finish_check(check)
                 except BaseException as exc:
                     self._save(force=True)
                     sink.abort()
                     if isinstance(exc, ValueError):  # the sink's content check
                         raise VerificationError(request.url, str(exc)) from exc
                     raise
-                request.check_sha256(digest)
-                part.move_into_place(
-                    LandedFile(request.final_path, sink.hashed(), digest, sink.blake3_hexdigest())
-                )
+                landed, rechecked = self._land(check, digest, sink)
         finally:
             self._first_close()
             progress.stop()
-        return self._result(digest, sink, summary)
+        return self._result(landed, sink, rechecked or summary)
 
-    def _result(self, digest: str, sink: PartSink, summary: ContentSummary) -> DownloadResult:
+    def _finish_check(self, check: ContentCheck | None) -> ContentSummary:
+        """The content check's end (unless the landing checks the file itself)."""
+        if check is None or self._part.landing.defers_checks:
+            return ContentSummary()
+        return check.finish()
+
+    def _land(
+        self, check: ContentCheck | None, digest: str, sink: PartSink
+    ) -> tuple[LandedFile, ContentSummary | None]:
+        """Check the SHA-256 asked for and land the file (or let the landing check it all)."""
+        request, part = self._request, self._part
+        file = LandedFile(request.final_path, sink.hashed(), digest, sink.blake3_hexdigest())
+        if part.landing.defers_checks:
+            return part.move_into_place(file, check=check, expect=request.check_sha256)
+        request.check_sha256(digest)
+        return part.move_into_place(file)
+
+    def _result(self, file: LandedFile, sink: PartSink, summary: ContentSummary) -> DownloadResult:
         request = self._request
         headers = self._headers or httpx.Headers(  # every range was already on disk: the probe's
             {
@@ -265,9 +280,9 @@ class RangeDownload:
             etag=headers.get("ETag") or None,
             last_modified=headers.get("Last-Modified") or None,
             path=request.final_path,
-            bytes=sink.hashed(),
-            sha256=digest,
-            blake3=sink.blake3_hexdigest(),
+            bytes=file.bytes,
+            sha256=file.sha256,
+            blake3=file.blake3,
             bytes_transferred=self.table.received,
             summary=summary,
         )

@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from ed_extractor.services.s3.objects import S3Object
 
 DEFAULT_REGION: Final = "us-east-1"
-PAYLOAD_HASH: Final = "x-amz-content-sha256"
-"""The header a request with a body sets before signing: its hex SHA-256, or UNSIGNED-PAYLOAD."""
 _DNS_BUCKET: Final = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ERROR_CODE: Final = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _ERROR_MESSAGE: Final = re.compile(rb"<Message>([^<]{1,300})</Message>")

@@ -16,14 +16,13 @@ from ed_extractor.errors import DestinationError, TransferError
 from ed_extractor.headers import parse_content_length
 from ed_extractor.http import httpx_errors_as_transfer_errors
 from ed_extractor.services.s3.access import (
-    PAYLOAD_HASH,
     MissingCredentialsError,
     S3Access,
     S3Error,
     s3_error,
 )
 from ed_extractor.services.s3.location import SCHEME, S3Location
-from ed_extractor.services.s3.objects import CHECKSUM_HEADERS
+from ed_extractor.services.s3.objects import CHECKSUM_HEADERS, PAYLOAD_HASH
 
 SMALL_OBJECT_LIMIT: Final = 1 << 20
 """The most bytes ``get`` reads: it is for records, not for data files."""

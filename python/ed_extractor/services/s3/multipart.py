@@ -21,6 +21,10 @@ from ed_extractor.services.s3.bucket import Body, Bucket, metadata_headers
 
 #: Bytes read from a part file per step while a part streams out (and its CRC is computed).
 READ_STEP: Final = 1 << 20
+#: The largest object one CopyObject copies (S3's limit is 5 GiB), and the ranges of a larger one.
+COPY_LIMIT: Final = 5 << 30
+COPY_PART: Final = 1 << 30
+CONTENT_TYPE: Final = "application/octet-stream"
 #: The most bytes of an S3 answer (XML) read into memory.
 MAX_ANSWER_BYTES: Final = 4 << 20
 
@@ -202,6 +206,55 @@ class MultipartUploads:
             "x-amz-checksum-crc64nvme"
         )
         return etag, crc
+
+    def held_parts(self, key: str, upload_id: str) -> dict[int, tuple[int, str]]:
+        """The parts the store holds for the upload: number -> (size, ETag); every page."""
+        held: dict[int, tuple[int, str]] = {}
+        query: dict[str, str | int] = {"uploadId": upload_id}
+        while True:
+            answer = self._call("GET", key, query=query)
+            root = ET.fromstring(answer.content)
+            for part in _children(root, "Part"):
+                number = int(_child_text(part, "PartNumber"))
+                held[number] = (int(_child_text(part, "Size")), _child_text(part, "ETag"))
+            if _child_text(root, "IsTruncated").lower() != "true":
+                return held
+            query = {**query, "part-number-marker": _child_text(root, "NextPartNumberMarker")}
+
+    def copy_object(
+        self, source: str, target: str, *, etag: str, size: int, metadata: Mapping[str, str]
+    ) -> str:
+        """Copy the object ``source`` (still version ``etag``) to ``target`` with ``metadata``.
+
+        The bytes move inside the store. Up to COPY_LIMIT it is one CopyObject; a larger object
+        is copied in COPY_PART ranges of a multipart upload (S3 copies at most 5 GiB at once).
+        Its ETag.
+        """
+        copied_from = {
+            "x-amz-copy-source": quote(f"/{self.bucket.name}/{source}"),
+            "x-amz-copy-source-if-match": etag,
+        }
+        if size <= COPY_LIMIT:
+            headers = {**metadata_headers(metadata), **copied_from,
+                       "x-amz-metadata-directive": "REPLACE"}  # fmt: skip
+            answer = self._call("PUT", target, headers=headers)
+            _raise_embedded_error(self.url(target), answer)
+            return _xml_text(answer.content, "ETag") or str(answer.headers.get("ETag", ""))
+        upload_id = self.create_upload(target, metadata, CONTENT_TYPE, crc64=False)
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, COPY_PART), start=1):
+                end = min(start + COPY_PART, size) - 1
+                query: dict[str, str | int] = {"partNumber": number, "uploadId": upload_id}
+                headers = {**copied_from, "x-amz-copy-source-range": f"bytes={start}-{end}"}
+                answer = self._call("PUT", target, query=query, headers=headers)
+                _raise_embedded_error(self.url(target), answer)
+                parts.append((number, _xml_text(answer.content, "ETag") or ""))
+            copied, _ = self.complete_upload(target, upload_id, parts, None)
+        except BaseException:
+            self.abort_upload(target, upload_id)
+            raise
+        return copied
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort the upload: its parts are dropped (no error when it is already gone)."""

@@ -12,6 +12,8 @@ CHECKSUM_HEADERS: Final = {
     "crc32c": "x-amz-checksum-crc32c",
 }
 """The whole-object checksums S3 reports (HEAD with ``x-amz-checksum-mode: ENABLED``), by name."""
+#: The header that carries a request body's SHA-256 (or UNSIGNED-PAYLOAD), which SigV4 signs.
+PAYLOAD_HASH: Final = "x-amz-content-sha256"
 _MULTIPART_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})-([0-9]+)"?$')
 _PLAIN_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 

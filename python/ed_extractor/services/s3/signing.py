@@ -10,7 +10,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from ed_extractor.services.s3.access import PAYLOAD_HASH
+from ed_extractor.services.s3.objects import PAYLOAD_HASH
 
 # Headers that the signature covers besides host and x-amz-*: the ones that select the bytes.
 _SIGNED: Final = frozenset({"range", "if-match", "if-none-match"})

@@ -5,9 +5,12 @@ the ``ObjectLanding`` follows the sink's hashed frontier and sends each part of 
 as all its bytes are on disk and hashed, each with a CRC-64/NVME (else Content-MD5) that S3
 checks; an uploaded part's bytes are released from the scratch file (a punched hole), and a
 writer that gets too far ahead of the upload waits, so the scratch and the memory stay bounded
-whatever the file's size. The upload is completed only by ``land``, after the content check and
-any expected SHA-256 passed; every failure aborts it, so the previous object under the key is
-untouched and no upload is left behind.
+whatever the file's size. The upload goes to a staging key under ``_manifest/`` and is completed
+only by ``land``, after the content check and any expected SHA-256 passed, then copied into place
+inside the store; every failure aborts it, so the previous object under the key is untouched and
+no upload is left behind. A run killed meanwhile leaves a state object (the parts sent, with the
+running CRC): the next run continues the upload from its last part, fetches only the rest from
+the source, and reads the staged object back once to check it before it is copied into place.
 """
 
 from __future__ import annotations
@@ -16,23 +19,38 @@ import base64
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import hashlib
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from ed_extractor.errors import StorageError, TransferError, VerificationError
-from ed_extractor.services.file_transfer.base import FileLanding, LandedFile
+from ed_extractor.errors import DestinationError, StorageError, TransferError, VerificationError
+from ed_extractor.hashing import Blake3, Sha256
+from ed_extractor.services.file_transfer.base import (
+    ContentCheck,
+    ContentSummary,
+    FileLanding,
+    LandedFile,
+)
+from ed_extractor.services.file_transfer.resume import ResumePoint
 from ed_extractor.services.s3.bucket import Bucket
 from ed_extractor.services.s3.location import S3Prefix
-from ed_extractor.services.s3.multipart import FileRegion, MultipartUploads, encode_crc64
+from ed_extractor.services.s3.multipart import (
+    CONTENT_TYPE,
+    FileRegion,
+    MultipartUploads,
+    encode_crc64,
+)
+from ed_extractor.services.s3.upload_state import SentPart, UploadState, UploadStates
 
 if TYPE_CHECKING:
     from ed_extractor.hashing import PartSink
@@ -46,7 +64,6 @@ PARTS_IN_FLIGHT: Final = 4  # parts sent at once per file (each streamed from th
 #: reorder window.
 AHEAD_BYTES: Final = 32 << 20
 POLL_S: Final = 0.02  # how often the upload looks at the sink's frontier
-CONTENT_TYPE: Final = "application/octet-stream"
 _FALLOC_FL_KEEP_SIZE: Final = 0x01
 _FALLOC_FL_PUNCH_HOLE: Final = 0x02
 _MULTIPART_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})-([0-9]+)"?$')
@@ -69,24 +86,35 @@ class ObjectStore:
     """A run's destination in an object store: ``prefix``'s objects, their files under ``scratch``.
 
     The file of a source is ``scratch/<name>`` locally (its part file streams out from there) and
-    the object ``PREFIX/<name>``.
+    the object ``PREFIX/<name>``. A multipart upload goes to ``PREFIX/_manifest/staging/<name>``
+    first and is copied (inside the store) to its name once verified, with its digests as
+    metadata; ``PREFIX/_manifest/uploads/<name>.json`` lets a killed run's upload go on.
     """
 
     def __init__(self, bucket: Bucket, prefix: S3Prefix, scratch: Path) -> None:
         self.bucket = bucket
-        self.uploads = MultipartUploads(bucket)
         self.prefix = prefix
         self.scratch = scratch
+        self.uploads = MultipartUploads(bucket)
+        self.states = UploadStates(bucket, prefix.key("_manifest/"))
         self._crc64: bool | None = None  # does the store take full-object CRC-64/NVME uploads?
         self._lock = threading.Lock()
 
+    def name(self, final: Path) -> str:
+        """The file's name (a relative path with ``/``) of the local file ``final``."""
+        return final.relative_to(self.scratch).as_posix()
+
     def key(self, final: Path) -> str:
         """The object key of the local file ``final`` (a path under the scratch folder)."""
-        return self.prefix.key(final.relative_to(self.scratch).as_posix())
+        return self.prefix.key(self.name(final))
+
+    def staging_key(self, name: str) -> str:
+        """Where the upload of ``name`` goes before it is verified and copied to its key."""
+        return self.prefix.key(f"_manifest/staging/{name}")
 
     def landing(self, final: Path, metadata: Mapping[str, str]) -> FileLanding:
         """A streamed multipart upload of ``final`` to its object."""
-        return ObjectLanding(self, self.key(final), dict(metadata))
+        return ObjectLanding(self, self.name(final), dict(metadata))
 
     def location(self, final: Path) -> str:
         """``s3://BUCKET/PREFIX/<name>``."""
@@ -96,6 +124,39 @@ class ObjectStore:
         """True when the object is there with ``size`` bytes and ``sha256`` in its metadata."""
         head = self.bucket.head(self.key(final))
         return head is not None and head.size == size and head.metadata.get("sha256") == sha256
+
+    def check_writable(self) -> None:
+        """DestinationError unless an object can be written under the prefix (one PUT, DELETE).
+
+        A bucket that answers a HEAD may still refuse writes (read-only credentials): that is
+        found before any source is fetched, and nothing is left behind.
+        """
+        probe = self.prefix.key(f"_manifest/.write-check-{uuid.uuid4().hex}")
+        try:
+            self.bucket.put(probe, b"", content_type=CONTENT_TYPE)
+        except TransferError as exc:
+            if exc.status_code in (401, 403):
+                raise DestinationError(
+                    self.bucket.url(self.prefix.key("")),
+                    f"cannot write under {self.prefix.url} (access denied: check the "
+                    "credentials' rights)",
+                ) from None
+            raise
+        self.bucket.delete(probe)
+
+    def restore(self, final: Path) -> bool:
+        """Download the object of ``final`` to ``final`` (to be continued); False when none."""
+        key = self.key(final)
+        if self.bucket.head(key) is None:
+            return False
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with final.open("wb") as file:
+                for chunk in self.bucket.stream(key):
+                    file.write(chunk)
+        except OSError as exc:
+            raise StorageError(final, f"cannot write ({exc.strerror or exc})") from exc
+        return True
 
     def create_upload(self, key: str, metadata: Mapping[str, str]) -> tuple[str, bool]:
         """Start the upload of ``key``; its id, and whether its parts carry CRC-64/NVME.
@@ -124,8 +185,8 @@ class ObjectStore:
     def abort_stale_uploads(self, max_age_s: float, *, key: str | None = None) -> int:
         """Abort the uploads under the prefix begun more than ``max_age_s`` ago; how many.
 
-        With ``key``, the uploads of that key only, whatever their age (a killed run's: an upload
-        is never continued, see the module's docstring). A failure is logged, never raised.
+        With ``key``, the uploads of that key only, whatever their age (one no state names any
+        more). A failure is logged, never raised.
         """
         prefix = key if key is not None else self.prefix.key("")
         cutoff = datetime.now(UTC) - timedelta(seconds=max_age_s)
@@ -148,37 +209,86 @@ class ObjectLanding:
     """One file's streamed multipart upload (see the module's docstring).
 
     Parts go out from a thread that follows the sink (``follow``), PARTS_IN_FLIGHT at a time;
-    ``land`` sends what is left and completes, ``abandon`` aborts.
+    ``land`` sends what is left, completes and copies the object into place, ``abandon`` aborts.
+    An upload a killed run left (``resume_point``) goes on from its last part in order; its
+    object is then read back whole from the store and checked before it is copied into place
+    (``defers_checks``): the bytes sent before the kill are no longer here to check.
     """
 
     keeps_parts = False
 
-    def __init__(self, store: ObjectStore, key: str, metadata: dict[str, str]) -> None:
+    def __init__(self, store: ObjectStore, name: str, metadata: dict[str, str]) -> None:
         self._store = store
         self._uploads = store.uploads
-        self._key = key
-        self._url = store.bucket.url(key)
+        self._name = name
+        self._key = store.prefix.key(name)
+        self._staging = store.staging_key(name)
+        self._url = store.bucket.url(self._key)
         self._metadata = metadata
         self._cond = threading.Condition()
+        self._state_lock = threading.Lock()
         self._sink: PartSink | None = None
         self._part: Path | None = None
         self._upload_id: str | None = None
         self._crc64 = False
-        self._parts: dict[int, str] = {}  # number -> ETag
-        self._md5s: dict[int, bytes] = {}  # number -> MD5 of the part
+        self._facts: ResumePoint | None = None  # the source's URL, validator and length
+        self._sent: dict[int, SentPart] = {}  # the parts the store acknowledged
+        self._first_number = 1  # the number of the first part this run sends
         self._uploaded: list[tuple[int, int]] = []  # [start, end) of the parts sent, merged
         self._scheduled = 0  # the first byte not yet given to a part
         self._full_crc = 0
         self._final_size: int | None = None
         self._error: BaseException | None = None
         self._stopped = False
+        self._landed = False
+        self._resumed = False
         self._pump: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future[None]] = []
+        self._md5s: dict[int, bytes] = {}
         self._fd: int | None = None
         self._total_hint: int | None = None
 
     # --- FileLanding ---
+
+    @property
+    def defers_checks(self) -> bool:
+        """True for a resumed upload: its content is checked when read back from the store."""
+        return self._resumed
+
+    def resume_point(self, url: str, part: Path) -> ResumePoint | None:
+        """Take up the upload a killed run left for this file, if the store still holds it.
+
+        Its parts that the store holds, in order from the first, are kept; ``part`` becomes a
+        sparse file of the whole size, as if those bytes were on disk. None: start afresh (an
+        upload of another URL, or one the store lost, is aborted first).
+        """
+        state = self._store.states.load(self._name)
+        if state is None:
+            return None
+        held = self._held_parts(state) if state.url == url else []
+        if not held:
+            self._forget(state.upload_id)
+            return None
+        last = held[-1]
+        self._upload_id, self._crc64, self._resumed = state.upload_id, state.crc64, True
+        self._sent = {p.number: p for p in held}
+        self._md5s = {p.number: bytes.fromhex(p.md5) for p in held}
+        self._first_number = last.number + 1
+        self._scheduled, self._full_crc = last.end, last.crc_after
+        self._uploaded = [(0, last.end)]
+        self._facts = ResumePoint(url, state.validator, state.total)
+        with part.open("wb") as sparse:
+            sparse.truncate(state.total)
+        log.info("continuing an upload",
+                 extra={"object": self._url, "parts": len(held), "offset": last.end})  # fmt: skip
+        segments = ((0, last.end, state.total),)
+        return ResumePoint(url, state.validator, state.total, segments=segments)
+
+    def note(self, point: ResumePoint) -> None:
+        """The download's source: URL, validator and length (what a later run must match)."""
+        if self._facts is None:
+            self._facts = ResumePoint(point.url, point.validator, point.total)
 
     def follow(self, sink: PartSink, part: Path, total: int | None) -> None:
         """Start sending the part file's parts as the sink hashes them (``total``: if known)."""
@@ -198,11 +308,19 @@ class ObjectLanding:
                 self._cond.wait(POLL_S * 5)
         return False
 
-    def land(self, part: Path, file: LandedFile) -> None:
-        """Send the rest, complete the upload, then give the object its digests as metadata."""
-        metadata = {**self._metadata, "sha256": file.sha256}
-        if file.blake3:
-            metadata["blake3"] = file.blake3
+    def land(
+        self,
+        part: Path,
+        file: LandedFile,
+        *,
+        check: ContentCheck | None = None,
+        expect: Callable[[str], None] | None = None,
+    ) -> tuple[LandedFile, ContentSummary | None]:
+        """Send the rest and complete; the object is copied into place with its digests.
+
+        A resumed upload is first read back and hashed (and put through ``check`` and
+        ``expect``): its digests and summary are returned instead of the ones given.
+        """
         if self._part is None:  # a file written whole before it lands: no sink was followed
             self._part, self._total_hint = part, file.bytes
             self._fd = _open_for_release(part)
@@ -212,33 +330,141 @@ class ObjectLanding:
         if self._pump is None:
             self._pump_parts()
         self._join_pump()
-        if self._upload_id is None:  # the whole file fits in one part: one PUT
-            self._uploads.put_region(self._key, FileRegion(part, 0, file.bytes), metadata,
-                                    CONTENT_TYPE)  # fmt: skip
+        summary: ContentSummary | None = None
+        if self._upload_id is None:  # the whole file fits in one part: one PUT, in place
+            self._uploads.put_region(self._key, FileRegion(part, 0, file.bytes),
+                                     self._object_metadata(file), CONTENT_TYPE)  # fmt: skip
         else:
             etag = self._complete()
-            self._uploads.replace_metadata(self._key, etag, metadata)
+            if self._resumed:
+                file, summary = self._read_back(file, check, expect)
+            self._move_staged(etag, file)
+        self._landed = True
         self._close()
         with contextlib.suppress(OSError):
             part.unlink()
         log.info("object stored", extra={"object": self._url, "bytes": file.bytes,
-                                         "parts": max(1, len(self._parts))})  # fmt: skip
+                                         "parts": max(1, len(self._sent))})  # fmt: skip
+        return file, summary
 
     def abandon(self) -> None:
         """Stop sending and abort the upload (the previous object stays); never raises."""
+        if self._landed:
+            return
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
         with contextlib.suppress(BaseException):
             self._join_pump()
         upload_id, self._upload_id = self._upload_id, None
+        self._forget(upload_id)
+        self._close()
+
+    # --- resuming, completing, moving into place ---
+
+    def _held_parts(self, state: UploadState) -> list[SentPart]:
+        """The state's parts that the store holds as recorded, in order from the first."""
+        try:
+            held = self._uploads.held_parts(self._staging, state.upload_id)
+        except TransferError as exc:
+            log.info("the store lost the upload; starting over",
+                     extra={"object": self._url, "error": str(exc)})  # fmt: skip
+            return []
+        kept: list[SentPart] = []
+        for part in state.parts:
+            if held.get(part.number) != (part.size, part.etag):
+                break
+            kept.append(part)
+        return kept
+
+    def _forget(self, upload_id: str | None) -> None:
+        """Abort ``upload_id`` (if any) and drop the state; never raises."""
         if upload_id is not None:
             try:
-                self._uploads.abort_upload(self._key, upload_id)
+                self._uploads.abort_upload(self._staging, upload_id)
             except TransferError as exc:  # left for abort_stale_uploads of a later run
                 log.warning("cannot abort the upload", extra={"object": self._url,
                                                              "error": str(exc)})  # fmt: skip
-        self._close()
+        self._store.states.delete(self._name)
+
+    def _complete(self) -> str:
+        """Complete the upload; check the store's CRC of the whole object; its ETag."""
+        assert self._upload_id is not None
+        parts = [(number, self._sent[number].etag) for number in sorted(self._sent)]
+        etag, crc = self._uploads.complete_upload(
+            self._staging, self._upload_id, parts, self._full_crc if self._crc64 else None
+        )
+        self._upload_id = None
+        problem = self._completed_problem(etag, crc, parts)
+        if problem is not None:
+            self._discard_staged()
+            raise VerificationError(self._url, problem)
+        return etag
+
+    def _completed_problem(
+        self, etag: str, crc: str | None, parts: list[tuple[int, str]]
+    ) -> str | None:
+        """What the completed object's CRC (or multipart ETag of part MD5s) says is wrong."""
+        if self._crc64:
+            sent = encode_crc64(self._full_crc)
+            if crc and crc != sent:
+                return f"the store's CRC-64/NVME {crc} is not {sent}"
+            return None
+        match = _MULTIPART_ETAG.match(etag)
+        if match is None:
+            return None  # an ETag that is not an MD5 of MD5s (encrypted objects): nothing to check
+        expected = hashlib.md5(
+            b"".join(self._md5s[number] for number, _ in parts), usedforsecurity=False
+        ).hexdigest()
+        if match.group(1).lower() != expected or int(match.group(2)) != len(parts):
+            return f"the store's ETag {etag} is not {expected}-{len(parts)} (the parts' MD5s)"
+        return None
+
+    def _read_back(
+        self,
+        file: LandedFile,
+        check: ContentCheck | None,
+        expect: Callable[[str], None] | None,
+    ) -> tuple[LandedFile, ContentSummary]:
+        """Hash (and check) the staged object as the store gives it back; discard it if bad."""
+        sha256, blake3, size = Sha256(), Blake3(), 0
+        try:
+            for chunk in self._store.bucket.stream(self._staging):
+                sha256.update(chunk)
+                blake3.update(chunk)
+                if check is not None:
+                    check.feed(chunk)
+                size += len(chunk)
+            summary = check.finish() if check is not None else ContentSummary()
+            digest = sha256.hexdigest()
+            if expect is not None:
+                expect(digest)
+        except BaseException:
+            self._discard_staged()
+            raise
+        return LandedFile(file.path, size, digest, blake3.hexdigest()), summary
+
+    def _move_staged(self, etag: str, file: LandedFile) -> None:
+        """Copy the verified staged object to its key with its digests; drop the staging."""
+        try:
+            self._uploads.copy_object(self._staging, self._key, etag=etag, size=file.bytes,
+                                      metadata=self._object_metadata(file))  # fmt: skip
+        finally:
+            self._discard_staged()
+
+    def _discard_staged(self) -> None:
+        """Remove the staged object and the state; never raises."""
+        try:
+            self._store.bucket.delete(self._staging)
+        except TransferError as exc:
+            log.warning("cannot remove a staged object", extra={"error": str(exc)})
+        self._store.states.delete(self._name)
+
+    def _object_metadata(self, file: LandedFile) -> dict[str, str]:
+        metadata = {**self._metadata, "sha256": file.sha256}
+        if file.blake3:
+            metadata["blake3"] = file.blake3
+        return metadata
 
     # --- the pump: parts out as the frontier passes them ---
 
@@ -263,18 +489,28 @@ class ObjectLanding:
                     or (self._upload_id is None and final <= part_size(self._total_hint))
                 ):
                     return  # all sent, or one PUT will do (``land``)
-            frontier = final if final is not None else self._frontier()
-            size = part_size(self._total_hint, len(self._futures) + 1)
-            start = self._scheduled
-            last = final if final is not None else self._total_hint
-            end = start + size if last is None else min(start + size, last)
-            if last is not None and last - end < MIN_PART:
-                end = last  # a short tail rides with the part before it: fewer, fuller parts
-            if end > frontier or end <= start:  # not hashed yet, or all sent but not landed
+            span = self._next_part(final)
+            if span is None:
                 with self._cond:
                     self._cond.wait(POLL_S)
                 continue
-            self._schedule(start, end)
+            self._schedule(*span)
+
+    def _next_part(self, final: int | None) -> tuple[int, int] | None:
+        """The bytes of the next part, once they are all hashed (``final``: the file's size)."""
+        start = self._scheduled
+        size = part_size(self._total_hint, self._next_number())
+        last = final if final is not None else self._total_hint
+        end = start + size if last is None else min(start + size, last)
+        if last is not None and last - end < MIN_PART:
+            end = last  # a short tail rides with the part before it: fewer, fuller parts
+        frontier = final if final is not None else self._frontier()
+        if end > frontier or end <= start:  # not hashed yet, or all sent until ``land``
+            return None
+        return start, end
+
+    def _next_number(self) -> int:
+        return self._first_number + len(self._futures)
 
     def _frontier(self) -> int:
         sink = self._sink
@@ -284,19 +520,22 @@ class ObjectLanding:
         """The part's CRC (in file order: the object's CRC goes on), else its MD5; then send it."""
         assert self._part is not None
         if self._upload_id is None:
-            self._store.abort_stale_uploads(0, key=self._key)  # a killed run's, never continued
-            self._upload_id, self._crc64 = self._store.create_upload(self._key, self._metadata)
+            self._store.abort_stale_uploads(0, key=self._staging)  # one no state names
+            self._upload_id, self._crc64 = self._store.create_upload(self._staging,
+                                                                     self._metadata)  # fmt: skip
+        if self._pool is None:
             self._pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
         region = FileRegion(self._part, start, end - start)
-        number = len(self._futures) + 1
+        number = self._next_number()
         if self._crc64:  # no MD5 then: the store checks the CRCs, and MD5 costs CPU
             crc, self._full_crc = region.crcs(self._full_crc)
             checksum = {"x-amz-checksum-crc64nvme": encode_crc64(crc)}
         else:
             self._md5s[number] = region.md5()
             checksum = {"Content-MD5": base64.b64encode(self._md5s[number]).decode("ascii")}
-        assert self._pool is not None
-        self._futures.append(self._pool.submit(self._send_part, number, region, checksum))
+        md5 = self._md5s.get(number, b"").hex()
+        sent = SentPart(number, start, end - start, "", md5, self._full_crc)
+        self._futures.append(self._pool.submit(self._send_part, sent, region, checksum))
         self._scheduled = end
         self._wait_for_room_in_flight()
 
@@ -311,10 +550,10 @@ class ObjectLanding:
             if future.done():
                 future.result()
 
-    def _send_part(self, number: int, region: FileRegion, checksum: dict[str, str]) -> None:
+    def _send_part(self, part: SentPart, region: FileRegion, checksum: dict[str, str]) -> None:
         """Send one part (retried twice: its bytes are still in the scratch file), then free it."""
         try:
-            etag = self._send_with_retries(number, region, checksum)
+            etag = self._send_with_retries(part.number, region, checksum)
         except BaseException as exc:
             with self._cond:
                 if self._error is None:
@@ -323,23 +562,44 @@ class ObjectLanding:
             raise
         self._release(region)
         with self._cond:
-            self._parts[number] = etag
+            self._sent[part.number] = dataclasses.replace(part, etag=etag)
             self._uploaded = _merged([*self._uploaded, (region.offset, region.end)])
             self._cond.notify_all()
+        self._save_state()
+
+    def _save_state(self) -> None:
+        """Record the parts sent in order from the first (what a killed run may go on from).
+
+        One save at a time, each of what is sent by then: a later save never holds less.
+        """
+        facts, upload_id = self._facts, self._upload_id
+        if facts is None or upload_id is None:
+            return  # without a validator and a length, a later run could not trust the parts
+        with self._state_lock:
+            with self._cond:
+                in_order: list[SentPart] = []
+                while len(in_order) + 1 in self._sent:
+                    in_order.append(self._sent[len(in_order) + 1])
+            state = UploadState(facts.url, facts.validator, facts.total, upload_id,
+                                self._staging, self._crc64, tuple(in_order))  # fmt: skip
+            try:
+                self._store.states.save(self._name, state)
+            except TransferError as exc:
+                log.warning("cannot record the upload's progress", extra={"error": str(exc)})
 
     def _send_with_retries(self, number: int, region: FileRegion, checksum: dict[str, str]) -> str:
         assert self._upload_id is not None
         for attempt in range(2):
             try:
-                return self._uploads.upload_part(self._key, self._upload_id, number, region,
-                                                checksum)  # fmt: skip
+                return self._uploads.upload_part(self._staging, self._upload_id, number, region,
+                                                 checksum)  # fmt: skip
             except TransferError as exc:
                 if not exc.retryable:
                     raise
                 log.info("part failed; sending it again", extra={"object": self._url,
                          "part": number, "error": str(exc)})  # fmt: skip
                 time.sleep(0.5 * (attempt + 1))
-        return self._uploads.upload_part(self._key, self._upload_id, number, region, checksum)
+        return self._uploads.upload_part(self._staging, self._upload_id, number, region, checksum)
 
     def _release(self, region: FileRegion) -> None:
         """Punch the sent part out of the scratch file (its disk blocks freed; sizes kept)."""
@@ -351,9 +611,8 @@ class ObjectLanding:
             log.debug("cannot free sent bytes of the scratch file", extra={"error": str(exc)})
 
     def _room(self) -> int:
-        return (PARTS_IN_FLIGHT + 2) * part_size(self._total_hint, len(self._futures) + 1) + (
-            AHEAD_BYTES
-        )
+        size = part_size(self._total_hint, self._next_number())
+        return (PARTS_IN_FLIGHT + 2) * size + AHEAD_BYTES
 
     def _uploaded_end(self) -> int:
         return self._uploaded[0][1] if self._uploaded and self._uploaded[0][0] == 0 else 0
@@ -366,39 +625,6 @@ class ObjectLanding:
             future.result()
         if self._error is not None:
             raise self._error
-
-    def _complete(self) -> str:
-        """Complete the upload; check the store's CRC of the whole object; its ETag."""
-        assert self._upload_id is not None
-        parts = sorted(self._parts.items())
-        etag, crc = self._uploads.complete_upload(
-            self._key, self._upload_id, parts, self._full_crc if self._crc64 else None
-        )
-        self._upload_id = None
-        problem = self._completed_problem(etag, crc, parts)
-        if problem is not None:
-            self._store.bucket.delete(self._key)
-            raise VerificationError(self._url, problem)
-        return etag
-
-    def _completed_problem(
-        self, etag: str, crc: str | None, parts: list[tuple[int, str]]
-    ) -> str | None:
-        """What the completed object's CRC (or multipart ETag of part MD5s) says is wrong."""
-        if self._crc64:
-            sent = encode_crc64(self._full_crc)
-            if crc and crc != sent:
-                return f"the store's CRC-64/NVME {crc} is not {sent}"
-            return None
-        match = _MULTIPART_ETAG.match(etag)
-        if match is None:
-            return None  # an ETag that is not an MD5 of MD5s (encrypted objects): nothing to check
-        expected = hashlib.md5(
-            b"".join(self._md5s[number] for number, _ in parts), usedforsecurity=False
-        ).hexdigest()
-        if match.group(1).lower() != expected or int(match.group(2)) != len(parts):
-            return f"the store's ETag {etag} is not {expected}-{len(parts)} (the parts' MD5s)"
-        return None
 
     def _close(self) -> None:
         if self._pool is not None:

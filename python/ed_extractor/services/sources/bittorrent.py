@@ -24,7 +24,6 @@ from ed_extractor.hashing import PartSink
 from ed_extractor.http import httpx_errors_as_transfer_errors, status_error
 from ed_extractor.paths import (
     is_magnet,
-    is_whole_file,
     name_from_url,
     part_path,
     resolve_inside,
@@ -41,7 +40,7 @@ from ed_extractor.services.file_transfer.base import (
     RecordedFile,
     StoredFile,
 )
-from ed_extractor.services.file_transfer.landing import landing_for
+from ed_extractor.services.file_transfer.landing import LOCAL_FOLDER, landing_for
 from ed_extractor.services.file_transfer.range_engine import sink_verifier
 from ed_extractor.services.file_transfer.resume import sidecar_path
 from ed_extractor.services.source_probe.models import HeadInfo
@@ -178,7 +177,8 @@ class BitTorrentSource:
             s.flush_and_close()
             files = _verify(request, plan, part_folder, transferred, checks)
             _move_into_place(plan, part_folder, request, files)
-            if self._options.seed_s > 0 and request.destination is None:  # seeds from the folder
+            stays_local = landing_for(request).keeps_parts  # the files to seed from are here
+            if self._options.seed_s > 0 and stays_local:
                 renamed = {file.index: file.name for file in plan}
                 s.seed(info, renamed, request.final_path.parent, self._options.seed_s,
                        request.deadline)  # fmt: skip
@@ -299,6 +299,7 @@ def _already_stored(
     records = _recorded_files(request, validator, plan)
     if not records or not _intact_as_expected(request, records):
         return None
+    root = request.final_path.parent  # the destination's folder (an object store's scratch)
     return DownloadResult(
         status="unchanged",
         final_url=request.url,
@@ -306,7 +307,7 @@ def _already_stored(
         files=tuple(
             StoredFile(
                 name=r.name,
-                path=Path(r.path),
+                path=root / r.name,
                 bytes=r.bytes,
                 sha256=r.sha256,
                 mime_type=r.mime_type,
@@ -336,8 +337,9 @@ def _recorded_files(
 
 
 def _intact_as_expected(request: DownloadRequest, records: list[RecordedFile]) -> bool:
-    """Every file is whole on disk, and the one file has the SHA-256 the source expects, if any."""
-    if not all(is_whole_file(record.path, record.bytes) for record in records):
+    """Every file is stored whole, and the one file has the SHA-256 the source expects, if any."""
+    destination, root = request.destination or LOCAL_FOLDER, request.final_path.parent
+    if not all(destination.holds(root / r.name, r.bytes, r.sha256) for r in records):
         return False
     return request.expect_sha256 is None or [r.sha256 for r in records] == [request.expect_sha256]
 
