@@ -439,27 +439,41 @@ sys.exit(done.returncode)
 """
 
 
-def test_zlib_bombs_are_malformed_and_memory_stays_bounded(
-    relay: Relay, tmp_path: Path, gib_bomb: bytes
-) -> None:
+def record_measured(
+    relay: Relay, dest: Path, send: Callable[[], None]
+) -> tuple[dict[str, object], str, float]:
+    """Run ``eddn --duration 12`` while ``send`` publishes; its counters, stderr, peak RSS (MiB)."""
     process = subprocess.Popen(
         [sys.executable, "-c", _MEASURED_EDDN, "--endpoint", relay.endpoint,
-         "--dest", str(tmp_path), "--duration", "12", "--json"],
+         "--dest", str(dest), "--duration", "12", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "ED_EXTRACTOR_LOG_FORMAT": "json"},
     )  # fmt: skip
-    relay.wait_for_subscriber(timeout_s=30)
-    sent = []
-    for n in range(3):  # a good message, a 1 MB frame that inflates to 1 GiB, a good one
-        sent.append(commodity(2 * n))
-        relay.send(sent[-1])
-        relay.send_raw(gib_bomb)
-        sent.append(journal(2 * n + 1))
-        relay.send(sent[-1])
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        relay.wait_for_subscriber(timeout_s=30)
+        send()
+    finally:
+        stdout, stderr = process.communicate(timeout=120)
     stderr, _, peak = stderr.rstrip().rpartition("\n")
     assert process.returncode == 0, stderr
     [stats] = json_lines(stdout)
+    return stats, stderr, int(peak.removeprefix("peak-rss-kib=")) / 1024
+
+
+def test_zlib_bombs_are_malformed_and_memory_stays_bounded(
+    relay: Relay, tmp_path: Path, gib_bomb: bytes
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def send() -> None:
+        for n in range(3):  # a good message, a 1 MB frame that inflates to 1 GiB, a good one
+            sent.append(commodity(2 * n))
+            relay.send(sent[-1])
+            relay.send_raw(gib_bomb)
+            sent.append(journal(2 * n + 1))
+            relay.send(sent[-1])
+
+    stats, stderr, peak_mib = record_measured(relay, tmp_path, send)
     assert stats == {"received": 9, "written": 6, "dropped": 0, "malformed": 3,
                      "reconnects": 0, "files": 2}  # fmt: skip
     recorded = [
@@ -467,8 +481,24 @@ def test_zlib_bombs_are_malformed_and_memory_stays_bounded(
     ]
     assert sorted(recorded, key=sent.index) == sent
     assert stderr.count(f"inflates to more than {MAX_INFLATED_BYTES} bytes") == 3
-    peak_mib = int(peak.removeprefix("peak-rss-kib=")) / 1024
     assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB"
+
+
+def test_a_flood_of_frames_at_the_socket_limit_is_held_back_not_buffered(
+    relay: Relay, tmp_path: Path, gib_bomb: bytes
+) -> None:
+    noise = os.urandom(len(gib_bomb))
+
+    def send() -> None:  # 400 MB at once: more than the recorder takes in while they arrive
+        for n in range(400):
+            relay.send_raw(gib_bomb if n % 2 else noise)
+        relay.send(commodity(1))
+
+    stats, _, peak_mib = record_measured(relay, tmp_path, send)
+    assert (stats["received"], stats["malformed"], stats["written"]) == (401, 400, 1)
+    [path] = (tmp_path / "eddn" / "commodity-3").glob("*.jsonl.gz")
+    assert lines_of(path) == [commodity(1)]
+    assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB"  # 431 MiB with libzmq's default queue
 
 
 def test_a_frame_over_the_socket_limit_costs_the_connection_which_comes_back(

@@ -46,6 +46,10 @@ _FILE_SUFFIX = ".jsonl.gz"
 # MAX_INFLATED_BYTES is not EDDN's either (a zlib bomb inflates ~1000x: 1 MiB would be 1 GiB).
 MAX_FRAME_BYTES = 2**20
 MAX_INFLATED_BYTES = 4 * 2**20
+# Frames libzmq may hold for us (ZMQ_RCVHWM; its default, 1000, is up to 1 GiB of 1 MiB frames). A
+# stalled loop (an hour closing) loses nothing sooner: past these the kernel's TCP buffer (MBs:
+# thousands of real messages) and the relay's queue (EDCD's Relay.py: SNDHWM 500) wait their turn.
+QUEUED_FRAMES = 32
 REJOIN_AFTER_S = 1.0  # a dropped connection libzmq has not retried by then is given up: rejoin
 
 
@@ -324,10 +328,11 @@ def _subscribe(
     """A SUB socket on ``endpoint`` for every topic, with ZMTP heartbeats and TCP keepalive.
 
     Frames over MAX_FRAME_BYTES are refused by libzmq (which drops that connection; the socket
-    connects again, see _RelaySocket).
+    connects again, see _RelaySocket), and at most QUEUED_FRAMES wait in it.
     """
     socket = cast(_RelaySocket, context.socket(zmq.SUB, socket_class=_RelaySocket))
     socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+    socket.setsockopt(zmq.RCVHWM, QUEUED_FRAMES)
     heartbeat_ms = max(100, int(silence_s * 1000 / 3))
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.RECONNECT_IVL, 100)
