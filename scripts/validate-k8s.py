@@ -13,8 +13,10 @@
    names, references (volumes, ConfigMaps, PVCs), and the project's rules for each CronJob: a
    hardened securityContext (non-root, read-only root, no capabilities), the job's deadlines, the
    ED_EXTRACTOR_* variables (real settings, valid values) and the sources.toml the ConfigMap
-   carries (parsed by ed-extractor itself); and for the EDDN Deployment: one replica, Recreate,
-   the same securityContext and settings.
+   carries (parsed by ed-extractor itself); and for the EDDN recorders (a StatefulSet, or a
+   Deployment rolled with maxUnavailable 0): two or more replicas, each its own replica name,
+   anti-affinity on the host name, a PodDisruptionBudget keeping one, a ReadWriteMany claim, the
+   `eddn merge` CronJob on that claim, the same securityContext and settings.
 
 Prints one line per problem; exit status 0 when there is none, 1 otherwise.
 """
@@ -266,7 +268,8 @@ def policy_problems(resources: list[Resource]) -> list[str]:
     if not jobs:
         return ["expected a CronJob, found none"]
     problems = [p for job in jobs for p in _job_policy_problems(job, resources)]
-    claims = {kind_name(job): _dest_claim(job) for job in jobs if not _lands_in_object_store(job)}
+    claims = {kind_name(job): _dest_claim(job) for job in jobs
+              if not _lands_in_object_store(job) and not _is_eddn_job(job)}  # fmt: skip
     if len(set(claims.values())) > 1:
         problems.append(
             "the CronJobs with a local destination must keep ED_EXTRACTOR_DEST on the same "
@@ -498,20 +501,31 @@ def _object_store_problems(
     return problems
 
 
-# --- the project's rules for the EDDN Deployment ---------------------------------------------
+# --- the project's rules for the EDDN recorders --------------------------------------------
+
+EDDN_MERGE_ARGS = ["eddn", "merge", "--dest", "/data", "--json"]
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 
 
-def deployment_problems(resources: list[Resource]) -> list[str]:
-    """The EDDN recorder's Deployment: one replica replaced by Recreate, hardened, data on a PVC."""
+def _is_eddn_job(job: Resource) -> bool:
+    """A CronJob running ``ed-extractor eddn ...`` (the merge): on the recorders' volume."""
+    args: list[str] = _job_env(job)[1].get("args", [])
+    return args[:1] == ["eddn"]
+
+
+def _recorders(resources: list[Resource]) -> list[Resource]:
+    return [r for r in resources if r.get("kind") in ("StatefulSet", "Deployment")]
+
+
+def eddn_problems(resources: list[Resource]) -> list[str]:
+    """The EDDN recorders (two or more at once, hardened, on a shared PVC), their PDB and merge."""
     problems = []
-    for deployment in [r for r in resources if r.get("kind") == "Deployment"]:
-        where = kind_name(deployment)
-        spec = deployment.get("spec", {})
+    for recorders in _recorders(resources):
+        where = kind_name(recorders)
+        spec = recorders.get("spec", {})
         pod = spec.get("template", {}).get("spec", {})
-        if spec.get("replicas") != 1:
-            problems.append(f"{where}: replicas must be 1 (one writer of the hourly files)")
-        if spec.get("strategy", {}).get("type") != "Recreate":
-            problems.append(f"{where}: strategy.type must be Recreate (never two writers)")
+        problems += _rollout_problems(where, recorders)
+        problems += _spread_problems(where, resources, recorders)
         if not isinstance(pod.get("terminationGracePeriodSeconds"), int):
             problems.append(f"{where}: terminationGracePeriodSeconds must be set")
         containers = pod.get("containers", [])
@@ -522,8 +536,111 @@ def deployment_problems(resources: list[Resource]) -> list[str]:
         args = container.get("args", [])
         if args[:1] != ["eddn"] or "--duration" in args:
             problems.append(f"{where}: args must run `eddn` without --duration (until SIGTERM)")
+        problems += _replica_name_problems(where, recorders, container)
         problems += _container_problems(where, pod, container)
         problems += _settings_problems(where, resources, pod, container, {})
+    return problems + _merge_job_problems(resources)
+
+
+def _rollout_problems(where: str, recorders: Resource) -> list[str]:
+    """Never fewer than one recorder: 2+ replicas, replaced one at a time (or surged)."""
+    spec = recorders.get("spec", {})
+    problems = []
+    replicas = spec.get("replicas")
+    if not isinstance(replicas, int) or replicas < 2:
+        problems.append(f"{where}: replicas must be at least 2 (EDDN has no replay)")
+    if recorders.get("kind") == "StatefulSet":
+        if spec.get("podManagementPolicy") != "Parallel":
+            problems.append(f"{where}: podManagementPolicy must be Parallel")
+        if spec.get("updateStrategy", {}).get("type", "RollingUpdate") != "RollingUpdate":
+            problems.append(
+                f"{where}: updateStrategy.type must be RollingUpdate (one pod at a time)"
+            )
+    else:
+        strategy = spec.get("strategy", {})
+        rolling = strategy.get("rollingUpdate", {})
+        if strategy.get("type") != "RollingUpdate" or rolling.get("maxUnavailable") not in (
+            0,
+            "0%",
+        ):
+            problems.append(
+                f"{where}: strategy must be RollingUpdate with maxUnavailable 0 (never no recorder)"
+            )
+    return problems
+
+
+def _selects(selector: Resource, labels: Resource) -> bool:
+    wanted = (selector or {}).get("matchLabels") or {}
+    return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _spread_problems(where: str, resources: list[Resource], recorders: Resource) -> list[str]:
+    """Anti-affinity on the host name, a PDB keeping one, a ReadWriteMany claim shared by all."""
+    template = recorders.get("spec", {}).get("template", {})
+    labels = template.get("metadata", {}).get("labels", {})
+    pod = template.get("spec", {})
+    anti = pod.get("affinity", {}).get("podAntiAffinity", {})
+    terms = [
+        t.get("podAffinityTerm", {})
+        for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+    ]
+    terms += anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])  # fmt: skip
+    problems = []
+    spread = [t for t in terms if t.get("topologyKey") == HOSTNAME_TOPOLOGY]
+    if not any(_selects(t.get("labelSelector"), labels) for t in spread):
+        problems.append(
+            f"{where}: podAntiAffinity on {HOSTNAME_TOPOLOGY} selecting its own pods is needed"
+        )
+    budgets = [r for r in resources if r.get("kind") == "PodDisruptionBudget"
+               and _selects(r.get("spec", {}).get("selector"), labels)]  # fmt: skip
+    if not any(b["spec"].get("minAvailable") == 1 for b in budgets):
+        problems.append(f"{where}: a PodDisruptionBudget with minAvailable 1 must select its pods")
+    claim = _recorders_claim(recorders)
+    [pvc] = [r for r in resources if kind_name(r) == f"PersistentVolumeClaim/{claim}"] or [{}]
+    if "ReadWriteMany" not in pvc.get("spec", {}).get("accessModes", []):
+        problems.append(f"{where}: PersistentVolumeClaim {claim} must be ReadWriteMany (shared)")
+    return problems
+
+
+def _replica_name_problems(where: str, recorders: Resource, container: Resource) -> list[str]:
+    """Each pod its own replica name: the pod's name (downward API), or the host name default."""
+    args = container.get("args", [])
+    if "--replica" not in args:
+        if recorders.get("kind") == "StatefulSet":
+            return []  # the default, the host name, is the pod's stable name
+        return [f"{where}: --replica $(POD_NAME) is needed (a Deployment's host names change)"]
+    value = args[args.index("--replica") + 1] if args.index("--replica") + 1 < len(args) else ""
+    variable = value.removeprefix("$(").removesuffix(")")
+    field = next((v.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                  for v in container.get("env", []) if v["name"] == variable), None)  # fmt: skip
+    if not value.startswith("$(") or field != "metadata.name":
+        return [f"{where}: --replica must be $(VAR) with VAR from the downward API metadata.name"]
+    return []
+
+
+def _recorders_claim(recorders: Resource) -> str | None:
+    volumes = recorders.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+    claims = [v["persistentVolumeClaim"].get("claimName")
+              for v in volumes if "persistentVolumeClaim" in v]  # fmt: skip
+    return claims[0] if len(claims) == 1 else None
+
+
+def _merge_job_problems(resources: list[Resource]) -> list[str]:
+    """One `eddn merge` CronJob on the recorders' volume, with exactly the merge's arguments."""
+    jobs = [r for r in resources if r.get("kind") == "CronJob" and _is_eddn_job(r)]
+    claims = {_recorders_claim(r) for r in _recorders(resources)}
+    if claims and not jobs:
+        return ["expected a CronJob running `eddn merge` beside the EDDN recorders"]
+    problems = []
+    for job in jobs:
+        where = kind_name(job)
+        if _job_env(job)[1].get("args") != EDDN_MERGE_ARGS:
+            problems.append(f"{where}: args must be {EDDN_MERGE_ARGS}")
+        if _dest_claim(job) not in claims:
+            problems.append(
+                f"{where}: ED_EXTRACTOR_DEST must be on the recorders' PersistentVolumeClaim "
+                f"({', '.join(sorted(str(c) for c in claims))}), found {_dest_claim(job)}"
+            )
     return problems
 
 
@@ -537,7 +654,7 @@ def problems_of(directory: Path) -> tuple[list[Resource], list[str]]:
         *schema_problems(resources),
         *rule_problems(resources),
         *policy_problems(resources),
-        *deployment_problems(resources),
+        *eddn_problems(resources),
     ]
 
 

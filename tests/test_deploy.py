@@ -69,7 +69,7 @@ def problems_after(
     return [
         *validate.rule_problems(resources),
         *validate.policy_problems(resources),
-        *validate.deployment_problems(resources),
+        *validate.eddn_problems(resources),
     ]
 
 
@@ -82,11 +82,13 @@ def test_the_manifests_are_valid() -> None:
     assert sorted(validate.kind_name(r) for r in resources) == [
         "ConfigMap/ed-extractor-sources",
         "CronJob/ed-extractor",
+        "CronJob/ed-extractor-eddn-merge",
         "CronJob/ed-extractor-sharded",
         "CronJob/ed-extractor-verify",
-        "Deployment/ed-extractor-eddn",
         "PersistentVolumeClaim/ed-extractor-data",
         "PersistentVolumeClaim/ed-extractor-eddn",
+        "PodDisruptionBudget/ed-extractor-eddn",
+        "StatefulSet/ed-extractor-eddn",
     ]
 
 
@@ -107,7 +109,7 @@ def test_the_script_exits_0_and_names_what_it_checked() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "7 resources valid" in result.stdout
+    assert "9 resources valid" in result.stdout
     assert "--strict" in result.stdout
     assert "1.33.0" in result.stdout  # the release the Indexed CronJob is written for
 
@@ -446,34 +448,142 @@ def test_the_project_rules_for_the_sharded_job(
     assert any(expected in p for p in problems), problems
 
 
-def eddn_deployment(resources: list[Resource]) -> Resource:
-    [deployment] = [r for r in resources if r["kind"] == "Deployment"]
-    return deployment
+EDDN_MERGE_JOB = "ed-extractor-eddn-merge"
+
+
+def eddn_recorders(resources: list[Resource]) -> Resource:
+    [recorders] = [r for r in resources if r["kind"] in ("StatefulSet", "Deployment")]
+    return recorders
+
+
+def eddn_pod(resources: list[Resource]) -> Resource:
+    return eddn_recorders(resources)["spec"]["template"]["spec"]  # type: ignore[no-any-return]
 
 
 def eddn_container(resources: list[Resource]) -> Resource:
-    return eddn_deployment(resources)["spec"]["template"]["spec"]["containers"][0]  # type: ignore[no-any-return]
+    return eddn_pod(resources)["containers"][0]  # type: ignore[no-any-return]
 
 
-def test_the_eddn_deployment_records_until_stopped_into_its_own_volume(
+def eddn_budget(resources: list[Resource]) -> Resource:
+    [budget] = [r for r in resources if r["kind"] == "PodDisruptionBudget"]
+    return budget
+
+
+def eddn_claim(resources: list[Resource]) -> Resource:
+    [claim] = [
+        r for r in resources if validate.kind_name(r) == "PersistentVolumeClaim/ed-extractor-eddn"
+    ]
+    return claim
+
+
+def test_two_eddn_recorders_each_its_own_replica_share_one_volume_with_their_merge(
     rendered: list[Resource],
 ) -> None:
-    spec = eddn_deployment(rendered)["spec"]
-    assert (spec["replicas"], spec["strategy"]["type"]) == (1, "Recreate")
-    assert eddn_container(rendered)["args"] == ["eddn", "--json"]
-    assert eddn_container(rendered)["image"] == "localhost/ed-extractor:dev"
-    [volume] = [v for v in spec["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    spec = eddn_recorders(rendered)["spec"]
+    assert (spec["replicas"], spec["podManagementPolicy"]) == (2, "Parallel")
+    assert spec["updateStrategy"]["type"] == "RollingUpdate"  # one pod at a time: one records
+    container = eddn_container(rendered)
+    assert container["args"] == ["eddn", "--replica", "$(POD_NAME)", "--json"]
+    [pod_name] = [e for e in container["env"] if e["name"] == "POD_NAME"]
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # stable: -0, -1
+    assert container["image"] == "localhost/ed-extractor:dev"
+    [term] = eddn_pod(rendered)["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    labels = spec["template"]["metadata"]["labels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= labels.items()
+    budget = eddn_budget(rendered)["spec"]
+    assert budget["minAvailable"] == 1
+    assert budget["selector"]["matchLabels"].items() <= labels.items()
+    [volume] = [v for v in eddn_pod(rendered)["volumes"] if "persistentVolumeClaim" in v]
     assert volume["persistentVolumeClaim"]["claimName"] == "ed-extractor-eddn"
+    assert eddn_claim(rendered)["spec"]["accessModes"] == ["ReadWriteMany"]
+    merge = cron_job(rendered, EDDN_MERGE_JOB)["spec"]
+    assert (merge["schedule"], merge["concurrencyPolicy"]) == ("7 * * * *", "Forbid")
+    assert container_of_merge(rendered)["args"] == ["eddn", "merge", "--dest", "/data", "--json"]
+    [merge_volume] = [v for v in pod(rendered, EDDN_MERGE_JOB)["volumes"]
+                      if "persistentVolumeClaim" in v]  # fmt: skip
+    assert merge_volume["persistentVolumeClaim"]["claimName"] == "ed-extractor-eddn"
+
+
+def container_of_merge(resources: list[Resource]) -> Resource:
+    return container(resources, EDDN_MERGE_JOB)
+
+
+SURGE_ONLY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}}
+
+
+def as_deployment(resources: list[Resource], strategy: Resource) -> None:
+    """The recorders as a Deployment rolled with ``strategy`` (StatefulSet-only fields dropped)."""
+    recorders = eddn_recorders(resources)
+    recorders["kind"] = "Deployment"
+    for field in ("serviceName", "podManagementPolicy", "updateStrategy"):
+        recorders["spec"].pop(field)
+    recorders["spec"]["strategy"] = strategy
+
+
+def named_by_host_in_a_deployment(resources: list[Resource]) -> None:
+    as_deployment(resources, SURGE_ONLY)
+    eddn_container(resources)["args"] = ["eddn", "--json"]  # a random pod name at each rollout
+
+
+def without_anti_affinity(resources: list[Resource]) -> None:
+    eddn_pod(resources).pop("affinity")
+
+
+def spread_by_zone(resources: list[Resource]) -> None:
+    [term] = eddn_pod(resources)["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    term["podAffinityTerm"]["topologyKey"] = "topology.kubernetes.io/zone"
+
+
+def replica_from_a_literal(resources: list[Resource]) -> None:
+    container = eddn_container(resources)
+    container["args"][2] = "recorder"
+
+
+def merge_on_the_nightly_volume(resources: list[Resource]) -> None:
+    [volume] = [
+        v for v in pod(resources, EDDN_MERGE_JOB)["volumes"] if "persistentVolumeClaim" in v
+    ]
+    volume["persistentVolumeClaim"]["claimName"] = "ed-extractor-data"
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda r: eddn_deployment(r)["spec"].update(replicas=2), "replicas must be 1"),
+        (lambda r: eddn_recorders(r)["spec"].update(replicas=1), "replicas must be at least 2"),
         (
-            lambda r: eddn_deployment(r)["spec"].update(strategy={"type": "RollingUpdate"}),
-            "must be Recreate",
+            lambda r: eddn_recorders(r)["spec"].update(podManagementPolicy="OrderedReady"),
+            "podManagementPolicy must be Parallel",
         ),
+        (
+            lambda r: eddn_recorders(r)["spec"].update(updateStrategy={"type": "OnDelete"}),
+            "updateStrategy.type must be RollingUpdate",
+        ),
+        (
+            lambda r: as_deployment(r, {"type": "Recreate"}),
+            "RollingUpdate with maxUnavailable 0",
+        ),
+        (
+            lambda r: as_deployment(r, {**SURGE_ONLY, "rollingUpdate": {"maxUnavailable": 1}}),
+            "RollingUpdate with maxUnavailable 0",
+        ),
+        (named_by_host_in_a_deployment, "--replica $(POD_NAME) is needed"),
+        (without_anti_affinity, "podAntiAffinity on kubernetes.io/hostname"),
+        (spread_by_zone, "podAntiAffinity on kubernetes.io/hostname"),
+        (lambda r: r.remove(eddn_budget(r)), "a PodDisruptionBudget with minAvailable 1"),
+        (
+            lambda r: eddn_budget(r)["spec"].update(minAvailable=0),
+            "a PodDisruptionBudget with minAvailable 1",
+        ),
+        (
+            lambda r: eddn_claim(r)["spec"].update(accessModes=["ReadWriteOnce"]),
+            "must be ReadWriteMany",
+        ),
+        (replica_from_a_literal, "--replica must be $(VAR)"),
         (lambda r: eddn_container(r)["args"].extend(["--duration", "60"]), "without --duration"),
         (
             lambda r: eddn_container(r)["securityContext"].update(readOnlyRootFilesystem=False),
@@ -481,20 +591,47 @@ def test_the_eddn_deployment_records_until_stopped_into_its_own_volume(
         ),
         (lambda r: eddn_container(r)["resources"].pop("requests"), "resources.requests.cpu"),
         (
-            lambda r: eddn_container(r)["env"][3].update(value="0"),
+            lambda r: eddn_container(r)["env"][4].update(value="0"),
             "eddn_silence_timeout_s",
         ),
         (
-            lambda r: eddn_container(r)["env"][0].update(value="/tmp"),
+            lambda r: eddn_container(r)["env"][1].update(value="/tmp"),
             "ED_EXTRACTOR_DEST /tmp is not a PVC mount",
+        ),
+        (
+            lambda r: r.remove(cron_job(r, EDDN_MERGE_JOB)),
+            "expected a CronJob running `eddn merge`",
+        ),
+        (
+            lambda r: container_of_merge(r)["args"].remove("--json"),
+            "args must be ['eddn', 'merge', '--dest', '/data', '--json']",
+        ),
+        (merge_on_the_nightly_volume, "must be on the recorders' PersistentVolumeClaim"),
+        (
+            lambda r: cron_job(r, EDDN_MERGE_JOB)["spec"].update(concurrencyPolicy="Allow"),
+            "CronJob/ed-extractor-eddn-merge: concurrencyPolicy must be Forbid",
+        ),
+        (
+            lambda r: container_of_merge(r)["securityContext"].update(readOnlyRootFilesystem=False),
+            "CronJob/ed-extractor-eddn-merge: securityContext.readOnlyRootFilesystem must be true",
         ),
     ],
 )
-def test_the_project_rules_for_the_eddn_deployment(
+def test_the_project_rules_for_the_eddn_recorders(
     rendered: list[Resource], change: Callable[[list[Resource]], None], expected: str
 ) -> None:
     problems = problems_after(rendered, change)
     assert any(expected in p for p in problems), problems
+
+
+def test_a_deployment_of_recorders_rolled_with_max_unavailable_0_is_accepted(
+    rendered: list[Resource],
+) -> None:
+    def change(resources: list[Resource]) -> None:
+        as_deployment(resources, SURGE_ONLY)
+
+    assert problems_after(rendered, change) == []
+    assert problems_after(rendered, change, schema=True) == []
 
 
 def test_the_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:

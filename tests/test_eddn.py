@@ -24,6 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from ed_extractor.manifest import ManifestStore
 from ed_extractor.metrics import PeriodicExport, RunMetrics
 from ed_extractor.pipeline.eddn_stream import (
+    MAX_FRAME_BYTES,
+    MAX_INFLATED_BYTES,
     EddnRecorder,
     MalformedMessageError,
     StreamStats,
@@ -396,3 +398,131 @@ def test_bad_options_are_usage_errors(args: list[str], tmp_path: Path) -> None:
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2
     assert len(stderr.strip().splitlines()) == 1
+
+
+# --- hostile frames -------------------------------------------------------------------------------
+
+
+def zlib_bomb(inflated_bytes: int) -> bytes:
+    """zlib data of ``inflated_bytes`` zeros (~1/1000 of it), built 1 MiB at a time."""
+    compressor = zlib.compressobj(9)
+    zeros = bytes(2**20)
+    pieces = [compressor.compress(zeros) for _ in range(inflated_bytes // len(zeros))]
+    return b"".join([*pieces, compressor.flush()])
+
+
+@pytest.fixture(scope="module")
+def gib_bomb() -> bytes:
+    bomb = zlib_bomb(2**30)
+    assert len(bomb) < MAX_FRAME_BYTES  # it passes the socket: the inflate cap must stop it
+    return bomb
+
+
+def test_a_message_may_inflate_to_the_cap_and_not_one_byte_more() -> None:
+    filler = MAX_INFLATED_BYTES - len(json.dumps({**journal(1), "pad": ""}).encode())
+    at_cap = json.dumps({**journal(1), "pad": "x" * filler}).encode()
+    assert len(at_cap) == MAX_INFLATED_BYTES
+    assert decode_message(zlib.compress(at_cap)).document["pad"] == "x" * filler
+    with pytest.raises(MalformedMessageError, match=f"inflates to more than {MAX_INFLATED_BYTES}"):
+        decode_message(zlib.compress(at_cap + b" "))
+    with pytest.raises(MalformedMessageError, match="truncated"):
+        decode_message(zlib.compress(at_cap)[:-10])
+
+
+#: Runs ``ed-extractor eddn ARGS`` from a small fresh process and reports the peak RSS of that
+#: child alone (as tests/test_api_client.py does: pytest's size would start the high-water mark).
+_MEASURED_EDDN = """
+import resource, subprocess, sys
+done = subprocess.run([sys.executable, "-m", "ed_extractor", "eddn", *sys.argv[1:]])
+print(f"peak-rss-kib={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", file=sys.stderr)
+sys.exit(done.returncode)
+"""
+
+
+def record_measured(
+    relay: Relay, dest: Path, send: Callable[[], None]
+) -> tuple[dict[str, object], str, float]:
+    """Run ``eddn --duration 12`` while ``send`` publishes; its counters, stderr, peak RSS (MiB)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _MEASURED_EDDN, "--endpoint", relay.endpoint,
+         "--dest", str(dest), "--duration", "12", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "ED_EXTRACTOR_LOG_FORMAT": "json"},
+    )  # fmt: skip
+    try:
+        relay.wait_for_subscriber(timeout_s=30)
+        send()
+    finally:
+        stdout, stderr = process.communicate(timeout=120)
+    stderr, _, peak = stderr.rstrip().rpartition("\n")
+    assert process.returncode == 0, stderr
+    [stats] = json_lines(stdout)
+    return stats, stderr, int(peak.removeprefix("peak-rss-kib=")) / 1024
+
+
+def test_zlib_bombs_are_malformed_and_memory_stays_bounded(
+    relay: Relay, tmp_path: Path, gib_bomb: bytes
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def send() -> None:
+        for n in range(3):  # a good message, a 1 MB frame that inflates to 1 GiB, a good one
+            sent.append(commodity(2 * n))
+            relay.send(sent[-1])
+            relay.send_raw(gib_bomb)
+            sent.append(journal(2 * n + 1))
+            relay.send(sent[-1])
+
+    stats, stderr, peak_mib = record_measured(relay, tmp_path, send)
+    assert stats == {"received": 9, "written": 6, "dropped": 0, "malformed": 3,
+                     "reconnects": 0, "files": 2}  # fmt: skip
+    recorded = [
+        line for f in sorted((tmp_path / "eddn").rglob("*.jsonl.gz")) for line in lines_of(f)
+    ]
+    assert sorted(recorded, key=sent.index) == sent
+    assert stderr.count(f"inflates to more than {MAX_INFLATED_BYTES} bytes") == 3
+    assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB"
+
+
+def test_a_flood_of_frames_at_the_socket_limit_is_held_back_not_buffered(
+    relay: Relay, tmp_path: Path, gib_bomb: bytes
+) -> None:
+    noise = os.urandom(len(gib_bomb))
+
+    def send() -> None:  # 400 MB at once: more than the recorder takes in while they arrive
+        for n in range(400):
+            relay.send_raw(gib_bomb if n % 2 else noise)
+        relay.send(commodity(1))
+
+    stats, _, peak_mib = record_measured(relay, tmp_path, send)
+    assert (stats["received"], stats["malformed"], stats["written"]) == (401, 400, 1)
+    [path] = (tmp_path / "eddn" / "commodity-3").glob("*.jsonl.gz")
+    assert lines_of(path) == [commodity(1)]
+    assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB"  # 431 MiB with libzmq's default queue
+
+
+def test_a_frame_over_the_socket_limit_costs_the_connection_which_comes_back(
+    relay: Relay, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recording = Recording(tmp_path, relay.endpoint)  # silence timeout 60 s: not what brings it back
+    try:
+        relay.wait_for_subscriber()
+        relay.send(commodity(1))
+        recording.received(1)
+        relay.send_raw(os.urandom(MAX_FRAME_BYTES + 1))  # libzmq refuses it, drops the connection
+        started = time.monotonic()
+        relay.wait_for_subscriber(timeout_s=10)  # the recorder has subscribed again
+        rejoined_s = time.monotonic() - started
+        relay.send(journal(2))
+        relay.send(commodity(3))
+        recording.received(3)
+    finally:
+        stats = recording.finish()
+    assert (stats.received, stats.written, stats.malformed, stats.reconnects) == (3, 3, 0, 0)
+    assert lines_of(tmp_path / "eddn/commodity-3/2026-12-03T07.jsonl.gz") == [
+        commodity(1),
+        commodity(3),
+    ]
+    assert lines_of(tmp_path / "eddn/journal-1/2026-12-03T07.jsonl.gz") == [journal(2)]
+    assert rejoined_s < 5
+    assert "dropped and not retried" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -12,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from ed_extractor.manifest import Manifest, ManifestRecord
 from ed_extractor.paths import PART_SUFFIX, resolve_inside
@@ -36,6 +38,19 @@ FLUSH_INTERVAL_S = 5.0  # the compressor is flushed this often, so a killed run 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+$")
 _HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
 _FILE_SUFFIX = ".jsonl.gz"
+# Hostile frames. A real relay frame is one zlib-compressed JSON message: a few KB, the biggest
+# (a large market's commodity-3, a long navroute) some tens of KB, and EDCD's gateway keeps an
+# upload's body in memory only up to 1 MiB (bottle's MEMFILE_MAX in its Gateway.py). A frame over
+# MAX_FRAME_BYTES (ZMQ_MAXMSGSIZE: libzmq refuses it before allocating it, and drops that
+# connection) is not EDDN's; zlib inflates JSON some 5-10x, so a message that inflates to more than
+# MAX_INFLATED_BYTES is not EDDN's either (a zlib bomb inflates ~1000x: 1 MiB would be 1 GiB).
+MAX_FRAME_BYTES = 2**20
+MAX_INFLATED_BYTES = 4 * 2**20
+# Frames libzmq may hold for us (ZMQ_RCVHWM; its default, 1000, is up to 1 GiB of 1 MiB frames). A
+# stalled loop (an hour closing) loses nothing sooner: past these the kernel's TCP buffer (MBs:
+# thousands of real messages) and the relay's queue (EDCD's Relay.py: SNDHWM 500) wait their turn.
+QUEUED_FRAMES = 32
+REJOIN_AFTER_S = 1.0  # a dropped connection libzmq has not retried by then is given up: rejoin
 
 
 class MalformedMessageError(ValueError):
@@ -63,12 +78,27 @@ def schema_name(schema_ref: str) -> tuple[str, bool]:
     return name, test
 
 
-def decode_message(raw: bytes) -> EddnMessage:
-    """Decompress and parse one relay message; MalformedMessageError says what is wrong."""
+def inflate(raw: bytes) -> bytes:
+    """The zlib data ``raw`` inflated, never more than MAX_INFLATED_BYTES of it in memory."""
+    inflater = zlib.decompressobj()
     try:
-        text = zlib.decompress(raw)
+        text = inflater.decompress(raw, MAX_INFLATED_BYTES)
+        # Input left over, or output zlib still holds once all input is taken: over the cap.
+        over = bool(inflater.unconsumed_tail) or (
+            not inflater.eof and bool(inflater.decompress(b"", 1))
+        )
     except zlib.error as exc:
         raise MalformedMessageError(f"not zlib data ({exc})") from None
+    if over:
+        raise MalformedMessageError(f"inflates to more than {MAX_INFLATED_BYTES} bytes")
+    if not inflater.eof:
+        raise MalformedMessageError("not zlib data (incomplete or truncated stream)")
+    return text
+
+
+def decode_message(raw: bytes) -> EddnMessage:
+    """Decompress and parse one relay message; MalformedMessageError says what is wrong."""
+    text = inflate(raw)
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -234,11 +264,75 @@ class EddnRecorder:
         log.info("file closed", extra={"source": record.name, "records": closed.records})
 
 
+_WATCHED_EVENTS = (
+    zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED
+    | zmq.EVENT_CONNECTED
+)  # fmt: skip
+
+
+class _RelaySocket(zmq.Socket[bytes]):
+    """A SUB socket that connects again when libzmq gives its connection to the relay up.
+
+    libzmq (4.3) treats a frame over ZMQ_MAXMSGSIZE as a protocol error: it drops that connection
+    and, unlike a lost TCP session (retried every RECONNECT_IVL), never connects again, so the
+    recorder would hear nothing until its silence timeout. The socket's monitor tells the two
+    apart: a lost session is followed at once by EVENT_CONNECT_RETRIED, a connection given up by
+    nothing. ``poll`` looks at the monitor first; ``rejoins`` counts the connections made again.
+    """
+
+    relay: str = ""
+    events: zmq.Socket[bytes] | None = None
+    disconnected_at: float | None = None
+    rejoins: int = 0
+
+    def watch(self, endpoint: str) -> None:
+        """Connect to ``endpoint`` and follow the connection's events."""
+        self.relay = endpoint
+        self.events = self.get_monitor_socket(_WATCHED_EVENTS)
+        self.connect(endpoint)
+
+    def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
+        """Connect again if the connection was given up; then zmq.Socket.poll."""
+        self._rejoin_if_given_up()
+        return super().poll(timeout, flags)
+
+    def _rejoin_if_given_up(self) -> None:
+        while self.events is not None and self.events.poll(0):
+            event = recv_monitor_message(self.events)["event"]
+            dropped = event == zmq.EVENT_DISCONNECTED
+            self.disconnected_at = time.monotonic() if dropped else None
+        if self.disconnected_at is None or time.monotonic() - self.disconnected_at < REJOIN_AFTER_S:
+            return
+        log.warning(
+            "the relay's connection was dropped and not retried (a frame over %d bytes, or a "
+            "protocol error); connecting again", MAX_FRAME_BYTES, extra={"endpoint": self.relay},
+        )  # fmt: skip
+        self.disconnected_at = None
+        self.rejoins += 1
+        with contextlib.suppress(zmq.ZMQError):  # whatever is left of it: never two connections
+            self.disconnect(self.relay)
+        self.connect(self.relay)
+
+    def close(self, linger: int | None = None) -> None:
+        """Close the monitor, then the socket."""
+        if self.events is not None:
+            self.disable_monitor()
+            self.events.close(linger=0)
+            self.events = None
+        super().close(linger=linger)
+
+
 def _subscribe(
     context: zmq.Context[zmq.Socket[bytes]], endpoint: str, silence_s: float
 ) -> zmq.Socket[bytes]:
-    """A SUB socket on ``endpoint`` for every topic, with ZMTP heartbeats and TCP keepalive."""
-    socket = context.socket(zmq.SUB)
+    """A SUB socket on ``endpoint`` for every topic, with ZMTP heartbeats and TCP keepalive.
+
+    Frames over MAX_FRAME_BYTES are refused by libzmq (which drops that connection; the socket
+    connects again, see _RelaySocket), and at most QUEUED_FRAMES wait in it.
+    """
+    socket = cast(_RelaySocket, context.socket(zmq.SUB, socket_class=_RelaySocket))
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+    socket.setsockopt(zmq.RCVHWM, QUEUED_FRAMES)
     heartbeat_ms = max(100, int(silence_s * 1000 / 3))
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.RECONNECT_IVL, 100)
@@ -249,7 +343,7 @@ def _subscribe(
     socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
     socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, max(1, int(silence_s)))
     socket.setsockopt(zmq.SUBSCRIBE, b"")
-    socket.connect(endpoint)
+    socket.watch(endpoint)
     return socket
 
 
