@@ -68,13 +68,14 @@ class Recording:
         self.stop = threading.Event()
         self.result: StreamStats | None = None
         schemas = options.pop("schemas", None)
+        replica = options.pop("replica", None)
         options.setdefault("silence_timeout_s", 60.0)
         ready = threading.Event()
 
         def target() -> None:  # the manifest's connection belongs to the recording thread
             with ManifestStore(dest / "manifest.sqlite3") as store:
                 self.recorder = EddnRecorder(dest, store, endpoint, clock=lambda: self.now,
-                                             schemas=schemas)  # fmt: skip
+                                             schemas=schemas, replica=replica)  # fmt: skip
                 ready.set()
                 self.result = run_stream(self.recorder, endpoint, stop=self.stop, **options)
 

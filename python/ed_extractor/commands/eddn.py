@@ -165,7 +165,8 @@ def run_recorder(args: argparse.Namespace) -> int:
         eddn_silence_timeout_s=args.silence_timeout,
         eddn_replica=args.replica,
     )
-    replica = checked_replica(settings.eddn_replica or default_replica())
+    chosen = settings.eddn_replica if args.replica is None else args.replica  # even ""
+    replica = checked_replica(default_replica() if chosen is None else chosen)
     endpoint = settings.eddn_endpoint
     if not endpoint.startswith(("tcp://", "ipc://")):
         raise UsageError(f"invalid EDDN endpoint {endpoint!r}: expected tcp://HOST:PORT")

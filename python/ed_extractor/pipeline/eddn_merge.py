@@ -271,7 +271,10 @@ def replica_hours(dest: Path) -> list[HourFiles]:
             continue
         hour = path.name.removesuffix(PART_SUFFIX).removesuffix(FILE_SUFFIX)
         closed, parts = found.setdefault((hour, path.parent.name), ([], []))
-        (parts.append(True) if is_part else closed.append(path))
+        if is_part:
+            parts.append(True)
+        else:
+            closed.append(path)
     return [
         HourFiles(schema, hour, tuple(sorted(closed)), bool(parts))
         for (hour, schema), (closed, parts) in sorted(found.items())
@@ -295,24 +298,26 @@ def merge_hour(
     dest: Path,
     store: Manifest,
     url: str,
-    hour_files: HourFiles,
+    schema: str,
+    hour: str,
     *,
     check_inputs_changed: bool = True,
     run_bytes: int = RUN_BYTES,
 ) -> MergeResult:
-    """Merge ``hour_files.closed`` into that schema-hour's canonical file (under the merge lock).
+    """Merge every replica's closed file of ``schema``'s ``hour`` into its canonical file.
 
+    The files are listed under the merge lock (a merge waiting for another sees what that one saw,
+    and more).
     With ``check_inputs_changed`` an hour whose replica files all landed before its last merge is
     reported unchanged without reading them. Otherwise the files are read, sorted by gateway time
     (ties and missing times: by content hash) and each distinct line written once; the result lands
     and is recorded only when it differs from the canonical file already there.
     """
-    schema, hour = hour_files.schema, hour_files.hour
     name = canonical_name(schema, hour)
     final = resolve_inside(dest, name)
     with destination_lock(dest / "eddn", wait_s=MERGE_LOCK_WAIT_S):
         listed_at = time.time_ns()
-        files = [path for path in hour_files.closed if path.exists()]
+        files = closed_files_of(dest, schema, hour)
         record = store.get(name)
         replicas = len(files)
         if check_inputs_changed and _up_to_date(final, record, files):
@@ -379,13 +384,12 @@ def merge_closed_hours(
     results = []
     for hour_files in replica_hours(dest):
         if mergeable(hour_files, current_hour, running):
-            result = merge_hour(dest, store, url, hour_files)
+            result = merge_hour(dest, store, url, hour_files.schema, hour_files.hour)
             report(result)
             results.append(result)
     return results
 
 
-def closed_files_of(dest: Path, schema: str, hour: str) -> HourFiles:
-    """The closed replica files of one schema-hour (for a recorder merging the hour it closed)."""
-    closed = sorted((dest / REPLICAS_FOLDER).glob(f"*/{schema}/{hour}{FILE_SUFFIX}"))
-    return HourFiles(schema, hour, tuple(closed), open=False)
+def closed_files_of(dest: Path, schema: str, hour: str) -> list[Path]:
+    """Every replica's closed file of one schema-hour."""
+    return sorted((dest / REPLICAS_FOLDER).glob(f"*/{schema}/{hour}{FILE_SUFFIX}"))

@@ -26,7 +26,6 @@ from ed_extractor.pipeline.eddn_merge import (
     FILE_SUFFIX,
     HOUR_FORMAT,
     REPLICAS_FOLDER,
-    closed_files_of,
     merge_hour,
     replica_name_of,
 )
@@ -246,8 +245,8 @@ class EddnRecorder:
 
     def _merge(self, schema: str, hour: str) -> None:
         try:
-            closed = closed_files_of(self._dest, schema, hour)
-            merge_hour(self._dest, self._store, self._endpoint, closed, check_inputs_changed=False)
+            merge_hour(self._dest, self._store, self._endpoint, schema, hour,
+                       check_inputs_changed=False)  # fmt: skip
         except Exception:  # the recording goes on; `eddn merge` completes the hour later
             log.exception("merging an hour failed", extra={"source": f"eddn/{schema}/{hour}"})
 
