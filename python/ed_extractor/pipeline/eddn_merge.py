@@ -7,6 +7,7 @@ import heapq
 import json
 import logging
 import os
+import re
 import struct
 import tempfile
 import time
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 REPLICAS_FOLDER = "eddn/_replicas"
 HOUR_FORMAT = "%Y-%m-%dT%H"
 FILE_SUFFIX = ".jsonl.gz"
+SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+$")  # commodity-3, journal-1
+HOUR_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
 GZIP_LEVEL = 6  # the canonical file: a fixed level, and zlib's gzip header has mtime 0
 RUN_BYTES = 16 << 20  # lines sorted in memory at once; more spill to sorted runs on disk
 MERGE_LOCK_WAIT_S = 600.0  # a merge waits this long for another merge of the same destination
@@ -270,6 +273,8 @@ def replica_hours(dest: Path) -> list[HourFiles]:
         if not is_part and not path.name.endswith(FILE_SUFFIX):
             continue
         hour = path.name.removesuffix(PART_SUFFIX).removesuffix(FILE_SUFFIX)
+        if not HOUR_NAME.match(hour) or not SCHEMA_NAME.match(path.parent.name):
+            continue  # not a recorder's file
         closed, parts = found.setdefault((hour, path.parent.name), ([], []))
         if is_part:
             parts.append(True)

@@ -25,7 +25,9 @@ from ed_extractor.paths import PART_SUFFIX, resolve_inside
 from ed_extractor.pipeline.eddn_merge import (
     FILE_SUFFIX,
     HOUR_FORMAT,
+    HOUR_NAME,
     REPLICAS_FOLDER,
+    SCHEMA_NAME,
     merge_hour,
     replica_name_of,
 )
@@ -42,8 +44,6 @@ GZIP_MIME_TYPE = "application/gzip"
 POLL_INTERVAL_S = 0.2  # how quickly a stop request, the end of --duration or a new hour is seen
 DRAIN_BATCH = 1000  # messages taken per wake-up before the clocks are looked at again
 FLUSH_INTERVAL_S = 5.0  # the compressor is flushed this often, so a killed run loses less
-_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+$")
-_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
 _REPLICA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
@@ -82,7 +82,7 @@ def schema_name(schema_ref: str) -> tuple[str, bool]:
     if test:
         segments = segments[:-1]
     name = "-".join(segments[-2:])
-    if len(segments) < 2 or not _SCHEMA_NAME.match(name):
+    if len(segments) < 2 or not SCHEMA_NAME.match(name):
         raise MalformedMessageError(f"unusable $schemaRef {schema_ref!r}")
     return name, test
 
@@ -205,7 +205,7 @@ class EddnRecorder:
         folder = self._dest / REPLICAS_FOLDER / self.replica
         for part in sorted(folder.glob(f"*/*{FILE_SUFFIX}{PART_SUFFIX}")):
             schema, hour = part.parent.name, part.name.removesuffix(FILE_SUFFIX + PART_SUFFIX)
-            if schema in self._open or not _SCHEMA_NAME.match(schema) or not _HOUR.match(hour):
+            if schema in self._open or not SCHEMA_NAME.match(schema) or not HOUR_NAME.match(hour):
                 continue
             self._file_for(schema, hour)
             self._close(schema)
