@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ed_extractor.manifest import ManifestStore
+from ed_extractor.pipeline.eddn_merge import RUN_BYTES, merge_hour
 from ed_extractor.pipeline.gzip_lines import GzipLineFile, readable_lines
 from ed_extractor.pipeline.lock import destination_lock
 from tests.eddn_relay import Relay, commodity, journal
@@ -286,3 +287,20 @@ def test_open_hours_and_the_current_hour_of_a_running_recorder_wait(tmp_path: Pa
     code, lines, _ = merge(tmp_path)  # nothing open, no recorder: the current hour too
     assert [(line["hour"], line["status"]) for line in lines] == [
         ("2026-12-03T07", "unchanged"), ("2026-12-03T08", "merged"), (now, "merged")]  # fmt: skip
+
+
+def test_runs_spilled_to_disk_merge_to_the_same_bytes_as_one_run_in_memory(tmp_path: Path) -> None:
+    name = "journal-1/2026-12-03T07.jsonl.gz"
+    merged: list[bytes] = []
+    for dest, run_bytes in ((tmp_path / "memory", RUN_BYTES), (tmp_path / "spilled", 4096)):
+        write_replica_file(dest, "a", name, [journal(n) for n in range(0, 300)])
+        write_replica_file(dest, "b", name, [journal(n) for n in range(150, 450)][::-1])
+        with ManifestStore(dest / "manifest.sqlite3") as store:
+            result = merge_hour(dest, store, "tcp://relay", "journal-1", "2026-12-03T07",
+                                run_bytes=run_bytes)  # fmt: skip
+        assert (result.messages, result.duplicates, result.truncated) == (450, 150, 0)
+        merged.append((dest / "eddn" / name).read_bytes())
+        assert not list((dest / "eddn").glob(".merge-*"))  # the runs are gone
+    assert merged[0] == merged[1]
+    stamps = [m["header"]["gatewayTimestamp"] for m in lines_of(tmp_path / "spilled/eddn" / name)]
+    assert stamps == sorted(stamps)

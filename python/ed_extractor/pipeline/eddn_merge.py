@@ -33,7 +33,8 @@ FILE_SUFFIX = ".jsonl.gz"
 SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+$")  # commodity-3, journal-1
 HOUR_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
 GZIP_LEVEL = 6  # the canonical file: a fixed level, and zlib's gzip header has mtime 0
-RUN_BYTES = 16 << 20  # lines sorted in memory at once; more spill to sorted runs on disk
+RUN_BYTES = 32 << 20  # lines sorted in memory at once; more spill to sorted runs on disk
+RUN_READ_BYTES = 16 << 10  # compressed bytes read from each run at a time (many runs are open)
 MERGE_LOCK_WAIT_S = 600.0  # a merge waits this long for another merge of the same destination
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _RUN_ENTRY = struct.Struct(">q16sI")  # gateway time (µs), content hash, line length
@@ -144,7 +145,7 @@ def _read_run(path: Path) -> Iterator[Entry]:
     decoder = zlib.decompressobj()
     data = b""
     with path.open("rb") as file:
-        while chunk := file.read(1 << 18):
+        while chunk := file.read(RUN_READ_BYTES):
             data += decoder.decompress(chunk)
             offset = 0
             while len(data) - offset >= _RUN_ENTRY.size:
