@@ -55,8 +55,10 @@ def message(n: int, at: float, rng: random.Random) -> dict[str, Any]:
             "n": n,
             "event": "FSDJump",
             "StarSystem": f"Col 285 Sector {rng.getrandbits(24):06X} d{n}",
-            "items": [{"name": f"item{i}", "price": rng.randrange(100_000)}
-                      for i in range(rng.randrange(15, 60))],  # fmt: skip
+            "items": [
+                {"name": f"item{i}", "price": rng.randrange(100_000)}
+                for i in range(rng.randrange(15, 60))
+            ],
         },
     }
 
@@ -120,10 +122,14 @@ def main() -> None:
         read = sum(json.loads(line)["messages"] + json.loads(line)["duplicates"]
                    for line in results)  # fmt: skip
         check(root, count)
-        print(f"rate {options.rate:g}/s, {options.minutes:g} min: {count} messages, "
-              f"{read} replica lines ({size / 2**20:.0f} MiB gzip), generated in {generated:.0f} s")
-        print(f"merge: {elapsed:.1f} s, {read / elapsed:,.0f} lines/s "
-              f"({count / elapsed:,.0f} messages/s), peak RSS {int(peak_kib) / 1024:.0f} MiB")
+        print(
+            f"rate {options.rate:g}/s, {options.minutes:g} min: {count} messages, "
+            f"{read} replica lines ({size / 2**20:.0f} MiB gzip), generated in {generated:.0f} s"
+        )
+        print(
+            f"merge: {elapsed:.1f} s, {read / elapsed:,.0f} lines/s "
+            f"({count / elapsed:,.0f} messages/s), peak RSS {int(peak_kib) / 1024:.0f} MiB"
+        )
     finally:
         shutil.rmtree(root)
 
