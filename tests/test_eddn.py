@@ -30,6 +30,7 @@ from ed_extractor.pipeline.eddn_stream import (
     MalformedMessageError,
     StreamStats,
     decode_message,
+    default_replica,
     run_stream,
     schema_name,
 )
@@ -69,13 +70,14 @@ class Recording:
         self.stop = threading.Event()
         self.result: StreamStats | None = None
         schemas = options.pop("schemas", None)
+        replica = options.pop("replica", None)
         options.setdefault("silence_timeout_s", 60.0)
         ready = threading.Event()
 
         def target() -> None:  # the manifest's connection belongs to the recording thread
             with ManifestStore(dest / "manifest.sqlite3") as store:
                 self.recorder = EddnRecorder(dest, store, endpoint, clock=lambda: self.now,
-                                             schemas=schemas)  # fmt: skip
+                                             schemas=schemas, replica=replica)  # fmt: skip
                 ready.set()
                 self.result = run_stream(self.recorder, endpoint, stop=self.stop, **options)
 
@@ -162,16 +164,21 @@ def test_the_files_hold_exactly_the_good_messages_in_order_across_hours_and_a_re
     assert lines_of(eddn / "journal-1" / "2026-12-03T07.jsonl.gz") == [journal(2)]
     assert lines_of(eddn / "commodity-3" / "2026-12-03T08.jsonl.gz") == [commodity(5), commodity(7)]
     assert lines_of(eddn / "journal-1" / "2026-12-03T08.jsonl.gz") == [journal(6)]
-    assert sorted(p.name for p in eddn.rglob("*") if p.is_file() and p.name[0] != ".") == [
-        "2026-12-03T07.jsonl.gz", "2026-12-03T07.jsonl.gz",
-        "2026-12-03T08.jsonl.gz", "2026-12-03T08.jsonl.gz",
-    ]  # fmt: skip
-    with ManifestStore(tmp_path / "manifest.sqlite3") as store:
-        records = store.records()
-    assert [r.name for r in records] == [
+    canonical = [
         "eddn/commodity-3/2026-12-03T07.jsonl.gz", "eddn/commodity-3/2026-12-03T08.jsonl.gz",
         "eddn/journal-1/2026-12-03T07.jsonl.gz", "eddn/journal-1/2026-12-03T08.jsonl.gz",
     ]  # fmt: skip
+    # the replica's own files (default replica: the host name), each merged into the canonical one
+    own = [name.replace("eddn/", f"eddn/_replicas/{default_replica()}/") for name in canonical]
+    written = eddn.rglob("*")
+    assert sorted(
+        str(p.relative_to(tmp_path)) for p in written if p.is_file() and p.name[0] != "."
+    ) == (sorted(canonical + own))
+    for name in canonical:
+        assert lines_of(tmp_path / name) == lines_of(tmp_path / own[canonical.index(name)])
+    with ManifestStore(tmp_path / "manifest.sqlite3") as store:
+        records = store.records()
+    assert [r.name for r in records] == sorted(own + canonical)
     for record in records:
         data = Path(record.path).read_bytes()
         assert record.sha256 == hashlib.sha256(data).hexdigest()
@@ -253,7 +260,7 @@ def test_a_killed_writers_part_file_is_recovered_up_to_its_last_whole_line(tmp_p
 def test_a_part_file_left_by_a_killed_run_is_finished_and_recorded_at_start(
     relay: Relay, tmp_path: Path
 ) -> None:
-    final = tmp_path / "eddn" / "journal-1" / "2026-12-03T05.jsonl.gz"
+    final = tmp_path / "eddn/_replicas" / default_replica() / "journal-1/2026-12-03T05.jsonl.gz"
     killed = GzipLineFile(final)
     for n in range(3):
         killed.write_line(json.dumps(journal(n)).encode())
@@ -265,9 +272,12 @@ def test_a_part_file_left_by_a_killed_run_is_finished_and_recorded_at_start(
     assert lines_of(final) == [journal(n) for n in range(3)]
     assert not final.with_name(final.name + ".part").exists()
     with ManifestStore(tmp_path / "manifest.sqlite3") as store:
-        record = store.get("eddn/journal-1/2026-12-03T05.jsonl.gz")
+        record = store.get(f"eddn/_replicas/{default_replica()}/journal-1/2026-12-03T05.jsonl.gz")
+        merged = store.get("eddn/journal-1/2026-12-03T05.jsonl.gz")
     assert record is not None
     assert record.records == 3
+    assert merged is not None  # the recovered hour is merged like any hour the recorder closes
+    assert lines_of(tmp_path / merged.name) == lines_of(final)
 
 
 # --- the command ----------------------------------------------------------------------------------
@@ -340,7 +350,7 @@ def test_closing_an_hour_file_exports_the_metrics_at_once(relay: Relay, tmp_path
         samples = samples_of(path)
     finally:
         recording.finish()
-    source = 'source="eddn/commodity-3/2026-12-03T07.jsonl.gz"'
+    source = f'source="eddn/_replicas/{default_replica()}/commodity-3/2026-12-03T07.jsonl.gz"'
     assert samples[f'ed_extractor_source_status{{{source},status="downloaded"}}'] == 1
     assert samples["ed_extractor_eddn_written_total"] == 1
 
@@ -359,11 +369,17 @@ def test_sigterm_closes_every_file_cleanly(relay: Relay, tmp_path: Path) -> None
     [stats] = json_lines(stdout)
     assert stats == {"received": 200, "written": 200, "dropped": 0, "malformed": 0,
                      "reconnects": 0, "files": 2}  # fmt: skip
-    files = sorted((tmp_path / "eddn").rglob("*.jsonl.gz"))
+    files = sorted((tmp_path / "eddn" / "_replicas").rglob("*.jsonl.gz"))  # in receipt order
     assert [f.parent.name for f in files] == ["commodity-3", "journal-1"]
     recorded = [line for f in files for line in lines_of(f)]
     assert sorted(recorded, key=sent.index) == sent
-    assert lines_of(files[0]) == [m for m in sent if m["$schemaRef"].endswith("commodity/3")]
+    commodities = [m for m in sent if m["$schemaRef"].endswith("commodity/3")]
+    assert lines_of(files[0]) == commodities
+    # the merged file of the hour: the same messages, in order of the gateway's timestamp
+    merged = lines_of(tmp_path / "eddn" / "commodity-3" / files[0].name)
+    assert sorted(merged, key=commodities.index) == commodities
+    stamps = [m["header"]["gatewayTimestamp"] for m in merged]
+    assert stamps == sorted(stamps)
     assert not list(tmp_path.rglob("*.part"))
 
 

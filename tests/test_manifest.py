@@ -136,10 +136,10 @@ def test_a_manifest_of_the_release_before_blake3_is_migrated_keeping_every_row(
         history = store.history(limit=None)
         assert store.verifications() == []
     conn = raw(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 3
     files_after = conn.execute("SELECT * FROM files ORDER BY name").fetchall()
-    assert [row[:-1] for row in files_after] == files_before  # blake3 is the new last column
-    assert [row[-1] for row in files_after] == [None, None, None]
+    assert [row[:-2] for row in files_after] == files_before  # then blake3 and coverage_s
+    assert [row[-2:] for row in files_after] == [(None, None)] * 3
     assert conn.execute("SELECT * FROM attempts ORDER BY id").fetchall() == attempts_before
     conn.close()
     assert [r.name for r in records] == [

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from ed_extractor.demo.generator import generate_dump
+from ed_extractor.pipeline.eddn_stream import default_replica
 from ed_extractor.services.file_transfer.base import LandedFile
 from ed_extractor.services.s3.access import S3Access, S3Config
 from ed_extractor.services.s3.bucket import Bucket
@@ -499,7 +500,8 @@ def test_eddn_hour_files_land_as_objects_and_a_second_run_adds_to_the_hours_obje
         finally:
             relay.close()
         assert recorder.returncode == 0, stderr
-    found = keys(s3, "eddn-run/eddn/journal-1/")
+    # an object store is not merged (eddn merge works on a folder): the replica's own objects
+    found = keys(s3, f"eddn-run/eddn/_replicas/{default_replica()}/journal-1/")
     if hours != {time.strftime("%Y-%m-%dT%H", time.gmtime())}:
         pytest.skip("the hour turned between the two runs: each went to its own hour's object")
     [key] = found

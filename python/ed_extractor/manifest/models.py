@@ -52,6 +52,9 @@ class ManifestRecord(BaseModel):
     uncompressed_bytes: int | None = Field(default=None, ge=0)
     records: int | None = Field(default=None, ge=0, description="JSON records, when counted")
     downloaded_at: UtcDatetime = Field(description="when the download completed (UTC)")
+    coverage_s: float | None = Field(
+        default=None, ge=0, le=3600, description="EDDN merged hour: seconds some replica received"
+    )
 
     @field_validator("path")
     @classmethod

@@ -77,6 +77,11 @@ class ObjectRecord:
     stored: StoredObject | None
 
 
+def _unset_optional(record: ManifestRecord) -> set[str]:
+    """The newer optional fields ``record`` leaves unset (not written: older readers refuse)."""
+    return {"coverage_s"} if record.coverage_s is None else set()
+
+
 def _writer() -> str:
     """This process's part of a log entry's key: host and pid."""
     host = _NOT_A_HOST.sub("-", socket.gethostname()).strip("-")[:63] or "host"
@@ -160,7 +165,9 @@ class ObjectManifestStore:
         key = self._file_key(record.name)
         with self._errors("write", self.bucket.url(key)):
             head = self._object_head(record)
-            document = {**record.model_dump(mode="json"), _STORED_OBJECT: _stored_object(head)}
+            # coverage_s only when set: records without it stay readable by earlier versions
+            fields = record.model_dump(mode="json", exclude=_unset_optional(record))
+            document = {**fields, _STORED_OBJECT: _stored_object(head)}
             self.bucket.put(key, _json_bytes(document), content_type=_CONTENT_TYPE)
         attempt = AttemptRecord(
             id=_entry_id(record.downloaded_at),

@@ -81,6 +81,7 @@ MIGRATIONS: list[Sequence[str]] = [
         """,
         "CREATE INDEX verifications_by_name ON verifications (name, id)",
     ),
+    ("ALTER TABLE files ADD COLUMN coverage_s REAL",),
 ]
 
 _FILE_COLUMNS = tuple(ManifestRecord.model_fields)

@@ -1,4 +1,4 @@
-"""Record the EDDN relay (ZeroMQ, zlib JSON) into ``<dest>/eddn/<schema>/<hour>.jsonl.gz``."""
+"""Record the EDDN relay (ZeroMQ, zlib JSON) into a replica's hour files, merged at hour close."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import contextlib
 import json
 import logging
 import re
+import socket as socket_module
 import threading
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +21,18 @@ from urllib.parse import urlsplit
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from ed_extractor.errors import UsageError
 from ed_extractor.manifest import Manifest, ManifestRecord
 from ed_extractor.paths import PART_SUFFIX, resolve_inside
+from ed_extractor.pipeline.eddn_merge import (
+    FILE_SUFFIX,
+    HOUR_FORMAT,
+    HOUR_NAME,
+    REPLICAS_FOLDER,
+    SCHEMA_NAME,
+    merge_hour,
+    replica_name_of,
+)
 from ed_extractor.pipeline.gzip_lines import GzipLineFile
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
 from ed_extractor.services.file_transfer.base import Destination
@@ -30,14 +42,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "tcp://eddn.edcd.io:9500"
 HEADER_FIELDS = ("uploaderID", "softwareName", "softwareVersion", "gatewayTimestamp")
-HOUR_FORMAT = "%Y-%m-%dT%H"
 GZIP_MIME_TYPE = "application/gzip"
 POLL_INTERVAL_S = 0.2  # how quickly a stop request, the end of --duration or a new hour is seen
 DRAIN_BATCH = 1000  # messages taken per wake-up before the clocks are looked at again
 FLUSH_INTERVAL_S = 5.0  # the compressor is flushed this often, so a killed run loses less
-_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+$")
-_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
-_FILE_SUFFIX = ".jsonl.gz"
 # Hostile frames. A real relay frame is one zlib-compressed JSON message: a few KB, the biggest
 # (a large market's commodity-3, a long navroute) some tens of KB, and EDCD's gateway keeps an
 # upload's body in memory only up to 1 MiB (bottle's MEMFILE_MAX in its Gateway.py). A frame over
@@ -51,6 +59,22 @@ MAX_INFLATED_BYTES = 4 * 2**20
 # thousands of real messages) and the relay's queue (EDCD's Relay.py: SNDHWM 500) wait their turn.
 QUEUED_FRAMES = 32
 REJOIN_AFTER_S = 1.0  # a dropped connection libzmq has not retried by then is given up: rejoin
+_REPLICA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+def default_replica() -> str:
+    """The default replica name: the host name's first label (the pod name in Kubernetes)."""
+    return socket_module.gethostname().split(".")[0]
+
+
+def checked_replica(name: str) -> str:
+    """``name`` if it can name a replica folder (letters, digits, ``-``, ``_``); else UsageError."""
+    if not _REPLICA_NAME.match(name):
+        raise UsageError(
+            f"invalid replica name {name!r}: use 1-63 letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 class MalformedMessageError(ValueError):
@@ -73,7 +97,7 @@ def schema_name(schema_ref: str) -> tuple[str, bool]:
     if test:
         segments = segments[:-1]
     name = "-".join(segments[-2:])
-    if len(segments) < 2 or not _SCHEMA_NAME.match(name):
+    if len(segments) < 2 or not SCHEMA_NAME.match(name):
         raise MalformedMessageError(f"unusable $schemaRef {schema_ref!r}")
     return name, test
 
@@ -145,6 +169,11 @@ class _OpenFile:
 class EddnRecorder:
     """Writes accepted messages to one file per schema and UTC hour, and records closed files.
 
+    The files are the replica's: ``<dest>/eddn/_replicas/<replica>/<schema>/<hour>.jsonl.gz``
+    (default replica: the host name). Each closed hour is then merged, in a thread of its own,
+    into the canonical ``<dest>/eddn/<schema>/<hour>.jsonl.gz`` from every replica's closed file
+    of that hour (other replicas' open files are left to a later merge); an object-store
+    destination is not merged (``eddn merge`` works on a folder).
     ``clock`` gives the time of receipt (UTC); a test may pass its own to roll the hour.
     ``schemas``: the schema names to keep (None: all). Test schemas are always dropped.
     """
@@ -158,8 +187,11 @@ class EddnRecorder:
         schemas: frozenset[str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         destination: Destination = LOCAL_FOLDER,
+        replica: str | None = None,
     ) -> None:
         self._dest = dest
+        self.replica = checked_replica(replica if replica is not None else default_replica())
+        self._merges: ThreadPoolExecutor | None = None
         self._destination = destination
         self._store = store
         self._endpoint = endpoint
@@ -200,9 +232,10 @@ class EddnRecorder:
         same hour continues the published file.
         """
         recovered = 0
-        for part in sorted(self._dest.glob(f"eddn/*/*{_FILE_SUFFIX}{PART_SUFFIX}")):
-            schema, hour = part.parent.name, part.name.removesuffix(_FILE_SUFFIX + PART_SUFFIX)
-            if schema in self._open or not _SCHEMA_NAME.match(schema) or not _HOUR.match(hour):
+        folder = self._dest / REPLICAS_FOLDER / self.replica
+        for part in sorted(folder.glob(f"*/*{FILE_SUFFIX}{PART_SUFFIX}")):
+            schema, hour = part.parent.name, part.name.removesuffix(FILE_SUFFIX + PART_SUFFIX)
+            if schema in self._open or not SCHEMA_NAME.match(schema) or not HOUR_NAME.match(hour):
                 continue
             self._file_for(schema, hour)
             self._close(schema)
@@ -215,15 +248,37 @@ class EddnRecorder:
             entry.file.flush()
 
     def close_all(self) -> None:
-        """Close, hash and record every open file (on exit); every one is tried."""
+        """Close, hash and record every open file (each is tried), then finish the merges."""
         errors: list[BaseException] = []
         for schema in list(self._open):
             try:
                 self._close(schema)
             except Exception as exc:
                 errors.append(exc)
+        self.wait_for_merges()
         if errors:
             raise errors[0]
+
+    def wait_for_merges(self) -> None:
+        """Wait until every hour handed to the merge thread is merged (or failed, logged)."""
+        if self._merges is not None:
+            self._merges.shutdown(wait=True)
+            self._merges = None
+
+    def _merge_later(self, schema: str, hour: str) -> None:
+        """Merge ``schema``'s ``hour`` from every replica's closed file, in the merge thread."""
+        if self._destination is not LOCAL_FOLDER:
+            return
+        if self._merges is None:
+            self._merges = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eddn-merge")
+        self._merges.submit(self._merge, schema, hour)
+
+    def _merge(self, schema: str, hour: str) -> None:
+        try:
+            merge_hour(self._dest, self._store, self._endpoint, schema, hour,
+                       check_inputs_changed=False)  # fmt: skip
+        except Exception:  # the recording goes on; `eddn merge` completes the hour later
+            log.exception("merging an hour failed", extra={"source": f"eddn/{schema}/{hour}"})
 
     def _file_for(self, schema: str, hour: str) -> GzipLineFile:
         entry = self._open.get(schema)
@@ -236,9 +291,8 @@ class EddnRecorder:
                 final.unlink()
         return entry.file
 
-    @staticmethod
-    def _name(schema: str, hour: str) -> str:
-        return f"eddn/{schema}/{hour}{_FILE_SUFFIX}"
+    def _name(self, schema: str, hour: str) -> str:
+        return replica_name_of(self.replica, schema, hour)
 
     def _close(self, schema: str) -> None:
         entry = self._open.pop(schema)
@@ -262,6 +316,7 @@ class EddnRecorder:
         self.stats.files += 1
         self.outcomes.append(SourceOutcome.from_record(record, "downloaded", elapsed))
         log.info("file closed", extra={"source": record.name, "records": closed.records})
+        self._merge_later(schema, entry.hour)
 
 
 _WATCHED_EVENTS = (

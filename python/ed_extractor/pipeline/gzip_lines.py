@@ -32,26 +32,41 @@ class ClosedFile:
     uncompressed_bytes: int
 
 
-def readable_lines(file: BinaryIO) -> Iterator[bytes]:
+class GzipLines:
     """The complete lines (without their newline) of a gzip file, as far as it can be read.
 
     Members are read in turn; a cut or damaged end stops the reading, and a last line without
     its newline is left out: what a killed writer left behind is read up to its last whole line.
+    After the iteration ``complete`` says whether the file ended cleanly (False: cut or damaged).
     """
-    pending = b""
-    decoder = zlib.decompressobj(_GZIP_WBITS)
-    while chunk := file.read(_READ_CHUNK):
-        while chunk:
-            try:
-                pending += decoder.decompress(chunk)
-            except zlib.error:
-                return
-            *lines, pending = pending.split(b"\n")
-            yield from lines
-            if not decoder.eof:
-                break
-            chunk = decoder.unused_data
-            decoder = zlib.decompressobj(_GZIP_WBITS)
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.complete = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = b""
+        decoder = zlib.decompressobj(_GZIP_WBITS)
+        fed = False  # whether the current member has begun (an unfed decoder: a clean end)
+        while chunk := self._file.read(_READ_CHUNK):
+            while chunk:
+                fed = True
+                try:
+                    pending += decoder.decompress(chunk)
+                except zlib.error:
+                    return
+                *lines, pending = pending.split(b"\n")
+                yield from lines
+                if not decoder.eof:
+                    break
+                chunk, fed = decoder.unused_data, False
+                decoder = zlib.decompressobj(_GZIP_WBITS)
+        self.complete = not pending and (decoder.eof or not fed)
+
+
+def readable_lines(file: BinaryIO) -> Iterator[bytes]:
+    """The complete lines (without their newline) of a gzip file, as far as it can be read."""
+    return iter(GzipLines(file))
 
 
 def count_lines(path: Path) -> int:
