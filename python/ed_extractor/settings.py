@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     )
     eddn_endpoint: str = Field(default="tcp://eddn.edcd.io:9500", description="EDDN relay")
     eddn_silence_timeout_s: float = Field(default=60.0, gt=0, description="reconnect after")
+    eddn_heartbeat_s: float = Field(default=5.0, gt=0, description="coverage beat interval")
     # EDDN metrics while running: exported at least this often, and whenever an hour file closes
     eddn_metrics_interval_s: float = Field(
         default=60.0, gt=0, description="export the recorder's metrics this often"
