@@ -70,10 +70,23 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+def _replica_name() -> str:
+    """ED_EXTRACTOR_EDDN_REPLICA, else the host name's first label (the pod's name)."""
+    import os
+    import re
+    import socket
+
+    name = os.environ.get("ED_EXTRACTOR_EDDN_REPLICA") or socket.gethostname().split(".")[0]
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", name):
+        raise UsageError(f"invalid replica name {name!r}: letters, digits, '-' and '_' only")
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
     """Record until stopped; print the counters; exit 0 unless a file could not be written."""
     from ed_extractor.http import make_client
     from ed_extractor.metrics import PeriodicExport, RunMetrics
+    from ed_extractor.pipeline.eddn_coverage import REPLICAS_FOLDER, CoverageLog
     from ed_extractor.pipeline.eddn_stream import EddnRecorder, run_stream
     from ed_extractor.pipeline.lock import destination_lock
     from ed_extractor.pipeline.session import destination_for, open_manifest, s3_access
@@ -84,10 +97,11 @@ def run(args: argparse.Namespace) -> int:
     endpoint = settings.eddn_endpoint
     if not endpoint.startswith(("tcp://", "ipc://")):
         raise UsageError(f"invalid EDDN endpoint {endpoint!r}: expected tcp://HOST:PORT")
-    folder = settings.dest / "eddn"
+    # The replica's own folder: its coverage log and its lock.
+    folder = settings.dest / REPLICAS_FOLDER / _replica_name()
     folder.mkdir(parents=True, exist_ok=True)
     s3 = s3_access(settings)
-    # The lock of <dest>/eddn: one recorder per folder, while dump runs keep using <dest>.
+    # The lock of <dest>/eddn/_replicas/<replica>: one recorder per replica name and destination.
     with (
         destination_lock(folder, wait_s=settings.lock_wait_s),
         make_client(
@@ -113,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 duration_s=args.duration,
                 stop=stop,
                 tick=lambda current: live(current.outcomes, current.stats.as_dict()),
+                coverage=CoverageLog(folder, heartbeat_s=settings.eddn_heartbeat_s),
             )
         finally:
             metrics.outcomes = list(recorder.outcomes)

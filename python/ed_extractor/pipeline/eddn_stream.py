@@ -19,6 +19,7 @@ import zmq
 
 from ed_extractor.manifest import Manifest, ManifestRecord
 from ed_extractor.paths import PART_SUFFIX, resolve_inside
+from ed_extractor.pipeline.eddn_coverage import CoverageLog
 from ed_extractor.pipeline.gzip_lines import GzipLineFile
 from ed_extractor.pipeline.spansh_dump import SourceOutcome
 from ed_extractor.services.file_transfer.base import Destination
@@ -277,6 +278,7 @@ def run_stream(
     duration_s: float | None = None,
     stop: threading.Event | None = None,
     tick: Callable[[EddnRecorder], None] | None = None,
+    coverage: CoverageLog | None = None,
 ) -> StreamStats:
     """Subscribe to ``endpoint`` and feed ``recorder`` until ``stop``, or ``duration_s`` is over.
 
@@ -284,10 +286,13 @@ def run_stream(
     session dead without either side noticing); every such reconnect is counted. Part files a
     killed run left are finished first; on return, every open file is closed and recorded.
     ``tick`` is called with the recorder at every turn of the loop (at least every 0.2 s).
+    ``coverage`` gets start, a beat every heartbeat, silent at a silence reconnect, and stop.
     """
     stop = stop or threading.Event()
     recorder.recover()
     deadline = None if duration_s is None else time.monotonic() + duration_s
+    if coverage is not None:
+        coverage.start()
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     socket = _subscribe(context, endpoint, silence_timeout_s)
     last_message = last_flush = time.monotonic()
@@ -308,12 +313,18 @@ def run_stream(
                 socket = _subscribe(context, endpoint, silence_timeout_s)
                 recorder.stats.reconnects += 1
                 last_message = now
+                if coverage is not None:
+                    coverage.silent()
+            elif coverage is not None:
+                coverage.beat_if_due()
             if now - last_flush >= FLUSH_INTERVAL_S:
                 recorder.flush()
                 last_flush = now
             if tick is not None:
                 tick(recorder)
     finally:
+        if coverage is not None:
+            coverage.stop()
         socket.close(linger=0)
         context.term()
         recorder.close_all()
