@@ -143,6 +143,7 @@ class Settings(BaseSettings):
     eddn_silence_timeout_s: float = Field(default=60.0, gt=0, description="reconnect after")
     # this recorder's replica name (None: the host name's first label); checked by the command
     eddn_replica: str | None = Field(default=None, description="EDDN replica name")
+    eddn_heartbeat_s: float = Field(default=5.0, gt=0, description="coverage beat interval")
     # EDDN metrics while running: exported at least this often, and whenever an hour file closes
     eddn_metrics_interval_s: float = Field(
         default=60.0, gt=0, description="export the recorder's metrics this often"

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ed_extractor.commands.eddn_gaps import add_gaps_parser, run_gaps
 from ed_extractor.commands.shared import (
     EXIT_OK,
     Subcommands,
@@ -62,11 +63,10 @@ def add_parser(commands: Subcommands) -> None:
     eddn.add_argument("--json", action="store_true", help="print the counters as JSON on exit")
     eddn.set_defaults(eddn_action=None)
     actions = eddn.add_subparsers(
-        dest="eddn_action", required=False, metavar="{merge}", parser_class=type(eddn)
+        dest="eddn_action", required=False, metavar="{merge,gaps}", parser_class=type(eddn)
     )
     _add_merge_parser(actions)
-    # `eddn gaps` plugs in here: commands/eddn_gaps.add_gaps_parser(actions), and run() below
-    # dispatches on args.eddn_action.
+    add_gaps_parser(actions)
 
 
 def _add_merge_parser(actions: Any) -> None:
@@ -112,9 +112,11 @@ def _replica_lock(folder: Path, replica: str) -> Iterator[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``eddn``: record (no action), or run the action named (``merge``)."""
+    """``eddn``: record (no action), or run the action named (``merge``, ``gaps``)."""
     if args.eddn_action == "merge":
         return run_merge(args)
+    if args.eddn_action == "gaps":
+        return run_gaps(args)
     return run_recorder(args)
 
 
@@ -151,6 +153,7 @@ def run_recorder(args: argparse.Namespace) -> int:
     """Record until stopped; print the counters; exit 0 unless a file could not be written."""
     from ed_extractor.http import make_client
     from ed_extractor.metrics import PeriodicExport, RunMetrics
+    from ed_extractor.pipeline.eddn_coverage import CoverageLog
     from ed_extractor.pipeline.eddn_stream import (
         EddnRecorder,
         checked_replica,
@@ -201,6 +204,7 @@ def run_recorder(args: argparse.Namespace) -> int:
                 duration_s=args.duration,
                 stop=stop,
                 tick=lambda current: live(current.outcomes, current.stats.as_dict()),
+                coverage=CoverageLog(folder, heartbeat_s=settings.eddn_heartbeat_s),
             )
         finally:
             metrics.outcomes = list(recorder.outcomes)

@@ -21,13 +21,13 @@ from typing import Any, Literal
 from ed_extractor.errors import LockError, StorageError
 from ed_extractor.manifest import Manifest, ManifestRecord
 from ed_extractor.paths import PART_SUFFIX, is_whole_file, part_path, resolve_inside
+from ed_extractor.pipeline.eddn_coverage import REPLICAS_FOLDER, covered_seconds
 from ed_extractor.pipeline.gzip_lines import GzipLines
 from ed_extractor.pipeline.lock import destination_lock
 from ed_extractor.services.file_transfer.landing import land, open_part_sink
 
 log = logging.getLogger(__name__)
 
-REPLICAS_FOLDER = "eddn/_replicas"
 HOUR_FORMAT = "%Y-%m-%dT%H"
 FILE_SUFFIX = ".jsonl.gz"
 SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+$")  # commodity-3, journal-1
@@ -341,7 +341,7 @@ def merge_hour(
             status = "unchanged"
         else:
             land(part_path(final), final)
-            new = make_record(name, final, written, url)
+            new = make_record(name, final, written, url, coverage_s=_hour_covered(dest, hour))
             store.put(new, elapsed_s=time.monotonic() - started, bytes_transferred=written.bytes)
         os.utime(final, ns=(listed_at, listed_at))
     duplicates = reading.lines - written.records
@@ -349,6 +349,12 @@ def merge_hour(
                                    "duplicates": duplicates, "status": status})  # fmt: skip
     return MergeResult(schema, hour, replicas, written.records, duplicates, reading.truncated,
                        str(final), status)  # fmt: skip
+
+
+def _hour_covered(dest: Path, hour: str) -> float:
+    """Seconds of ``hour`` in which at least one replica was receiving (its coverage logs)."""
+    start = datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=UTC)
+    return round(covered_seconds(dest, start, start + timedelta(hours=1)), 3)
 
 
 def replica_is_running(folder: Path) -> bool:

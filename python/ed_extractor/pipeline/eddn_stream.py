@@ -24,11 +24,11 @@ from zmq.utils.monitor import recv_monitor_message
 from ed_extractor.errors import UsageError
 from ed_extractor.manifest import Manifest, ManifestRecord
 from ed_extractor.paths import PART_SUFFIX, resolve_inside
+from ed_extractor.pipeline.eddn_coverage import REPLICAS_FOLDER, CoverageLog
 from ed_extractor.pipeline.eddn_merge import (
     FILE_SUFFIX,
     HOUR_FORMAT,
     HOUR_NAME,
-    REPLICAS_FOLDER,
     SCHEMA_NAME,
     merge_hour,
     replica_name_of,
@@ -418,6 +418,22 @@ def _drain(socket: zmq.Socket[bytes], recorder: EddnRecorder) -> None:
         recorder.handle(raw)
 
 
+class _NoCoverage:
+    """What ``run_stream`` tells when no coverage log was given: nothing."""
+
+    def start(self) -> None:
+        """No log."""
+
+    def beat_if_due(self) -> None:
+        """No log."""
+
+    def silent(self) -> None:
+        """No log."""
+
+    def stop(self) -> None:
+        """No log."""
+
+
 def run_stream(
     recorder: EddnRecorder,
     endpoint: str,
@@ -426,6 +442,7 @@ def run_stream(
     duration_s: float | None = None,
     stop: threading.Event | None = None,
     tick: Callable[[EddnRecorder], None] | None = None,
+    coverage: CoverageLog | None = None,
 ) -> StreamStats:
     """Subscribe to ``endpoint`` and feed ``recorder`` until ``stop``, or ``duration_s`` is over.
 
@@ -433,10 +450,13 @@ def run_stream(
     session dead without either side noticing); every such reconnect is counted. Part files a
     killed run left are finished first; on return, every open file is closed and recorded.
     ``tick`` is called with the recorder at every turn of the loop (at least every 0.2 s).
+    ``coverage`` gets start, a beat every heartbeat, silent at a silence reconnect, and stop.
     """
     stop = stop or threading.Event()
     recorder.recover()
     deadline = None if duration_s is None else time.monotonic() + duration_s
+    beats = coverage if coverage is not None else _NoCoverage()
+    beats.start()
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     socket = _subscribe(context, endpoint, silence_timeout_s)
     last_message = last_flush = time.monotonic()
@@ -457,12 +477,16 @@ def run_stream(
                 socket = _subscribe(context, endpoint, silence_timeout_s)
                 recorder.stats.reconnects += 1
                 last_message = now
+                beats.silent()
+            else:
+                beats.beat_if_due()
             if now - last_flush >= FLUSH_INTERVAL_S:
                 recorder.flush()
                 last_flush = now
             if tick is not None:
                 tick(recorder)
     finally:
+        beats.stop()
         socket.close(linger=0)
         context.term()
         recorder.close_all()
