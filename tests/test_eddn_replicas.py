@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ def test_two_recorders_one_killed_and_restarted_merge_into_every_message_once(
         relay.wait_for_subscriber(timeout_s=30)
         return process
 
+    started = datetime.now(UTC)
     first, second = recorder("pod-a"), recorder("pod-b")
     published = list(range(600))
     for n in published:  # 100 messages a second for 6 s
@@ -102,11 +103,19 @@ def test_two_recorders_one_killed_and_restarted_merge_into_every_message_once(
             first = recorder("pod-a")  # finishes the killed run's part file at start
         time.sleep(0.01)
     time.sleep(1.0)
+    stopped = datetime.now(UTC)
     for process in (first, second):
         process.send_signal(signal.SIGTERM)
     for process in (first, second):
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
+    # pod-b received all along: no gap while the recorders ran (only after both stopped)
+    gaps = subprocess.run(
+        [sys.executable, "-m", "ed_extractor", "eddn", "gaps", "--dest", str(tmp_path), "--json",
+         "--since", started.isoformat()],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert all(datetime.fromisoformat(gap["start"]) >= stopped for gap in json_lines(gaps.stdout))
 
     code, lines, stderr = merge(tmp_path)
     assert code == 0, stderr
@@ -121,6 +130,11 @@ def test_two_recorders_one_killed_and_restarted_merge_into_every_message_once(
     replicas = sorted(p.name for p in (tmp_path / "eddn" / "_replicas").iterdir())
     assert replicas == ["pod-a", "pod-b"]
     assert not list(tmp_path.rglob("*.part"))
+    with ManifestStore(tmp_path / "manifest.sqlite3") as store:
+        merged = [store.get(f"eddn/{f.parent.name}/{f.name}") for f in files]
+    ran = (stopped - started).total_seconds()  # pod-b was receiving all along
+    if len({f.name for f in files}) == 1:  # one hour: its coverage holds the whole run
+        assert all(r is not None and (r.coverage_s or 0) >= ran - 3 for r in merged), merged
 
     before = snapshot(tmp_path)
     code, again, stderr = merge(tmp_path)
@@ -244,7 +258,7 @@ def test_a_truncated_replica_file_is_merged_up_to_its_last_whole_line_and_report
         record = store.get("eddn/journal-1/2026-12-03T07.jsonl.gz")
     assert record is not None
     assert record.records == 50 + len(readable)
-    assert record.coverage_s is None  # not computed by the merge alone
+    assert record.coverage_s == 0.0  # no replica logged any coverage: the files were made here
 
 
 def test_a_late_replica_file_merges_the_hour_again_and_equal_content_is_left_alone(
