@@ -370,7 +370,7 @@ def test_a_replica_name_that_could_leave_the_destination_is_refused(
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2
     assert stderr.splitlines() == [
-        f"ed-extractor: error: invalid replica name {name!r}: use 1-63 letters, digits, '-' or '_', "
-        "starting with a letter or digit"
+        f"ed-extractor: error: invalid replica name {name!r}: use 1-63 letters, digits, "
+        "'-' or '_', starting with a letter or digit"
     ]
     assert sorted(tmp_path.rglob("*")) == []

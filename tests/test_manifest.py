@@ -596,3 +596,28 @@ def test_every_sha256_taken_in_is_checked_alike(
                 parse()
         else:
             assert parse() == digest
+
+
+def test_a_manifest_on_a_rollback_journal_stays_so_and_takes_writers_of_two_processes(
+    tmp_path: Path,
+) -> None:
+    """ED_EXTRACTOR_MANIFEST_JOURNAL=delete: for a manifest on a network file system of hosts."""
+    path = tmp_path / "manifest.sqlite3"
+    with ManifestStore(path, journal="delete") as store:
+        store.record_attempt("a", "http://x/a", "unchanged", elapsed_s=0.1)
+    with ManifestStore(path) as reader:  # a run without the setting does not switch it to WAL
+        assert [row.name for row in reader.history()] == ["a"]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert not (tmp_path / "manifest.sqlite3-wal").exists()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", (
+            "import sys; from pathlib import Path\n"
+            "from ed_extractor.manifest import ManifestStore\n"
+            "with ManifestStore(Path(sys.argv[1]), journal='delete') as s:\n"
+            "    for i in range(50): s.record_attempt(f'{sys.argv[2]}{i}', 'u', 'failed', "
+            "elapsed_s=0.0)\n"
+        ), str(path), prefix]) for prefix in ("p", "q")
+    ]  # fmt: skip
+    assert [writer.wait(timeout=60) for writer in writers] == [0, 0]
+    with ManifestStore(path, journal="delete") as store:
+        assert len(store.history(limit=None)) == 101

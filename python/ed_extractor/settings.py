@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     )
     config: Path | None = Field(default=None, description="sources file; None: built-in list")
     manifest: Path | None = Field(default=None, description="None: <dest>/manifest.sqlite3")
+    manifest_journal: Literal["wal", "delete"] = Field(
+        default="wal", description="delete: a manifest on a network file system several hosts share"
+    )
     connect_timeout: float = Field(default=CONNECT_TIMEOUT_S, gt=0, description="seconds")
     read_timeout: float = Field(default=READ_TIMEOUT_S, gt=0, description="seconds between reads")
     max_redirects: int = Field(default=MAX_REDIRECTS, ge=0)

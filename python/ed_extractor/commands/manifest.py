@@ -39,7 +39,7 @@ def _recorded(settings: Settings) -> list[ManifestRecord]:
     path = settings.manifest_path
     if not path.exists():
         raise UsageError(f"no manifest at {path}")
-    with ManifestStore(path) as store:
+    with ManifestStore(path, journal=settings.manifest_journal) as store:
         return store.records()
 
 

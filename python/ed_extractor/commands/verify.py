@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     folder = manifest.parent if args.dest is None and args.manifest is not None else settings.dest
     with (
         destination_lock(folder, wait_s=settings.lock_wait_s, shared=True),
-        ManifestStore(manifest, create=False) as store,
+        ManifestStore(manifest, create=False, journal=settings.manifest_journal) as store,
     ):
         records = _selected(store.records(), args.only)
         all_ok = _report(check_records(records, args.algo, progress_for_terminal()), store, args)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import ValidationError
 
@@ -106,6 +106,10 @@ _APPEND = (
 )
 
 
+Journal = Literal["wal", "delete"]
+"""How SQLite keeps the manifest's transactions: WAL (one host), or a rollback journal (shared)."""
+
+
 def default_manifest_path(dest: Path) -> Path:
     """Return where the manifest of ``dest`` lives unless told otherwise."""
     return dest / MANIFEST_FILENAME
@@ -129,7 +133,7 @@ class ManifestStore:
     Any SQLite failure is raised as ManifestError naming the path.
     """
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, journal: Journal = "wal") -> None:
         self.path = path
         self._base = str(path.resolve().parent)
         if not create and not path.exists():
@@ -144,7 +148,7 @@ class ManifestStore:
         try:
             self._conn.row_factory = sqlite3.Row
             with self._errors("open"):
-                self._use_wal()
+                self._use_journal(journal)
                 self._conn.execute("PRAGMA synchronous = FULL")
                 self._migrate()
         except BaseException:
@@ -260,14 +264,23 @@ class ManifestStore:
             rows = self._conn.execute(sql, [*params, -1 if limit is None else limit]).fetchall()
         return [self._validated(model, row) for row in rows]
 
-    def _use_wal(self) -> None:
-        """Switch the file to WAL, waiting out other processes doing the same.
+    def _use_journal(self, journal: Journal) -> None:
+        """Switch the file to ``journal`` (WAL, or a rollback journal), waiting out the others.
 
         SQLite answers "database is locked" at once here, without its busy timeout, when two
         processes open a new manifest together, so this waits (up to BUSY_TIMEOUT_S) itself.
+        WAL needs memory shared by every process that opens the file, so only processes of one
+        host; ``delete`` (a rollback journal and POSIX locks, which NFSv4 carries) is for a
+        manifest on a network file system that several hosts share; once it holds tables, a run
+        without the setting (a reader on another host) leaves it so.
         """
-        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] == journal:
             return  # every manifest but a new one; `manifest` and `verify` stop here
+        if (
+            journal == "wal"
+            and self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        ):
+            return  # an existing manifest kept on a rollback journal on purpose: a reader keeps it
         from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
         for attempt in Retrying(
@@ -277,7 +290,7 @@ class ManifestStore:
             reraise=True,
         ):
             with attempt:
-                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute(f"PRAGMA journal_mode = {journal.upper()}")
 
     def _migrate(self) -> None:
         """Bring the schema to schema_version(), one transaction for all pending steps."""

@@ -125,7 +125,7 @@ def open_manifest(
     path = settings.manifest_path
     if not create and not path.is_file():
         raise UsageError(f"no manifest at {path}")
-    return ManifestStore(path, create=create)
+    return ManifestStore(path, create=create, journal=settings.manifest_journal)
 
 
 def open_object_manifest(
