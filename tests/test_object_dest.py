@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import blake3
 import httpx
@@ -33,7 +33,6 @@ from ed_extractor.services.s3.upload import AHEAD_BYTES, MIN_PART, PARTS_IN_FLIG
 from tests.eddn_relay import Relay, journal
 from tests.faults.conftest import gzip_dump, payload
 from tests.faults.server import FaultServer, Plan, Version
-from tests.httpd import serve as serve_http
 from tests.seaweedfs import (
     READER_ACCESS_KEY,
     READER_SECRET_KEY,
@@ -45,6 +44,7 @@ from tests.seaweedfs import (
 from tests.spansh_api import SpanshApi, serve_api
 from tests.test_s3 import environment
 from tests.test_shards import FILES, SHARDS, Mirror, files_of, shard_env
+from tests.test_shards import mirror as mirror  # the counting mirror fixture
 from tests.torrent_peers import LOOPBACK_ENV, magnet_of, make_torrent, seeding
 
 if TYPE_CHECKING:
@@ -123,6 +123,24 @@ def parts_recorded(s3: SeaweedS3, prefix: str, name: str) -> int:
     except Exception:  # not written yet
         return 0
     return len(json.loads(state)["parts"])
+
+
+def kill_once_parts_recorded(
+    s3: SeaweedS3, environ: dict[str, str], args: list[str], prefix: str, name: str, *, parts: int
+) -> None:
+    """Run ``ed-extractor ARGS``; SIGKILL it once its upload state records ``parts`` parts."""
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "ed_extractor", *args],
+        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and parts_recorded(s3, prefix, name) < parts:
+            time.sleep(0.05)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        killed.kill()
 
 
 def data_writes(rules: ProxyRules) -> int:
@@ -345,19 +363,8 @@ def test_a_run_killed_mid_upload_goes_on_from_its_parts_and_fetches_only_the_res
     dest = f"s3://{BUCKET}/killed-{name}"
     staging = f"killed-{name}/_manifest/staging/{name}"  # where the upload goes first
     environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"))
-    killed = subprocess.Popen(
-        [sys.executable, "-m", "ed_extractor", "fetch", source.url(name), "--dest", dest,
-         "--connections", connections],
-        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and parts_recorded(s3, f"killed-{name}", name) < 2:
-            time.sleep(0.05)
-        killed.send_signal(signal.SIGKILL)
-        killed.wait(timeout=30)
-    finally:
-        killed.kill()
+    fetch = ["fetch", source.url(name), "--dest", dest, "--connections", connections]
+    kill_once_parts_recorded(s3, environ, fetch, f"killed-{name}", name, parts=2)
     assert pending_uploads(s3) == [staging]
     assert keys(s3, f"killed-{name}/{name}") == []  # nothing under the final name
     first_run = source.body_bytes()
@@ -393,18 +400,8 @@ def test_an_upload_of_a_source_that_changed_meanwhile_is_aborted_and_started_aga
     source = serve(sources, Version(body), Plan(throttle=(256 << 10, 0.02)))
     dest = f"s3://{BUCKET}/changed"
     environ = environment(endpoint, ED_EXTRACTOR_SCRATCH=str(tmp_path / "scratch"))
-    killed = subprocess.Popen(
-        [sys.executable, "-m", "ed_extractor", "fetch", source.url("c.bin"), "--dest", dest],
-        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and parts_recorded(s3, "changed", "c.bin") < 1:
-            time.sleep(0.05)
-        killed.send_signal(signal.SIGKILL)
-        killed.wait(timeout=30)
-    finally:
-        killed.kill()
+    fetch = ["fetch", source.url("c.bin"), "--dest", dest]
+    kill_once_parts_recorded(s3, environ, fetch, "changed", "c.bin", parts=1)
     [left] = s3.client().list_multipart_uploads(Bucket=BUCKET, Prefix="changed/")["Uploads"]
     newer = payload(5 * MIN_PART, seed=15)
     source.set_version(Version(newer, etag='"v2"'))
@@ -518,19 +515,7 @@ def test_eddn_hour_files_land_as_objects_and_a_second_run_adds_to_the_hours_obje
 
 
 # --- a run sharded over the pods of an Indexed Job, into one bucket prefix -------------------
-
-
-@pytest.fixture
-def mirror() -> Iterator[tuple[str, type[Mirror]]]:
-    class Counting(Mirror):
-        gets: ClassVar[Counter[str]] = Counter()
-        held: ClassVar[set[str]] = set()
-        stalled: ClassVar[threading.Event] = threading.Event()
-        release: ClassVar[threading.Event] = threading.Event()
-
-    with serve_http(Counting) as base:
-        yield base, Counting
-        Counting.release.set()
+# (``mirror``: the counting mirror fixture of tests/test_shards.py)
 
 
 def sharded_run(
