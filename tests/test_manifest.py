@@ -24,10 +24,10 @@ from ed_extractor.manifest import (
     ManifestRecord,
     ManifestStore,
     default_manifest_path,
-    record_is_intact,
     schema_version,
 )
 from ed_extractor.manifest import store as store_module
+from ed_extractor.services.file_transfer.landing import LOCAL_FOLDER
 
 SHA = "ab" * 32
 WHEN = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -472,7 +472,13 @@ def test_two_processes_can_write_the_same_manifest_at_once(db: Path) -> None:
         assert len(store.history(limit=None)) == 4 * count
 
 
-# --- models and record_is_intact ----------------------------------------------------------------
+# --- models, and whether a recorded file is intact -----------------------------------------------
+# (the manifest's record_is_intact is gone: the run asks its destination, here LocalFolder.holds)
+
+
+def record_is_intact(record: ManifestRecord) -> bool:
+    """What a run asks of a folder destination before it calls a source unchanged."""
+    return LOCAL_FOLDER.holds(Path(record.path), record.bytes, record.sha256)
 
 
 def test_downloaded_at_must_be_timezone_aware(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from ed_extractor.manifest.store import (
     MANIFEST_FILENAME,
     ManifestStore,
     default_manifest_path,
-    record_is_intact,
     schema_version,
 )
 
@@ -30,6 +29,5 @@ __all__ = [
     "VerificationRecord",
     "VerificationStatus",
     "default_manifest_path",
-    "record_is_intact",
     "schema_version",
 ]

@@ -23,7 +23,6 @@ from ed_extractor.manifest.models import (
     VerificationRecord,
     VerificationStatus,
 )
-from ed_extractor.paths import is_whole_file
 
 M = TypeVar("M", ManifestRecord, AttemptRecord, VerificationRecord)
 
@@ -118,11 +117,6 @@ def default_manifest_path(dest: Path) -> Path:
 def schema_version() -> int:
     """Return the schema version this program writes (the number of migrations)."""
     return len(MIGRATIONS)
-
-
-def record_is_intact(record: ManifestRecord) -> bool:
-    """Return True if record.path is a regular file (not a symlink) of exactly record.bytes."""
-    return is_whole_file(record.path, record.bytes)
 
 
 class ManifestStore:

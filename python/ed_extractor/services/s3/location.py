@@ -64,10 +64,6 @@ class S3Prefix:
         """The object key of the file ``name`` (a relative path with ``/``) under the prefix."""
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def location(self, name: str) -> S3Location:
-        """The object of the file ``name``."""
-        return S3Location(self.bucket, self.key(name))
-
 
 def parse_s3_prefix(url: str) -> S3Prefix:
     """The bucket and prefix of ``s3://BUCKET[/PREFIX]``; InvalidURLError naming what is wrong.

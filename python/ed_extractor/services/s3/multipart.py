@@ -139,23 +139,6 @@ class MultipartUploads:
         response = self._call("PUT", key, headers=headers, content=region.chunks())
         return str(response.headers.get("ETag", ""))
 
-    def replace_metadata(self, key: str, etag: str, metadata: Mapping[str, str]) -> None:
-        """Give the object ``key`` (still version ``etag``) new user metadata: a copy onto itself.
-
-        The copy happens in the store (no bytes pass through here); it fails when the object was
-        replaced meanwhile (``x-amz-copy-source-if-match``).
-        """
-        headers = {
-            **metadata_headers(metadata),
-            "x-amz-copy-source": quote(f"/{self.bucket.name}/{key}"),
-            "x-amz-copy-source-if-match": etag,
-            "x-amz-metadata-directive": "REPLACE",
-        }
-        response = self._call("PUT", key, headers=headers)
-        _raise_embedded_error(self.url(key), response)
-
-    # --- multipart uploads ---
-
     def create_upload(
         self, key: str, metadata: Mapping[str, str], content_type: str, *, crc64: bool
     ) -> str:
@@ -214,12 +197,12 @@ class MultipartUploads:
         while True:
             answer = self._call("GET", key, query=query)
             root = ET.fromstring(answer.content)
-            for part in _children(root, "Part"):
-                number = int(_child_text(part, "PartNumber"))
-                held[number] = (int(_child_text(part, "Size")), _child_text(part, "ETag"))
-            if _child_text(root, "IsTruncated").lower() != "true":
+            for part in root.iterfind("{*}Part"):
+                number = int(part.findtext("{*}PartNumber", "0"))
+                held[number] = (int(part.findtext("{*}Size", "0")), part.findtext("{*}ETag", ""))
+            if root.findtext("{*}IsTruncated", "").lower() != "true":
                 return held
-            query = {**query, "part-number-marker": _child_text(root, "NextPartNumberMarker")}
+            query = {**query, "part-number-marker": root.findtext("{*}NextPartNumberMarker", "")}
 
     def copy_object(
         self, source: str, target: str, *, etag: str, size: int, metadata: Mapping[str, str]
@@ -267,21 +250,21 @@ class MultipartUploads:
         while True:
             answer = self._call("GET", "", query=query)
             root = ET.fromstring(answer.content)
-            for upload in _children(root, "Upload"):
-                initiated = _child_text(upload, "Initiated")
+            for upload in root.iterfind("{*}Upload"):
+                initiated = upload.findtext("{*}Initiated", "")
                 found.append(
                     PendingUpload(
-                        _child_text(upload, "Key"),
-                        _child_text(upload, "UploadId"),
+                        upload.findtext("{*}Key", ""),
+                        upload.findtext("{*}UploadId", ""),
                         datetime.fromisoformat(initiated.replace("Z", "+00:00")),
                     )
                 )
-            if _child_text(root, "IsTruncated").lower() != "true":
+            if root.findtext("{*}IsTruncated", "").lower() != "true":
                 return found
             query = {
                 **query,
-                "key-marker": _child_text(root, "NextKeyMarker"),
-                "upload-id-marker": _child_text(root, "NextUploadIdMarker"),
+                "key-marker": root.findtext("{*}NextKeyMarker", ""),
+                "upload-id-marker": root.findtext("{*}NextUploadIdMarker", ""),
             }
 
 
@@ -293,29 +276,13 @@ def _raise_embedded_error(url: str, response: httpx.Response) -> None:
         raise TransferError(url, f"S3 refused it after all: {code}: {message}".rstrip(": "))
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _children(element: ET.Element, name: str) -> list[ET.Element]:
-    return [child for child in element if _local(child.tag) == name]
-
-
-def _child_text(element: ET.Element, name: str) -> str:
-    found = _children(element, name)
-    return (found[0].text or "") if found else ""
-
-
 def _xml_text(document: bytes, name: str) -> str | None:
-    """The text of the first element called ``name`` (any namespace), None when there is none."""
+    """The text of the first element below the root called ``name`` (any namespace), or None."""
     try:
         root = ET.fromstring(document)
     except ET.ParseError:
         return None
-    for element in root.iter():
-        if _local(element.tag) == name:
-            return element.text or ""
-    return None
+    return root.findtext(f".//{{*}}{name}")
 
 
 def _xml_escape(text: str) -> str:

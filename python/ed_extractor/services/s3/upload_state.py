@@ -87,16 +87,19 @@ class UploadStates:
         return f"{self._prefix}{name}.json"
 
     def load(self, name: str) -> UploadState | None:
-        """The state of ``name``'s upload, None when there is none (or it cannot be read)."""
+        """The state of ``name``'s upload (one GET), None when there is none or it is unusable."""
         try:
-            if self._bucket.head(self.key(name)) is None:
-                return None
             return UploadState.from_json(self._bucket.get(self.key(name)))
-        except (TransferError, ValueError, TypeError) as exc:
-            where = self._bucket.url(self.key(name))
-            log.warning("unusable upload state; starting over",
-                        extra={"state": where, "error": str(exc)})  # fmt: skip
-            return None
+        except TransferError as exc:
+            if exc.status_code == 404:
+                return None  # no upload was left: the usual case
+            problem = str(exc)
+        except (ValueError, TypeError) as exc:
+            problem = str(exc)
+        where = self._bucket.url(self.key(name))
+        log.warning("unusable upload state; starting over",
+                    extra={"state": where, "error": problem})  # fmt: skip
+        return None
 
     def save(self, name: str, state: UploadState) -> None:
         """Store ``state`` (replacing the one before)."""
